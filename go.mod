@@ -1,0 +1,3 @@
+module github.com/myopenclaw/mocd
+
+go 1.26.8
