@@ -1,0 +1,270 @@
+// Package flysim emulates the part of the Fly Machines REST API that mocd
+// uses, so that `mocd dev`, docker-compose and every end-to-end test can run
+// the real Fly client against something that behaves like api.machines.dev
+// without a Fly account. Its own tests pin the wire contract described in
+// FLY-MACHINES.md, which keeps the emulator and the real API interchangeable.
+//
+// # Behaviour
+//
+// Apps and machines live in memory. Machines move through the Fly states with
+// Options.Delay spent in each step (with a zero Delay every transition happens
+// synchronously, before the answer is written, so tests are deterministic):
+//
+//	create:  created → starting → started   (stays created with skip_launch)
+//	start:   stopped|created|suspended|failed → starting → started
+//	stop:    started|starting|restarting → stopping → stopped
+//	restart: started → restarting → started; from stopped|created it starts
+//	destroy: → destroying → destroyed (a running machine needs force=true or kill=true)
+//
+// Destroyed machines are kept: GET answers them with state "destroyed" (as
+// Fly does for a while), list omits them unless include_deleted=true, and any
+// write to them answers 404. Deleting an app destroys its machines and forgets
+// the app; its paths then answer 404.
+//
+// Every /v1 route requires a non-empty Authorization header (401 otherwise).
+// Every answer carries a random fly-request-id header. Errors are
+// {"error": "...", "status": "..."}.
+//
+// # Admin endpoints
+//
+// Under /_flysim/, without authentication:
+//
+//	POST   /_flysim/faults   body Fault, e.g. {"method":"POST","path":"/v1/apps/{app}/machines","status":503,"count":3}
+//	GET    /_flysim/faults   → [Fault] still pending
+//	DELETE /_flysim/faults   clears them
+//	GET    /_flysim/machines → [{"app":"a","org":"personal","machines":[Machine...]}]
+//	                           (destroyed machines only with ?include_deleted=true)
+//	POST   /_flysim/apps/{app}/machines/{id}/state  {"state":"stopped"} → Machine
+//	GET    /_flysim/calls    → {"POST /v1/apps/{app}/machines": 2, ...}
+//	DELETE /_flysim/calls    resets the counters
+//
+// The same operations exist as Go methods for in-process tests: InjectFault,
+// ClearFaults, Machines, Machine, SetState, Calls and ResetCalls.
+//
+// # Fault matching
+//
+// A Fault's Method, when set, must equal the request method. Its Path, when
+// set, matches a request when it is either exactly the route pattern the
+// request was routed to (for example "/v1/apps/{app}/machines/{id}/start") or
+// a literal prefix of the request's URL path (for example
+// "/v1/apps/my-app/machines" or "/v1"). Faults apply to /v1 routes only; the
+// oldest matching fault is used first. A faulted call is still counted by
+// Calls.
+package flysim
+
+import (
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Options configures a Server.
+type Options struct {
+	// Delay is the time a machine spends in each transient state. Zero makes
+	// every transition immediate.
+	Delay time.Duration
+	// Logger receives debug records of transitions and injected faults.
+	Logger *slog.Logger
+}
+
+// Server is the emulator. It is an http.Handler and is safe for concurrent
+// use.
+type Server struct {
+	delay  time.Duration
+	logger *slog.Logger
+	mux    *http.ServeMux
+
+	mu      sync.Mutex
+	apps    map[string]*app
+	faults  []*Fault
+	calls   map[string]int
+	changed chan struct{} // closed and replaced on every state change, to wake waiters
+	timers  map[*time.Timer]struct{}
+	closed  bool
+	done    chan struct{}
+	once    sync.Once
+}
+
+// New returns an empty emulator.
+func New(opts Options) *Server {
+	logger := opts.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	s := &Server{
+		delay:   opts.Delay,
+		logger:  logger,
+		mux:     http.NewServeMux(),
+		apps:    make(map[string]*app),
+		calls:   make(map[string]int),
+		changed: make(chan struct{}),
+		timers:  make(map[*time.Timer]struct{}),
+		done:    make(chan struct{}),
+	}
+	s.routes()
+	return s
+}
+
+func (s *Server) routes() {
+	s.api("POST /v1/apps", s.createApp)
+	s.api("GET /v1/apps/{app}", s.getApp)
+	s.api("DELETE /v1/apps/{app}", s.deleteApp)
+	s.api("POST /v1/apps/{app}/machines", s.createMachine)
+	s.api("GET /v1/apps/{app}/machines", s.listMachines)
+	s.api("GET /v1/apps/{app}/machines/{id}", s.getMachine)
+	s.api("DELETE /v1/apps/{app}/machines/{id}", s.destroyMachine)
+	s.api("POST /v1/apps/{app}/machines/{id}/start", s.startMachine)
+	s.api("POST /v1/apps/{app}/machines/{id}/stop", s.stopMachine)
+	s.api("POST /v1/apps/{app}/machines/{id}/restart", s.restartMachine)
+	s.api("GET /v1/apps/{app}/machines/{id}/wait", s.waitMachine)
+	s.api("POST /v1/apps/{app}/machines/{id}/lease", s.acquireLease)
+	s.api("GET /v1/apps/{app}/machines/{id}/lease", s.getLease)
+	s.api("DELETE /v1/apps/{app}/machines/{id}/lease", s.releaseLease)
+
+	s.mux.HandleFunc("POST /_flysim/faults", s.adminAddFault)
+	s.mux.HandleFunc("GET /_flysim/faults", s.adminListFaults)
+	s.mux.HandleFunc("DELETE /_flysim/faults", s.adminClearFaults)
+	s.mux.HandleFunc("GET /_flysim/machines", s.adminMachines)
+	s.mux.HandleFunc("POST /_flysim/apps/{app}/machines/{id}/state", s.adminSetState)
+	s.mux.HandleFunc("GET /_flysim/calls", s.adminCalls)
+	s.mux.HandleFunc("DELETE /_flysim/calls", s.adminResetCalls)
+
+	// A JSON 404 rather than the mux's plain text, so clients always get a
+	// Fly-shaped error.
+	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, errorf(http.StatusNotFound, "not_found", "no route for %s %s", r.Method, r.URL.Path))
+	})
+}
+
+// ServeHTTP implements http.Handler.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("fly-request-id", newULID()+"-flysim")
+	s.mux.ServeHTTP(w, r)
+}
+
+// Close stops pending transitions and releases held wait calls. The Server
+// keeps answering, but machines no longer change state on their own.
+func (s *Server) Close() {
+	s.once.Do(func() {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		s.closed = true
+		for t := range s.timers {
+			t.Stop()
+		}
+		clear(s.timers)
+		close(s.done)
+	})
+}
+
+// api registers a /v1 route behind call counting, fault injection and the
+// authentication check, in that order: a faulted call is still a call.
+func (s *Server) api(pattern string, h http.HandlerFunc) {
+	s.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+		s.mu.Lock()
+		s.calls[pattern]++
+		f := s.takeFaultLocked(r, pattern)
+		s.mu.Unlock()
+
+		if f != nil {
+			s.logger.Debug("flysim: injecting fault", "method", r.Method, "path", r.URL.Path,
+				"status", f.Status, "delay_ms", f.DelayMS)
+			if f.DelayMS > 0 {
+				t := time.NewTimer(time.Duration(f.DelayMS) * time.Millisecond)
+				select {
+				case <-t.C:
+				case <-r.Context().Done():
+					t.Stop()
+					return
+				}
+			}
+			if f.Status != 0 {
+				writeFault(w, f)
+				return
+			}
+		}
+		if r.Header.Get("Authorization") == "" {
+			writeError(w, errorf(http.StatusUnauthorized, "unauthorized", "missing Authorization header"))
+			return
+		}
+		h(w, r)
+	})
+}
+
+// apiError is an answer that is not a success.
+type apiError struct {
+	code   int
+	status string
+	msg    string
+}
+
+func errorf(code int, status, format string, args ...any) *apiError {
+	return &apiError{code: code, status: status, msg: fmt.Sprintf(format, args...)}
+}
+
+func writeError(w http.ResponseWriter, e *apiError) {
+	writeJSON(w, e.code, map[string]string{"error": e.msg, "status": e.status})
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		code = http.StatusInternalServerError
+		b = []byte(`{"error":"flysim: encoding answer failed","status":"unknown"}`)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	_, _ = w.Write(append(b, '\n'))
+}
+
+func decodeBody(r *http.Request, v any) *apiError {
+	dec := json.NewDecoder(http.MaxBytesReader(nil, r.Body, 1<<20))
+	if err := dec.Decode(v); err != nil {
+		return errorf(http.StatusBadRequest, "invalid", "invalid JSON body: %v", err)
+	}
+	return nil
+}
+
+// crockford is the ULID alphabet.
+const crockford = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+
+// newULID returns a 26-character ULID-like string (48-bit millisecond time,
+// 80 random bits), the shape of Fly's instance ids and request ids.
+func newULID() string {
+	var b [26]byte
+	ms := uint64(time.Now().UnixMilli())
+	for i := 9; i >= 0; i-- {
+		b[i] = crockford[ms&31]
+		ms >>= 5
+	}
+	for i := 10; i < 26; i++ {
+		b[i] = crockford[rand.IntN(32)]
+	}
+	return string(b[:])
+}
+
+// newMachineID returns 14 hex characters, the shape of a Fly machine id.
+func newMachineID() string {
+	return fmt.Sprintf("%014x", rand.Uint64()>>8)
+}
+
+func newHex(n int) string {
+	const hexdigits = "0123456789abcdef"
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = hexdigits[rand.IntN(16)]
+	}
+	return string(b)
+}
+
+func routePath(pattern string) string {
+	if _, p, ok := strings.Cut(pattern, " "); ok {
+		return p
+	}
+	return pattern
+}
