@@ -1,0 +1,268 @@
+// Package fly is mocd's client for the Fly Machines REST API
+// (https://api.machines.dev/v1). It speaks the wire contract of fly-go's flaps
+// package, which the module proxy does not serve here, and only the calls mocd
+// needs: apps, machines, wait and leases.
+//
+// Every method makes one logical call: transient failures (429, 502, 503,
+// 504 and network errors such as a refused or reset connection) are retried
+// with exponential backoff and full jitter, honouring Retry-After; other
+// failures come back at once as an *Error carrying the status code and the
+// fly-request-id. A retried create can, after a reset connection, have
+// succeeded the first time: callers that must not create twice look before
+// they create.
+package fly
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// DefaultBaseURL is the public Machines API.
+const DefaultBaseURL = "https://api.machines.dev"
+
+// Options configures a Client. Zero values take the documented defaults.
+type Options struct {
+	// BaseURL is the API root without /v1; default DefaultBaseURL.
+	BaseURL string
+	// Token is a Fly API token: a macaroon (fm1r_, fm1a_, fm2_) or an older
+	// bearer token; one already prefixed "FlyV1 " is sent as it is.
+	Token string
+	// HTTPClient defaults to a client without a timeout: calls are bounded by
+	// their context, and wait calls hold the connection up to a minute.
+	HTTPClient *http.Client
+	// MaxRetries is how many times a transient failure is retried; default 4,
+	// negative for none.
+	MaxRetries int
+	// MinBackoff and MaxBackoff bound the pause before a retry; defaults
+	// 200ms and 5s.
+	MinBackoff, MaxBackoff time.Duration
+	// Logger receives a record for each retry; default discards.
+	Logger *slog.Logger
+}
+
+// Client calls the Machines API. It is safe for concurrent use.
+type Client struct {
+	baseURL    string
+	authHeader string
+	http       *http.Client
+	maxRetries int
+	minBackoff time.Duration
+	maxBackoff time.Duration
+	logger     *slog.Logger
+}
+
+// New returns a Client for opts.
+func New(opts Options) *Client {
+	c := &Client{
+		baseURL:    strings.TrimRight(opts.BaseURL, "/"),
+		authHeader: authorization(opts.Token),
+		http:       opts.HTTPClient,
+		maxRetries: opts.MaxRetries,
+		minBackoff: opts.MinBackoff,
+		maxBackoff: opts.MaxBackoff,
+		logger:     opts.Logger,
+	}
+	if c.baseURL == "" {
+		c.baseURL = DefaultBaseURL
+	}
+	if c.http == nil {
+		c.http = &http.Client{}
+	}
+	switch {
+	case c.maxRetries == 0:
+		c.maxRetries = 4
+	case c.maxRetries < 0:
+		c.maxRetries = 0
+	}
+	if c.minBackoff <= 0 {
+		c.minBackoff = 200 * time.Millisecond
+	}
+	if c.maxBackoff <= 0 {
+		c.maxBackoff = 5 * time.Second
+	}
+	c.maxBackoff = max(c.maxBackoff, c.minBackoff)
+	if c.logger == nil {
+		c.logger = slog.New(slog.DiscardHandler)
+	}
+	return c
+}
+
+// authorization builds the Authorization header value for token, as flyctl
+// does: macaroons use the FlyV1 scheme, anything else is a bearer token.
+func authorization(token string) string {
+	token = strings.TrimSpace(token)
+	switch {
+	case token == "":
+		return ""
+	case strings.HasPrefix(token, "FlyV1 "), strings.HasPrefix(token, "Bearer "):
+		return token
+	case strings.HasPrefix(token, "fm1r_"), strings.HasPrefix(token, "fm1a_"), strings.HasPrefix(token, "fm2_"):
+		return "FlyV1 " + token
+	default:
+		return "Bearer " + token
+	}
+}
+
+// CallOption adjusts one write call.
+type CallOption func(*callOptions)
+
+type callOptions struct {
+	leaseNonce string
+}
+
+// WithLease sends the nonce of a lease held on the machine, without which a
+// leased machine refuses writes with 409.
+func WithLease(nonce string) CallOption {
+	return func(o *callOptions) { o.leaseNonce = nonce }
+}
+
+func header(opts []CallOption) http.Header {
+	var o callOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if o.leaseNonce == "" {
+		return nil
+	}
+	return http.Header{"Fly-Machine-Lease-Nonce": {o.leaseNonce}}
+}
+
+// call describes one API call; path is below /v1.
+type call struct {
+	method string
+	path   string
+	query  url.Values
+	in     any
+	out    any
+	header http.Header
+}
+
+// do performs c with retries. The body is encoded once and re-sent as is.
+func (c *Client) do(ctx context.Context, cl call) error {
+	var body []byte
+	if cl.in != nil {
+		var err error
+		if body, err = json.Marshal(cl.in); err != nil {
+			return fmt.Errorf("fly: encode %s %s: %w", cl.method, cl.path, err)
+		}
+	}
+	target := c.baseURL + "/v1" + cl.path
+	if len(cl.query) > 0 {
+		target += "?" + cl.query.Encode()
+	}
+
+	for attempt := 0; ; attempt++ {
+		retryAfter, err := c.try(ctx, cl, target, body)
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil || attempt >= c.maxRetries || !IsRetryable(err) {
+			return err
+		}
+		wait := c.backoff(attempt)
+		if retryAfter > 0 {
+			wait = retryAfter
+		}
+		// Sleeping past the caller's deadline would only turn a clear error
+		// into a context one.
+		if dl, ok := ctx.Deadline(); ok && time.Until(dl) < wait {
+			return err
+		}
+		c.logger.Warn("fly: retrying", "method", cl.method, "path", cl.path,
+			"attempt", attempt+1, "wait", wait, "error", err)
+		t := time.NewTimer(wait)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return fmt.Errorf("%w; last attempt: %w", ctx.Err(), err)
+		}
+	}
+}
+
+// backoff is exponential with full jitter: a random pause in [min, cap] where
+// cap doubles with each attempt up to MaxBackoff.
+func (c *Client) backoff(attempt int) time.Duration {
+	ceiling := c.maxBackoff
+	if attempt < 30 {
+		ceiling = min(c.minBackoff<<attempt, c.maxBackoff)
+	}
+	if ceiling <= c.minBackoff {
+		return c.minBackoff
+	}
+	return c.minBackoff + rand.N(ceiling-c.minBackoff+1)
+}
+
+// try sends one request; it answers the Retry-After of a failed answer.
+func (c *Client) try(ctx context.Context, cl call, target string, body []byte) (time.Duration, error) {
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, cl.method, target, rd)
+	if err != nil {
+		return 0, fmt.Errorf("fly: %s %s: %w", cl.method, cl.path, err)
+	}
+	for k, vs := range cl.header {
+		req.Header[k] = vs
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	req.Header.Set("Accept", "application/json")
+	req.Header.Set("User-Agent", "mocd")
+	if c.authHeader != "" {
+		req.Header.Set("Authorization", c.authHeader)
+	}
+
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return 0, &netError{method: cl.method, path: cl.path, err: err}
+	}
+	defer resp.Body.Close()
+
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		raw, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+		return retryAfter(resp.Header.Get("Retry-After")), newError(cl.method, cl.path, resp, raw)
+	}
+	if cl.out == nil {
+		_, _ = io.Copy(io.Discard, resp.Body)
+		return 0, nil
+	}
+	if err := json.NewDecoder(resp.Body).Decode(cl.out); err != nil {
+		return 0, &netError{method: cl.method, path: cl.path, err: fmt.Errorf("decode answer: %w", err), permanent: true}
+	}
+	return 0, nil
+}
+
+// retryAfter reads a Retry-After header in seconds or as an HTTP date.
+func retryAfter(v string) time.Duration {
+	if v == "" {
+		return 0
+	}
+	if n, err := strconv.Atoi(strings.TrimSpace(v)); err == nil && n > 0 {
+		return time.Duration(n) * time.Second
+	}
+	if t, err := http.ParseTime(v); err == nil {
+		return max(time.Until(t), 0)
+	}
+	return 0
+}
+
+func pathApp(app string) string {
+	return "/apps/" + url.PathEscape(app)
+}
+
+func pathMachine(app, id string) string {
+	return pathApp(app) + "/machines/" + url.PathEscape(id)
+}
