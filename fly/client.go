@@ -16,6 +16,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -165,6 +166,10 @@ func (c *Client) do(ctx context.Context, cl call) error {
 		retryAfter, err := c.try(ctx, cl, target, body)
 		if err == nil {
 			return nil
+		}
+		if ctx.Err() != nil && !errors.Is(err, ctx.Err()) {
+			// The call failed on its own but the caller has gone too: say both.
+			return fmt.Errorf("%w; last attempt: %w", ctx.Err(), err)
 		}
 		if ctx.Err() != nil || attempt >= c.maxRetries || !IsRetryable(err) {
 			return err

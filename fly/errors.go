@@ -113,7 +113,15 @@ func (e *netError) temporary() bool {
 	if ne, ok := errors.AsType[net.Error](e.err); ok && ne.Timeout() {
 		return true
 	}
-	return false
+	if de, ok := errors.AsType[*net.DNSError](e.err); ok {
+		return de.IsTemporary || de.IsTimeout
+	}
+	if _, ok := errors.AsType[*net.OpError](e.err); ok {
+		return true
+	}
+	// net/http reports a connection the server dropped before answering
+	// with an unexported error; its text is all there is to go on.
+	return strings.Contains(e.err.Error(), "server closed idle connection")
 }
 
 // IsNotFound reports whether err is a 404 from the API.
