@@ -16,10 +16,28 @@
 //	restart: started → restarting → started; from stopped|created it starts
 //	destroy: → destroying → destroyed (a running machine needs force=true or kill=true)
 //
+// A created machine enters starting one Delay after its creation and started
+// one Delay later. Starting a started or starting machine, and stopping a
+// stopped one, are harmless no-ops; other moves from a transient state answer
+// 412. SetState cancels any transition under way.
+//
+// wait takes state (repeatable, or comma-separated; default started) and
+// timeout (seconds, or a Go duration, clamped to 1–60, default 60); it
+// accepts and ignores instance_id and version. A wait whose machine is
+// destroyed keeps waiting unless destroyed is among its states.
+//
+// Leases last ttl seconds (query ttl or body {"ttl"}, default 30); the holder
+// extends one by posting again with its nonce; releasing a lease nobody holds
+// succeeds; a create with lease_ttl answers the lease's nonce in "nonce".
+// While a lease is held, start, stop, restart, destroy, lease and release
+// calls without the fly-machine-lease-nonce header of that lease answer 409.
+//
 // Destroyed machines are kept: GET answers them with state "destroyed" (as
 // Fly does for a while), list omits them unless include_deleted=true, and any
 // write to them answers 404. Deleting an app destroys its machines and forgets
 // the app; its paths then answer 404.
+//
+// Fly's rate limits are not emulated: use a Fault with status 429 instead.
 //
 // Every /v1 route requires a non-empty Authorization header (401 otherwise).
 // Every answer carries a random fly-request-id header. Errors are
