@@ -67,7 +67,12 @@
 // a literal prefix of the request's URL path (for example
 // "/v1/apps/my-app/machines" or "/v1"). Faults apply to /v1 routes only; the
 // oldest matching fault is used first. A faulted call is still counted by
-// Calls.
+// Calls. The prefix is literal: "/v1/apps/a" also matches "/v1/apps/ab".
+//
+// A fault answers its status with a Fly-style JSON error (or its body
+// verbatim, when given), after delay_ms if given; with no status it only
+// delays the call. count 0 means one call, a negative count every call until
+// cleared; retry_after (seconds) adds a Retry-After header.
 package flysim
 
 import (
