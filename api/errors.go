@@ -1,0 +1,87 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/myopenclaw/mocd/store"
+)
+
+// Error is an answer the client is meant to read: a status, a stable
+// machine code and a human message. Handlers return it (or a store error
+// kind) and ONE place, writeError, turns it into a response.
+type Error struct {
+	Status  int
+	Code    string
+	Message string
+	// Header holds extra headers such as Retry-After or WWW-Authenticate.
+	Header http.Header
+}
+
+func (e *Error) Error() string { return fmt.Sprintf("%d %s: %s", e.Status, e.Code, e.Message) }
+
+func newError(status int, code, format string, args ...any) *Error {
+	return &Error{Status: status, Code: code, Message: fmt.Sprintf(format, args...)}
+}
+
+// badRequest is the 400 for input the caller must fix.
+func badRequest(format string, args ...any) *Error {
+	return newError(http.StatusBadRequest, "invalid_request", format, args...)
+}
+
+var errNotFound = newError(http.StatusNotFound, "not_found", "no such resource")
+
+// conflicts maps a unique index to the answer a client can act on.
+var conflicts = map[string]*Error{
+	"instances_subdomain_live": newError(http.StatusConflict, "subdomain_taken", "that subdomain is already taken"),
+}
+
+// errorBody is the contract's error shape.
+type errorBody struct {
+	Error string `json:"error"`
+	Code  string `json:"code"`
+}
+
+// toAPIError is the one table from error kinds to HTTP answers.
+func toAPIError(err error) (*Error, bool) {
+	var apiErr *Error
+	var conflict *store.ConflictError
+	switch {
+	case errors.As(err, &apiErr):
+		return apiErr, true
+	case errors.Is(err, store.ErrNotFound):
+		return errNotFound, true
+	case errors.As(err, &conflict):
+		if e, ok := conflicts[conflict.Constraint]; ok {
+			return e, true
+		}
+		return newError(http.StatusConflict, "conflict", "the request conflicts with the current state of the resource"), true
+	case errors.Is(err, context.Canceled):
+		// The client went away; nobody reads this answer.
+		return newError(499, "client_closed_request", "client closed request"), true
+	case errors.Is(err, context.DeadlineExceeded):
+		return newError(http.StatusServiceUnavailable, "timeout", "the request took too long; retry it"), false
+	}
+	return newError(http.StatusInternalServerError, "internal_error", "internal error; the request id identifies it to support"), false
+}
+
+// writeError answers with the error shape. Unexpected errors are logged with
+// the request id; their text never reaches the client.
+func writeError(c *gin.Context, log *slog.Logger, err error) {
+	apiErr, expected := toAPIError(err)
+	if !expected {
+		log.ErrorContext(c.Request.Context(), "request failed",
+			slog.String("request_id", requestID(c)), slog.String("path", c.FullPath()), slog.Any("error", err))
+	}
+	for k, vs := range apiErr.Header {
+		for _, v := range vs {
+			c.Writer.Header().Add(k, v)
+		}
+	}
+	c.AbortWithStatusJSON(apiErr.Status, errorBody{Error: apiErr.Message, Code: apiErr.Code})
+}

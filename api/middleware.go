@@ -1,0 +1,277 @@
+package api
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/netip"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/myopenclaw/mocd/apikey"
+	"github.com/myopenclaw/mocd/id"
+	"github.com/myopenclaw/mocd/plan"
+	"github.com/myopenclaw/mocd/store"
+)
+
+// Context keys set by the middleware chain.
+const (
+	ctxRequestID = "mocd.request_id"
+	ctxPrincipal = "mocd.principal"
+	ctxBody      = "mocd.body"
+)
+
+// maxBody is the largest request body accepted (API.md: 1 MiB).
+const maxBody = 1 << 20
+
+func requestID(c *gin.Context) string { return c.GetString(ctxRequestID) }
+
+// principal is the authenticated key of the request; every handler behind
+// authMiddleware has one.
+func principal(c *gin.Context) *store.Principal {
+	p, _ := c.Get(ctxPrincipal)
+	return p.(*store.Principal)
+}
+
+// requestIDMiddleware echoes a sane caller-sent X-Request-Id or makes one.
+func (s *Server) requestIDMiddleware(c *gin.Context) {
+	rid := c.GetHeader("X-Request-Id")
+	if !validRequestID(rid) {
+		rid = "req_" + id.Random(20)
+	}
+	c.Set(ctxRequestID, rid)
+	c.Header("X-Request-Id", rid)
+	c.Next()
+}
+
+func validRequestID(s string) bool {
+	if s == "" || len(s) > 128 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x21 || s[i] > 0x7e {
+			return false
+		}
+	}
+	return true
+}
+
+// recoverMiddleware turns a panic into a logged 500 without a stack trace
+// in the answer.
+func (s *Server) recoverMiddleware(c *gin.Context) {
+	defer func() {
+		if r := recover(); r != nil {
+			if r == http.ErrAbortHandler {
+				panic(r)
+			}
+			s.log.ErrorContext(c.Request.Context(), "panic", slog.String("request_id", requestID(c)), slog.Any("panic", r))
+			if !c.Writer.Written() {
+				writeError(c, s.log, newError(http.StatusInternalServerError, "internal_error", "internal error; the request id identifies it to support"))
+			}
+		}
+	}()
+	c.Next()
+}
+
+// transportMiddleware refuses plain-HTTP API calls unless TLS is ours, a
+// trusted proxy says the client used HTTPS, or plain HTTP is allowed (dev).
+func (s *Server) transportMiddleware(c *gin.Context) {
+	if c.Request.TLS != nil || s.opts.AllowPlainHTTP {
+		c.Next()
+		return
+	}
+	if strings.EqualFold(c.GetHeader("X-Forwarded-Proto"), "https") && s.fromTrustedProxy(c.Request.RemoteAddr) {
+		c.Next()
+		return
+	}
+	writeError(c, s.log, newError(http.StatusForbidden, "https_required",
+		"HTTPS is required: call https://%s%s", c.Request.Host, c.Request.URL.RequestURI()))
+}
+
+func (s *Server) fromTrustedProxy(remoteAddr string) bool {
+	ap, err := netip.ParseAddrPort(remoteAddr)
+	if err != nil {
+		return false
+	}
+	addr := ap.Addr().Unmap()
+	for _, p := range s.opts.TrustedProxies {
+		if p.Contains(addr) {
+			return true
+		}
+	}
+	return false
+}
+
+// bodyMiddleware reads a request body once, up to maxBody, so that the
+// idempotency fingerprint and the handler see the same bytes.
+func (s *Server) bodyMiddleware(c *gin.Context) {
+	if c.Request.Body == nil || c.Request.Method == http.MethodGet || c.Request.Method == http.MethodHead {
+		c.Next()
+		return
+	}
+	body, err := io.ReadAll(io.LimitReader(c.Request.Body, maxBody+1))
+	if err != nil {
+		writeError(c, s.log, badRequest("could not read the request body"))
+		return
+	}
+	if len(body) > maxBody {
+		writeError(c, s.log, newError(http.StatusRequestEntityTooLarge, "payload_too_large", "the request body is larger than 1 MiB"))
+		return
+	}
+	c.Set(ctxBody, body)
+	c.Request.Body = io.NopCloser(bytes.NewReader(body))
+	c.Next()
+}
+
+func requestBody(c *gin.Context) []byte {
+	b, _ := c.Get(ctxBody)
+	body, _ := b.([]byte)
+	return body
+}
+
+// decodeJSON decodes the request body into v, refusing malformed JSON,
+// unknown fields and trailing data with a 400 that says what is wrong.
+func decodeJSON(c *gin.Context, v any) error {
+	body := requestBody(c)
+	if len(bytes.TrimSpace(body)) == 0 {
+		return badRequest("a JSON body is required")
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		var typeErr *json.UnmarshalTypeError
+		var syntaxErr *json.SyntaxError
+		switch {
+		case errors.As(err, &typeErr):
+			return badRequest("field %q must be of type %s", typeErr.Field, typeErr.Type)
+		case errors.As(err, &syntaxErr):
+			return badRequest("malformed JSON at byte %d", syntaxErr.Offset)
+		case strings.HasPrefix(err.Error(), "json: unknown field "):
+			return badRequest("unknown field %s", strings.TrimPrefix(err.Error(), "json: unknown field "))
+		default:
+			return badRequest("malformed JSON body")
+		}
+	}
+	if dec.More() {
+		return badRequest("unexpected data after the JSON body")
+	}
+	return nil
+}
+
+var errUnauthorized = &Error{
+	Status:  http.StatusUnauthorized,
+	Code:    "unauthorized",
+	Message: "invalid, expired or revoked API token",
+	Header:  http.Header{"Www-Authenticate": {`Bearer realm="mocd", error="invalid_token"`}},
+}
+
+// authMiddleware checks the bearer token: shape and checksum first (no I/O),
+// then one Postgres round trip for the key and its account's plan, then the
+// HMAC in constant time.
+func (s *Server) authMiddleware(c *gin.Context) {
+	p, err := s.authenticate(c)
+	if err != nil {
+		writeError(c, s.log, err)
+		return
+	}
+	s.uses.mark(p.ID, time.Now())
+	c.Set(ctxPrincipal, p)
+	c.Next()
+}
+
+func (s *Server) authenticate(c *gin.Context) (*store.Principal, error) {
+	h := c.GetHeader("Authorization")
+	scheme, token, ok := strings.Cut(h, " ")
+	if h == "" || !ok || !strings.EqualFold(scheme, "Bearer") {
+		return nil, &Error{
+			Status: http.StatusUnauthorized, Code: "unauthorized",
+			Message: "missing API token: send Authorization: Bearer moc_…",
+			Header:  http.Header{"Www-Authenticate": {`Bearer realm="mocd"`}},
+		}
+	}
+	keyID, secret, err := apikey.Parse(strings.TrimSpace(token))
+	if err != nil {
+		return nil, errUnauthorized
+	}
+	p, err := store.GetPrincipal(c.Request.Context(), s.opts.Store.DB, keyID)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, errUnauthorized
+	}
+	if err != nil {
+		return nil, err
+	}
+	if !apikey.Verify(s.opts.Pepper, secret, p.SecretHash) || p.RevokedAt != nil {
+		return nil, errUnauthorized
+	}
+	if p.ExpiresAt != nil && !time.Now().Before(*p.ExpiresAt) {
+		return nil, errUnauthorized
+	}
+	return &p, nil
+}
+
+// planMiddleware refuses accounts whose plan has no API access.
+func (s *Server) planMiddleware(c *gin.Context) {
+	if !plan.Of(principal(c).Plan).APIAccess {
+		writeError(c, s.log, newError(http.StatusForbidden, "plan_required",
+			"the %s plan has no API access; upgrade to pro or business", principal(c).Plan))
+		return
+	}
+	c.Next()
+}
+
+// scopeMiddleware refuses a key that lacks the route's scope, naming it.
+func (s *Server) scopeMiddleware(scope string) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		if len(apikey.Missing(principal(c).Scopes, []string{scope})) > 0 {
+			writeError(c, s.log, newError(http.StatusForbidden, "insufficient_scope",
+				"this API key lacks the %s scope", scope))
+			return
+		}
+		c.Next()
+	}
+}
+
+// Scope names as routes use them.
+const (
+	scopeKeysRead  = apikey.KeysRead
+	scopeKeysWrite = apikey.KeysWrite
+)
+
+// keyUses collects last-used times in memory; Server.Run flushes them in one
+// statement every few seconds, so no request waits on that write.
+type keyUses struct {
+	mu   sync.Mutex
+	used map[string]time.Time
+}
+
+func newKeyUses() *keyUses { return &keyUses{used: map[string]time.Time{}} }
+
+func (u *keyUses) mark(keyID string, t time.Time) {
+	u.mu.Lock()
+	u.used[keyID] = t
+	u.mu.Unlock()
+}
+
+func (u *keyUses) take() map[string]time.Time {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	out := u.used
+	u.used = map[string]time.Time{}
+	return out
+}
+
+func (u *keyUses) putBack(m map[string]time.Time) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	for k, t := range m {
+		if cur, ok := u.used[k]; !ok || cur.Before(t) {
+			u.used[k] = t
+		}
+	}
+}

@@ -1,0 +1,156 @@
+// Package api is mocd's HTTP face: the Gin router, the middleware chain every
+// route shares (request id, transport check, authentication, plan, rate
+// limit, scope, idempotency) and the handlers of API.md. Handlers return
+// errors; errors.go maps them to answers in one place.
+package api
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"log/slog"
+	"net/http"
+	"net/netip"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/myopenclaw/mocd/store"
+)
+
+// Options are the api's dependencies and settings.
+type Options struct {
+	Store  *store.Store
+	Redis  redis.UniversalClient
+	Pepper []byte
+	Logger *slog.Logger
+	// Registry receives the api's metrics; nil makes a private one.
+	Registry *prometheus.Registry
+
+	// TLS says the server terminates TLS itself.
+	TLS bool
+	// AllowPlainHTTP admits plain-HTTP API calls: mocd dev on loopback, or
+	// a docker-compose stack on a developer's machine.
+	AllowPlainHTTP bool
+	// TrustedProxies may say X-Forwarded-Proto: https and X-Forwarded-For.
+	TrustedProxies []netip.Prefix
+}
+
+// Server is the HTTP API.
+type Server struct {
+	opts      Options
+	log       *slog.Logger
+	engine    *gin.Engine
+	uses      *keyUses
+	metrics   *metrics
+	cursorKey []byte
+}
+
+// handlerFunc is a handler that returns its error instead of writing it.
+type handlerFunc func(c *gin.Context) error
+
+// New builds the router.
+func New(opts Options) *Server {
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.Registry == nil {
+		opts.Registry = prometheus.NewRegistry()
+	}
+	gin.SetMode(gin.ReleaseMode)
+	s := &Server{
+		opts:      opts,
+		log:       opts.Logger,
+		uses:      newKeyUses(),
+		metrics:   newMetrics(opts.Registry),
+		cursorKey: derive(opts.Pepper, "cursor"),
+	}
+	s.engine = s.routes()
+	return s
+}
+
+// Handler is the http.Handler to serve.
+func (s *Server) Handler() http.Handler { return s.engine }
+
+// Run does the api's background work until ctx ends: it flushes the
+// last-used times of keys every few seconds, and once more at the end.
+func (s *Server) Run(ctx context.Context) {
+	t := time.NewTicker(5 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			fctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			s.flushKeyUses(fctx)
+			cancel()
+			return
+		case <-t.C:
+			s.flushKeyUses(ctx)
+		}
+	}
+}
+
+func (s *Server) flushKeyUses(ctx context.Context) {
+	used := s.uses.take()
+	if err := store.TouchKeys(ctx, s.opts.Store.DB, used); err != nil {
+		s.log.WarnContext(ctx, "record key use", slog.Any("error", err))
+		s.uses.putBack(used)
+	}
+}
+
+func (s *Server) routes() *gin.Engine {
+	e := gin.New()
+	e.HandleMethodNotAllowed = true
+	// Gin reads X-Forwarded-For only from these, for c.ClientIP().
+	var proxies []string
+	for _, p := range s.opts.TrustedProxies {
+		proxies = append(proxies, p.String())
+	}
+	_ = e.SetTrustedProxies(proxies)
+	e.Use(s.requestIDMiddleware, s.metrics.middleware, s.recoverMiddleware)
+	e.NoRoute(s.handle(func(c *gin.Context) error { return errNotFound }))
+	e.NoMethod(s.handle(func(c *gin.Context) error {
+		return newError(http.StatusMethodNotAllowed, "method_not_allowed", "method %s is not allowed here", c.Request.Method)
+	}))
+
+	e.GET("/healthz", s.healthz)
+	e.GET("/readyz", s.readyz)
+	e.GET("/metrics", s.metrics.handler())
+
+	v1 := e.Group("/api/v1", s.transportMiddleware, s.bodyMiddleware, s.authMiddleware, s.planMiddleware)
+	r := router{s: s, g: v1}
+	r.handle(http.MethodGet, "/keys", scopeKeysRead, s.listKeys)
+	r.handle(http.MethodPost, "/keys", scopeKeysWrite, s.createKey)
+	r.handle(http.MethodPost, "/keys/:id/rotate", scopeKeysWrite, s.rotateKey)
+	r.handle(http.MethodDelete, "/keys/:id", scopeKeysWrite, s.revokeKey)
+	return e
+}
+
+// router registers routes with the per-route part of the chain.
+type router struct {
+	s *Server
+	g *gin.RouterGroup
+}
+
+// handle registers method+path behind the scope check.
+func (r router) handle(method, path, scope string, h handlerFunc) {
+	r.g.Handle(method, path, r.s.scopeMiddleware(scope), r.s.handle(h))
+}
+
+// handle adapts a handlerFunc to Gin, sending its error through writeError.
+func (s *Server) handle(h handlerFunc) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		if err := h(c); err != nil {
+			writeError(c, s.log, err)
+		}
+	}
+}
+
+// derive makes an independent key for one purpose from the pepper.
+func derive(pepper []byte, purpose string) []byte {
+	m := hmac.New(sha256.New, pepper)
+	m.Write([]byte("mocd/" + purpose))
+	return m.Sum(nil)
+}

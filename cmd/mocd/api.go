@@ -1,0 +1,119 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/myopenclaw/mocd/api"
+	"github.com/myopenclaw/mocd/config"
+	"github.com/myopenclaw/mocd/store"
+)
+
+// deps are the connections every long-running process shares.
+type deps struct {
+	cfg   config.Config
+	log   *slog.Logger
+	store *store.Store
+	redis *redis.Client
+}
+
+func openDeps(ctx context.Context, cfg config.Config, log *slog.Logger) (*deps, error) {
+	st, err := store.Open(ctx, cfg.DatabaseURL)
+	if err != nil {
+		return nil, err
+	}
+	ropts, err := redis.ParseURL(cfg.RedisURL)
+	if err != nil {
+		st.Close()
+		return nil, fmt.Errorf("REDIS_URL: %w", err)
+	}
+	return &deps{cfg: cfg, log: log, store: st, redis: redis.NewClient(ropts)}, nil
+}
+
+func (d *deps) Close() {
+	d.redis.Close()
+	d.store.Close()
+}
+
+func newAPI(d *deps) *api.Server {
+	return api.New(api.Options{
+		Store:          d.store,
+		Redis:          d.redis,
+		Pepper:         []byte(d.cfg.Pepper),
+		Logger:         d.log,
+		TLS:            d.cfg.TLSCert != "",
+		AllowPlainHTTP: d.cfg.Mode == config.ModeDev || d.cfg.InsecureHTTP,
+		TrustedProxies: d.cfg.TrustedProxies,
+	})
+}
+
+func runAPI(ctx context.Context, args []string, getenv env, stderr io.Writer) error {
+	cfg, err := loadConfig(config.ModeProd, getenv)
+	if err != nil {
+		return err
+	}
+	log := newLogger(cfg, stderr)
+	d, err := openDeps(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	srv := newAPI(d)
+	log.Info("mocd api starting", slog.Any("config", cfg))
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { srv.Run(gctx); return nil })
+	g.Go(func() error { return serveHTTP(gctx, log, cfg.Listen, srv.Handler(), cfg.TLSCert, cfg.TLSKey, nil) })
+	return g.Wait()
+}
+
+// serveHTTP serves h on addr until ctx ends, then drains in-flight requests.
+// ready, when set, receives the bound address once the socket listens.
+func serveHTTP(ctx context.Context, log *slog.Logger, addr string, h http.Handler, certFile, keyFile string, ready chan<- string) error {
+	srv := &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      90 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", addr, err)
+	}
+	if ready != nil {
+		ready <- ln.Addr().String()
+	}
+	errc := make(chan error, 1)
+	go func() {
+		if certFile != "" {
+			errc <- srv.ServeTLS(ln, certFile, keyFile)
+		} else {
+			errc <- srv.Serve(ln)
+		}
+	}()
+	log.Info("listening", slog.String("addr", ln.Addr().String()), slog.Bool("tls", certFile != ""))
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}

@@ -1,0 +1,74 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+
+	"github.com/myopenclaw/mocd/config"
+)
+
+const usage = `usage: mocd <command> [flags]
+
+commands:
+  dev       migrate, then run api + worker + a Fly Machines emulator (plain HTTP on loopback)
+  api       run the HTTP API
+  worker    run the background worker (lifecycle jobs, webhooks, relay, reconciler)
+  migrate   apply database migrations and exit
+  flysim    run the Fly Machines API emulator alone
+  admin     operator commands: create-account, set-plan, create-key
+
+Configuration comes from environment variables; see README.md.`
+
+// env is how subcommands read the environment (os.Getenv, or a map in tests).
+type env func(string) string
+
+// run dispatches a subcommand. It owns nothing global: each subcommand
+// builds its dependencies and closes them before returning.
+func run(ctx context.Context, args []string, getenv env, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprintln(stderr, usage)
+		return errors.New("no command given")
+	}
+	cmd, rest := args[0], args[1:]
+	switch cmd {
+	case "dev":
+		return runDev(ctx, rest, getenv, stdout, stderr)
+	case "api":
+		return runAPI(ctx, rest, getenv, stderr)
+	case "worker":
+		return runWorker(ctx, rest, getenv, stderr)
+	case "migrate":
+		return runMigrate(ctx, getenv, stderr)
+	case "flysim":
+		return runFlysim(ctx, getenv, stderr)
+	case "admin":
+		return runAdmin(ctx, rest, getenv, stdout)
+	case "help", "-h", "--help":
+		fmt.Fprintln(stdout, usage)
+		return nil
+	}
+	fmt.Fprintln(stderr, usage)
+	return fmt.Errorf("unknown command %q", cmd)
+}
+
+// loadConfig reads the configuration, turning every problem into one line.
+func loadConfig(mode config.Mode, getenv env) (config.Config, error) {
+	cfg, err := config.Load(mode, getenv)
+	if err != nil {
+		return cfg, fmt.Errorf("configuration: %s", strings.ReplaceAll(err.Error(), "\n", "; "))
+	}
+	return cfg, nil
+}
+
+// newLogger logs JSON in production and text in dev, at the configured level.
+func newLogger(cfg config.Config, w io.Writer) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: cfg.LogLevel}
+	if cfg.Mode == config.ModeDev {
+		return slog.New(slog.NewTextHandler(w, opts))
+	}
+	return slog.New(slog.NewJSONHandler(w, opts))
+}

@@ -1,0 +1,188 @@
+// Package config is mocd's one configuration struct, filled from environment
+// variables with defaults that make `mocd dev` work with zero setup, and
+// validated at start so that a bad setting stops the process with one clear
+// line instead of failing at the first request.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Mode says which process is starting: dev relaxes transport and secrets.
+type Mode string
+
+// Modes.
+const (
+	ModeDev  Mode = "dev"
+	ModeProd Mode = "prod"
+)
+
+// DevPepper is the dev-only token pepper; a production process refuses to
+// start without MOC_PEPPER.
+const DevPepper = "mocd-dev-pepper-not-for-production"
+
+// DevSecretKey encrypts webhook secrets at rest in dev only.
+const DevSecretKey = "mocd-dev-secret-key-not-for-production"
+
+// Config is every setting of every mocd process.
+type Config struct {
+	Mode                Mode
+	DatabaseURL         string
+	RedisURL            string
+	Listen              string
+	Pepper              string
+	SecretKey           string
+	TLSCert             string
+	TLSKey              string
+	TrustedProxies      []netip.Prefix
+	InsecureHTTP        bool
+	FlyAPIToken         string
+	FlyOrg              string
+	FlyAPIBaseURL       string
+	InstanceImage       string
+	WebhookAllowPrivate bool
+	FlysimListen        string
+	FlysimDelay         time.Duration
+	Retention           time.Duration
+	LogLevel            slog.Level
+}
+
+// Load reads the environment for the given mode. getenv is os.Getenv in
+// production and a map in tests.
+func Load(mode Mode, getenv func(string) string) (Config, error) {
+	if getenv == nil {
+		getenv = os.Getenv
+	}
+	get := func(k, def string) string {
+		if v := strings.TrimSpace(getenv(k)); v != "" {
+			return v
+		}
+		return def
+	}
+	dev := mode == ModeDev
+	c := Config{
+		Mode:          mode,
+		DatabaseURL:   get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/mocd?sslmode=disable"),
+		RedisURL:      get("REDIS_URL", "redis://127.0.0.1:6379/0"),
+		Listen:        get("MOC_LISTEN", "127.0.0.1:8080"),
+		Pepper:        get("MOC_PEPPER", ""),
+		SecretKey:     get("MOC_SECRET_KEY", ""),
+		TLSCert:       get("MOC_TLS_CERT", ""),
+		TLSKey:        get("MOC_TLS_KEY", ""),
+		FlyAPIToken:   get("FLY_API_TOKEN", ""),
+		FlyOrg:        get("FLY_ORG", "personal"),
+		FlyAPIBaseURL: get("FLY_API_BASE_URL", get("FLY_FLAPS_BASE_URL", "")),
+		InstanceImage: get("MOC_INSTANCE_IMAGE", "ghcr.io/openclaw/openclaw:latest"),
+		FlysimListen:  get("FLYSIM_LISTEN", "127.0.0.1:4280"),
+	}
+	var errs []error
+	var err error
+	if c.InsecureHTTP, err = parseBool(get("MOC_INSECURE_HTTP", "false")); err != nil {
+		errs = append(errs, fmt.Errorf("MOC_INSECURE_HTTP: %w", err))
+	}
+	if c.WebhookAllowPrivate, err = parseBool(get("MOC_WEBHOOK_ALLOW_PRIVATE", strconv.FormatBool(dev))); err != nil {
+		errs = append(errs, fmt.Errorf("MOC_WEBHOOK_ALLOW_PRIVATE: %w", err))
+	}
+	defDelay := "0s"
+	if dev {
+		defDelay = "300ms"
+	}
+	if c.FlysimDelay, err = time.ParseDuration(get("FLYSIM_DELAY", defDelay)); err != nil || c.FlysimDelay < 0 {
+		errs = append(errs, fmt.Errorf("FLYSIM_DELAY: want a duration such as 300ms, got %q", getenv("FLYSIM_DELAY")))
+	}
+	if c.Retention, err = time.ParseDuration(get("MOC_RETENTION", "2160h")); err != nil || c.Retention < time.Hour {
+		errs = append(errs, fmt.Errorf("MOC_RETENTION: want a duration of at least 1h such as 2160h, got %q", getenv("MOC_RETENTION")))
+	}
+	if err := c.LogLevel.UnmarshalText([]byte(get("MOC_LOG_LEVEL", "info"))); err != nil {
+		errs = append(errs, fmt.Errorf("MOC_LOG_LEVEL: %w", err))
+	}
+	for _, p := range strings.Split(get("MOC_TRUSTED_PROXIES", ""), ",") {
+		if p = strings.TrimSpace(p); p == "" {
+			continue
+		}
+		pfx, err := netip.ParsePrefix(p)
+		if err != nil {
+			addr, aerr := netip.ParseAddr(p)
+			if aerr != nil {
+				errs = append(errs, fmt.Errorf("MOC_TRUSTED_PROXIES: %q is neither a CIDR nor an address", p))
+				continue
+			}
+			pfx = netip.PrefixFrom(addr, addr.BitLen())
+		}
+		c.TrustedProxies = append(c.TrustedProxies, pfx)
+	}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		errs = append(errs, errors.New("MOC_TLS_CERT and MOC_TLS_KEY must be set together"))
+	}
+	if dev {
+		if c.Pepper == "" {
+			c.Pepper = DevPepper
+		}
+		if c.SecretKey == "" {
+			c.SecretKey = DevSecretKey
+		}
+	} else {
+		if len(c.Pepper) < 16 {
+			errs = append(errs, errors.New("MOC_PEPPER is required (at least 16 characters; generate one with `openssl rand -hex 32`)"))
+		}
+		if len(c.SecretKey) < 16 {
+			errs = append(errs, errors.New("MOC_SECRET_KEY is required (at least 16 characters; generate one with `openssl rand -hex 32`)"))
+		}
+	}
+	return c, errors.Join(errs...)
+}
+
+// UseEmbeddedFlysim reports whether mocd dev should run the Machines API
+// emulator in-process: neither FLY_API_BASE_URL nor FLY_API_TOKEN is set.
+func (c Config) UseEmbeddedFlysim() bool {
+	return c.Mode == ModeDev && c.FlyAPIBaseURL == "" && c.FlyAPIToken == ""
+}
+
+// RequireFly checks the settings a worker needs to reach a real Machines API.
+func (c Config) RequireFly() error {
+	if c.FlyAPIToken == "" {
+		return errors.New("FLY_API_TOKEN is required for the worker (a Fly.io API token, or any value when FLY_API_BASE_URL points at `mocd flysim`)")
+	}
+	return nil
+}
+
+func parseBool(s string) (bool, error) {
+	b, err := strconv.ParseBool(s)
+	if err != nil {
+		return false, fmt.Errorf("want true or false, got %q", s)
+	}
+	return b, nil
+}
+
+// LogValue masks secrets so that the config can be logged whole.
+func (c Config) LogValue() slog.Value {
+	mask := func(s string) string {
+		if s == "" {
+			return ""
+		}
+		return "***"
+	}
+	return slog.GroupValue(
+		slog.String("mode", string(c.Mode)),
+		slog.String("database_url", redactURL(c.DatabaseURL)),
+		slog.String("redis_url", redactURL(c.RedisURL)),
+		slog.String("listen", c.Listen),
+		slog.String("pepper", mask(c.Pepper)),
+		slog.String("secret_key", mask(c.SecretKey)),
+		slog.Bool("tls", c.TLSCert != ""),
+		slog.Int("trusted_proxies", len(c.TrustedProxies)),
+		slog.Bool("insecure_http", c.InsecureHTTP),
+		slog.String("fly_api_token", mask(c.FlyAPIToken)),
+		slog.String("fly_api_base_url", c.FlyAPIBaseURL),
+		slog.String("fly_org", c.FlyOrg),
+		slog.String("instance_image", c.InstanceImage),
+		slog.Bool("webhook_allow_private", c.WebhookAllowPrivate),
+	)
+}
