@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# test.sh runs the whole test suite against real PostgreSQL and Redis.
+#
+#   scripts/test.sh                    # everything
+#   scripts/test.sh -run TestRestart   # extra arguments go to `go test`
+#   scripts/test.sh ./store/...        # a package path replaces ./...
+#
+# MOC_TEST_DATABASE_URL is the admin connection the tests use to create their
+# own databases; it defaults to the local trust-auth server services.sh sets up.
+set -euo pipefail
+
+# shellcheck source=lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+cd "$REPO_ROOT"
+
+command -v go >/dev/null 2>&1 ||
+	die "go not found on PATH or in /usr/local/go/bin; install Go (see go.mod for the version) from https://go.dev/dl/"
+
+bash "$REPO_ROOT/scripts/services.sh"
+
+# -race needs cgo, and cgo needs a C compiler (absent on a fresh Debian).
+cc="$(go env CC)"
+if ! command -v "${cc%% *}" >/dev/null 2>&1; then
+	apt_install gcc libc6-dev
+fi
+
+export MOC_TEST_DATABASE_URL="${MOC_TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable}"
+
+# Test ./... unless the arguments name packages themselves.
+pkgs=(./...)
+for arg in "$@"; do
+	case "$arg" in
+	./* | ../* | github.com/*) pkgs=() ;;
+	esac
+done
+
+exec go test -race -count=1 -timeout 12m ${pkgs[@]+"${pkgs[@]}"} "$@"
