@@ -1,12 +1,14 @@
 package api
 
 import (
+	"context"
 	"net/http"
 	"strings"
 	"time"
 	"unicode/utf8"
 
 	"github.com/gin-gonic/gin"
+	"github.com/jmoiron/sqlx"
 
 	"github.com/myopenclaw/mocd/apikey"
 	"github.com/myopenclaw/mocd/id"
@@ -87,15 +89,16 @@ func (s *Server) createKey(c *gin.Context) error {
 		return badRequest("expires_at must be in the future")
 	}
 	tok := apikey.Mint(apikey.NewKeyID(), s.opts.Pepper)
-	k, err := store.InsertKey(c.Request.Context(), s.opts.Store.DB, store.Key{
-		ID: tok.KeyID, AccountID: principal(c).AccountID, Name: req.Name, Prefix: tok.Prefix,
-		SecretHash: tok.Hash, Scopes: scopes, ExpiresAt: req.ExpiresAt,
+	return s.change(c, func(ctx context.Context, tx *sqlx.Tx) (result, error) {
+		k, err := store.InsertKey(ctx, tx, store.Key{
+			ID: tok.KeyID, AccountID: principal(c).AccountID, Name: req.Name, Prefix: tok.Prefix,
+			SecretHash: tok.Hash, Scopes: scopes, ExpiresAt: req.ExpiresAt,
+		})
+		if err != nil {
+			return result{}, err
+		}
+		return result{status: http.StatusCreated, body: keyWithToken{keyJSON: toKeyJSON(k), Token: tok.Plain}}, nil
 	})
-	if err != nil {
-		return err
-	}
-	c.JSON(http.StatusCreated, keyWithToken{keyJSON: toKeyJSON(k), Token: tok.Plain})
-	return nil
 }
 
 // canGrant refuses to mint or rotate a key holding a scope the caller lacks.
@@ -108,25 +111,25 @@ func canGrant(p *store.Principal, scopes []string) error {
 }
 
 func (s *Server) rotateKey(c *gin.Context) error {
-	ctx, p := c.Request.Context(), principal(c)
+	p := principal(c)
 	keyID := c.Param("id")
 	if !id.HasPrefix(keyID, id.Key) {
 		return errNotFound
 	}
-	k, err := store.GetKey(ctx, s.opts.Store.DB, p.AccountID, keyID)
-	if err != nil {
-		return err
-	}
-	if err := canGrant(p, k.Scopes); err != nil {
-		return err
-	}
-	tok := apikey.Mint(k.ID, s.opts.Pepper)
-	k, err = store.RotateKey(ctx, s.opts.Store.DB, p.AccountID, k.ID, tok.Hash)
-	if err != nil {
-		return err
-	}
-	c.JSON(http.StatusCreated, keyWithToken{keyJSON: toKeyJSON(k), Token: tok.Plain})
-	return nil
+	return s.change(c, func(ctx context.Context, tx *sqlx.Tx) (result, error) {
+		k, err := store.GetKey(ctx, tx, p.AccountID, keyID)
+		if err != nil {
+			return result{}, err
+		}
+		if err := canGrant(p, k.Scopes); err != nil {
+			return result{}, err
+		}
+		tok := apikey.Mint(k.ID, s.opts.Pepper)
+		if k, err = store.RotateKey(ctx, tx, p.AccountID, k.ID, tok.Hash); err != nil {
+			return result{}, err
+		}
+		return result{status: http.StatusCreated, body: keyWithToken{keyJSON: toKeyJSON(k), Token: tok.Plain}}, nil
+	})
 }
 
 func (s *Server) revokeKey(c *gin.Context) error {
@@ -134,9 +137,10 @@ func (s *Server) revokeKey(c *gin.Context) error {
 	if !id.HasPrefix(keyID, id.Key) {
 		return errNotFound
 	}
-	if err := store.RevokeKey(c.Request.Context(), s.opts.Store.DB, principal(c).AccountID, keyID); err != nil {
-		return err
-	}
-	c.Status(http.StatusNoContent)
-	return nil
+	return s.change(c, func(ctx context.Context, tx *sqlx.Tx) (result, error) {
+		if err := store.RevokeKey(ctx, tx, principal(c).AccountID, keyID); err != nil {
+			return result{}, err
+		}
+		return result{status: http.StatusNoContent}, nil
+	})
 }

@@ -36,6 +36,8 @@ type Options struct {
 	AllowPlainHTTP bool
 	// TrustedProxies may say X-Forwarded-Proto: https and X-Forwarded-For.
 	TrustedProxies []netip.Prefix
+	// IdempotencyLockTimeout: see DefaultIdempotencyLockTimeout.
+	IdempotencyLockTimeout time.Duration
 }
 
 // Server is the HTTP API.
@@ -134,9 +136,15 @@ type router struct {
 	g *gin.RouterGroup
 }
 
-// handle registers method+path behind the scope check.
+// handle registers method+path behind the scope check and, for methods
+// that change state, the Idempotency-Key handling.
 func (r router) handle(method, path, scope string, h handlerFunc) {
-	r.g.Handle(method, path, r.s.scopeMiddleware(scope), r.s.handle(h))
+	chain := []gin.HandlerFunc{r.s.scopeMiddleware(scope)}
+	switch method {
+	case http.MethodPost, http.MethodPatch, http.MethodDelete:
+		chain = append(chain, r.s.idempotencyMiddleware)
+	}
+	r.g.Handle(method, path, append(chain, r.s.handle(h))...)
 }
 
 // handle adapts a handlerFunc to Gin, sending its error through writeError.

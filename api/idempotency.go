@@ -1,0 +1,239 @@
+package api
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"github.com/jmoiron/sqlx"
+
+	"github.com/myopenclaw/mocd/store"
+)
+
+// Idempotency-Key (API.md; Stripe's idempotent requests; the IETF draft).
+//
+// The key is claimed in Postgres (one round trip) before the handler runs.
+// A handler that changes state stores its answer in its own transaction
+// (see change), so an operation and its stored answer exist together or
+// not at all. Other answers below 500 are stored after the handler; a 5xx
+// releases the claim so that the retry runs afresh. A claim whose process
+// died is taken over after Options.IdempotencyLockTimeout.
+
+const ctxIdempotency = "mocd.idempotency"
+
+// DefaultIdempotencyLockTimeout is how long an unfinished claim blocks its
+// key before a retry may take it over: longer than any request may run.
+const DefaultIdempotencyLockTimeout = 2 * time.Minute
+
+type idempotencyClaim struct {
+	accountID, key string
+	stored         bool
+}
+
+var (
+	errIdempotencyInUse = newError(http.StatusConflict, "idempotency_key_in_use",
+		"a request with this Idempotency-Key is still in progress; retry after it finishes")
+	errIdempotencyReused = newError(http.StatusUnprocessableEntity, "idempotency_key_reused",
+		"this Idempotency-Key was used with a different method, path or body; use a new key for a new request")
+)
+
+// idempotencyMiddleware applies to POST, PATCH and DELETE routes.
+func (s *Server) idempotencyMiddleware(c *gin.Context) {
+	raw, present := c.Request.Header["Idempotency-Key"]
+	if !present {
+		c.Next()
+		return
+	}
+	key, ok := parseIdempotencyKey(raw)
+	if !ok {
+		writeError(c, s.log, newError(http.StatusBadRequest, "invalid_idempotency_key",
+			"Idempotency-Key must be 1 to 255 printable ASCII characters (or a quoted string)"))
+		return
+	}
+	ctx, p := c.Request.Context(), principal(c)
+	path := c.Request.URL.Path
+	fp := fingerprint(c.Request.Method, c.Request.URL.RequestURI(), requestBody(c))
+	var rec store.IdempotencyRecord
+	for attempt := 0; ; attempt++ {
+		claimed, found, r, err := store.ClaimIdempotencyKey(ctx, s.opts.Store.DB, p.AccountID, key, c.Request.Method, path, fp, s.idempotencyLockTimeout())
+		if err != nil {
+			writeError(c, s.log, err)
+			return
+		}
+		if claimed {
+			break
+		}
+		if found {
+			rec = r
+			s.answerExisting(c, rec, fp)
+			return
+		}
+		if attempt == 5 {
+			writeError(c, s.log, errIdempotencyInUse)
+			return
+		}
+	}
+
+	claim := &idempotencyClaim{accountID: p.AccountID, key: key}
+	c.Set(ctxIdempotency, claim)
+	rec2 := &recordingWriter{ResponseWriter: c.Writer}
+	c.Writer = rec2
+	defer func() {
+		// Also on panic: the claim must not block the key.
+		if claim.stored {
+			return
+		}
+		bg, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		status := rec2.Status()
+		if status >= 500 || status == 499 || !rec2.Written() {
+			_ = store.ReleaseIdempotencyKey(bg, s.opts.Store.DB, claim.accountID, claim.key)
+			return
+		}
+		h := http.Header{}
+		for _, k := range storedHeaders {
+			if v := rec2.Header().Get(k); v != "" {
+				h.Set(k, v)
+			}
+		}
+		hb, _ := json.Marshal(h)
+		if err := store.CompleteIdempotencyKey(bg, s.opts.Store.DB, claim.accountID, claim.key, status, hb, rec2.body.Bytes()); err != nil {
+			s.log.WarnContext(bg, "store idempotent response", "request_id", requestID(c), "error", err)
+		}
+	}()
+	c.Next()
+}
+
+// storedHeaders are the answer headers a replay repeats.
+var storedHeaders = []string{"Content-Type", "Location"}
+
+func (s *Server) idempotencyLockTimeout() time.Duration {
+	if s.opts.IdempotencyLockTimeout > 0 {
+		return s.opts.IdempotencyLockTimeout
+	}
+	return DefaultIdempotencyLockTimeout
+}
+
+// answerExisting replays a finished request, or refuses a mismatched or
+// still-running one.
+func (s *Server) answerExisting(c *gin.Context, rec store.IdempotencyRecord, fp []byte) {
+	if !bytes.Equal(rec.Fingerprint, fp) {
+		writeError(c, s.log, errIdempotencyReused)
+		return
+	}
+	if rec.StatusCode == nil {
+		writeError(c, s.log, errIdempotencyInUse)
+		return
+	}
+	var h http.Header
+	_ = json.Unmarshal(rec.Headers, &h)
+	for k, vs := range h {
+		if len(vs) > 0 {
+			c.Header(k, vs[0])
+		}
+	}
+	c.Header("Idempotent-Replayed", "true")
+	c.Status(*rec.StatusCode)
+	if len(rec.Body) > 0 {
+		c.Writer.Write(rec.Body)
+	} else {
+		c.Writer.WriteHeaderNow()
+	}
+	c.Abort()
+}
+
+// storeIdempotentResponse stores the answer in the handler's transaction
+// when the request carries a claimed key.
+func (s *Server) storeIdempotentResponse(ctx context.Context, tx *sqlx.Tx, c *gin.Context, status int, header http.Header, body []byte) error {
+	v, ok := c.Get(ctxIdempotency)
+	if !ok {
+		return nil
+	}
+	claim := v.(*idempotencyClaim)
+	h := header.Clone()
+	if body != nil {
+		h.Set("Content-Type", "application/json; charset=utf-8")
+	}
+	hb, err := json.Marshal(h)
+	if err != nil {
+		return err
+	}
+	return store.CompleteIdempotencyKey(ctx, tx, claim.accountID, claim.key, status, hb, body)
+}
+
+// markIdempotentStored tells the middleware that the answer was committed
+// with the change, saving it a round trip.
+func markIdempotentStored(c *gin.Context) {
+	if v, ok := c.Get(ctxIdempotency); ok {
+		v.(*idempotencyClaim).stored = true
+	}
+}
+
+// parseIdempotencyKey accepts a bare key or an RFC 8941 sf-string.
+func parseIdempotencyKey(raw []string) (string, bool) {
+	if len(raw) != 1 {
+		return "", false
+	}
+	v := strings.TrimSpace(raw[0])
+	if len(v) >= 2 && v[0] == '"' && v[len(v)-1] == '"' {
+		var b strings.Builder
+		inner := v[1 : len(v)-1]
+		for i := 0; i < len(inner); i++ {
+			ch := inner[i]
+			switch {
+			case ch == '\\':
+				if i+1 >= len(inner) || (inner[i+1] != '"' && inner[i+1] != '\\') {
+					return "", false
+				}
+				i++
+				b.WriteByte(inner[i])
+			case ch == '"':
+				return "", false
+			default:
+				b.WriteByte(ch)
+			}
+		}
+		v = b.String()
+	}
+	if len(v) < 1 || len(v) > 255 {
+		return "", false
+	}
+	for i := 0; i < len(v); i++ {
+		if v[i] < 0x20 || v[i] > 0x7e {
+			return "", false
+		}
+	}
+	return v, true
+}
+
+// fingerprint identifies a request: method, path with query, body.
+func fingerprint(method, uri string, body []byte) []byte {
+	h := sha256.New()
+	h.Write([]byte(method))
+	h.Write([]byte{0})
+	h.Write([]byte(uri))
+	h.Write([]byte{0})
+	h.Write(body)
+	return h.Sum(nil)
+}
+
+// recordingWriter keeps a copy of the body to store it after the handler.
+type recordingWriter struct {
+	gin.ResponseWriter
+	body bytes.Buffer
+}
+
+func (w *recordingWriter) Write(b []byte) (int, error) {
+	w.body.Write(b)
+	return w.ResponseWriter.Write(b)
+}
+
+func (w *recordingWriter) WriteString(s string) (int, error) {
+	w.body.WriteString(s)
+	return w.ResponseWriter.WriteString(s)
+}
