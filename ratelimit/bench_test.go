@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/go-redis/redis_rate/v10"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/myopenclaw/mocd/ratelimit"
 )
@@ -42,6 +43,18 @@ func BenchmarkAllow(b *testing.B) {
 				once(b)
 			}
 		})
+	})
+	// A client whose reads honour the context spares run its goroutine.
+	b.Run("serial-ctxtimeout", func(b *testing.B) {
+		rdb := redis.NewClient(&redis.Options{Addr: e.redis.Addr(), ContextTimeoutEnabled: true})
+		b.Cleanup(func() { rdb.Close() })
+		lim := ratelimit.New(rdb, ratelimit.Options{})
+		b.ReportAllocs()
+		for b.Loop() {
+			if res, err := lim.Allow(ctx, limits); err != nil || !res.Allowed {
+				b.Errorf("Allow: allowed=%v err=%v", res.Allowed, err)
+			}
+		}
 	})
 }
 

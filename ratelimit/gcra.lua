@@ -10,8 +10,8 @@
 -- (times in microseconds; integers, because Redis truncates Lua numbers).
 -- Microsecond timestamps (~1.8e15) are exact in Lua's doubles (< 2^53).
 
--- Needed before writing after TIME on Redis < 5; a no-op since (effects
--- replication is the default there), absent on Redis 7.4+ builds without it.
+-- Needed before writing after TIME on Redis < 5; a deprecated no-op since
+-- (effects replication is the default), guarded in case it is ever removed.
 if redis.replicate_commands then redis.replicate_commands() end
 
 local t = redis.call('TIME')
