@@ -175,8 +175,16 @@ var errUnauthorized = &Error{
 // then one Postgres round trip for the key and its account's plan, then the
 // HMAC in constant time.
 func (s *Server) authMiddleware(c *gin.Context) {
+	if err := s.checkBlocked(c); err != nil {
+		writeError(c, s.log, err)
+		return
+	}
 	p, err := s.authenticate(c)
 	if err != nil {
+		var apiErr *Error
+		if errors.As(err, &apiErr) && apiErr.Status == http.StatusUnauthorized {
+			s.recordAuthFailure(c)
+		}
 		writeError(c, s.log, err)
 		return
 	}

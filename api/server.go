@@ -17,15 +17,18 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/myopenclaw/mocd/ratelimit"
 	"github.com/myopenclaw/mocd/store"
 )
 
 // Options are the api's dependencies and settings.
 type Options struct {
-	Store  *store.Store
-	Redis  redis.UniversalClient
-	Pepper []byte
-	Logger *slog.Logger
+	Store *store.Store
+	Redis redis.UniversalClient
+	// Limiter enforces the plan's rate limits; required.
+	Limiter *ratelimit.Limiter
+	Pepper  []byte
+	Logger  *slog.Logger
 	// Registry receives the api's metrics; nil makes a private one.
 	Registry *prometheus.Registry
 
@@ -46,8 +49,10 @@ type Server struct {
 	log       *slog.Logger
 	engine    *gin.Engine
 	uses      *keyUses
+	authFails *authFailures
 	metrics   *metrics
 	cursorKey []byte
+	routeList []Route
 }
 
 // handlerFunc is a handler that returns its error instead of writing it.
@@ -66,6 +71,7 @@ func New(opts Options) *Server {
 		opts:      opts,
 		log:       opts.Logger,
 		uses:      newKeyUses(),
+		authFails: newAuthFailures(),
 		metrics:   newMetrics(opts.Registry),
 		cursorKey: derive(opts.Pepper, "cursor"),
 	}
@@ -121,7 +127,7 @@ func (s *Server) routes() *gin.Engine {
 	e.GET("/readyz", s.readyz)
 	e.GET("/metrics", s.metrics.handler())
 
-	v1 := e.Group("/api/v1", s.transportMiddleware, s.bodyMiddleware, s.authMiddleware, s.planMiddleware)
+	v1 := e.Group("/api/v1", s.transportMiddleware, s.authMiddleware, s.planMiddleware, s.rateLimitMiddleware, s.bodyMiddleware)
 	r := router{s: s, g: v1}
 	r.handle(http.MethodGet, "/keys", scopeKeysRead, s.listKeys)
 	r.handle(http.MethodPost, "/keys", scopeKeysWrite, s.createKey)
@@ -136,6 +142,16 @@ type router struct {
 	g *gin.RouterGroup
 }
 
+// Route is one authenticated route and the scope it needs.
+type Route struct {
+	Method, Path, Scope string
+}
+
+// Routes lists every authenticated route with its scope, so that tests can
+// check every route × every scope and token kind, including routes added
+// later.
+func (s *Server) Routes() []Route { return s.routeList }
+
 // handle registers method+path behind the scope check and, for methods
 // that change state, the Idempotency-Key handling.
 func (r router) handle(method, path, scope string, h handlerFunc) {
@@ -145,6 +161,7 @@ func (r router) handle(method, path, scope string, h handlerFunc) {
 		chain = append(chain, r.s.idempotencyMiddleware)
 	}
 	r.g.Handle(method, path, append(chain, r.s.handle(h))...)
+	r.s.routeList = append(r.s.routeList, Route{Method: method, Path: r.g.BasePath() + path, Scope: scope})
 }
 
 // handle adapts a handlerFunc to Gin, sending its error through writeError.

@@ -15,6 +15,7 @@ import (
 
 	"github.com/myopenclaw/mocd/api"
 	"github.com/myopenclaw/mocd/config"
+	"github.com/myopenclaw/mocd/ratelimit"
 	"github.com/myopenclaw/mocd/store"
 )
 
@@ -36,6 +37,9 @@ func openDeps(ctx context.Context, cfg config.Config, log *slog.Logger) (*deps, 
 		st.Close()
 		return nil, fmt.Errorf("REDIS_URL: %w", err)
 	}
+	// Deadlines of request contexts bound Redis calls too: a hung Redis
+	// must not hang the API (the rate limiter fails closed instead).
+	ropts.ContextTimeoutEnabled = true
 	return &deps{cfg: cfg, log: log, store: st, redis: redis.NewClient(ropts)}, nil
 }
 
@@ -48,6 +52,7 @@ func newAPI(d *deps) *api.Server {
 	return api.New(api.Options{
 		Store:          d.store,
 		Redis:          d.redis,
+		Limiter:        ratelimit.New(d.redis, ratelimit.Options{}),
 		Pepper:         []byte(d.cfg.Pepper),
 		Logger:         d.log,
 		TLS:            d.cfg.TLSCert != "",
