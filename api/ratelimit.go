@@ -119,7 +119,11 @@ func (s *Server) recordAuthFailure(c *gin.Context) {
 		return
 	}
 	ip := c.ClientIP()
-	res, err := s.opts.Limiter.Allow(c.Request.Context(), ratelimit.ForAddress(ip))
+	limits := ratelimit.ForAddress(ip)
+	if s.opts.FailedAuthsPerMinute > 0 {
+		limits[0].Rate = s.opts.FailedAuthsPerMinute
+	}
+	res, err := s.opts.Limiter.Allow(c.Request.Context(), limits)
 	if err == nil && !res.Allowed {
 		s.authFails.block(ip, time.Now().Add(res.RetryAfter))
 	}

@@ -39,6 +39,9 @@ type Options struct {
 	AllowPlainHTTP bool
 	// TrustedProxies may say X-Forwarded-Proto: https and X-Forwarded-For.
 	TrustedProxies []netip.Prefix
+	// FailedAuthsPerMinute is how many failed authentications one client
+	// address may make per minute (default ratelimit.FailedAuthsPerMinute).
+	FailedAuthsPerMinute int
 	// IdempotencyLockTimeout: see DefaultIdempotencyLockTimeout.
 	IdempotencyLockTimeout time.Duration
 }
@@ -117,7 +120,7 @@ func (s *Server) routes() *gin.Engine {
 		proxies = append(proxies, p.String())
 	}
 	_ = e.SetTrustedProxies(proxies)
-	e.Use(s.requestIDMiddleware, s.metrics.middleware, s.recoverMiddleware)
+	e.Use(s.requestIDMiddleware, s.metrics.middleware, s.accessLogMiddleware, s.recoverMiddleware)
 	e.NoRoute(s.handle(func(c *gin.Context) error { return errNotFound }))
 	e.NoMethod(s.handle(func(c *gin.Context) error {
 		return newError(http.StatusMethodNotAllowed, "method_not_allowed", "method %s is not allowed here", c.Request.Method)

@@ -11,12 +11,12 @@ import (
 // IdempotencyRecord is a stored Idempotency-Key: its request fingerprint and,
 // once the first request finished, the answer to replay.
 type IdempotencyRecord struct {
-	Method      string          `db:"method"`
-	Path        string          `db:"path"`
-	Fingerprint []byte          `db:"fingerprint"`
-	StatusCode  *int            `db:"status_code"`
-	Headers     json.RawMessage `db:"response_headers"`
-	Body        []byte          `db:"response_body"`
+	Method      string `db:"method"`
+	Path        string `db:"path"`
+	Fingerprint []byte `db:"fingerprint"`
+	StatusCode  *int   `db:"status_code"`
+	Headers     []byte `db:"response_headers"`
+	Body        []byte `db:"response_body"`
 }
 
 // ClaimIdempotencyKey claims (account, key) for a new request in one round

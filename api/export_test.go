@@ -1,0 +1,4 @@
+package api
+
+// Fingerprint exposes the request fingerprint to the package's external tests.
+var Fingerprint = fingerprint
