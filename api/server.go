@@ -44,6 +44,11 @@ type Options struct {
 	FailedAuthsPerMinute int
 	// IdempotencyLockTimeout: see DefaultIdempotencyLockTimeout.
 	IdempotencyLockTimeout time.Duration
+	// Enqueuer queues the task of each accepted operation (an
+	// *asynq.Client); nil leaves it to the worker's relay.
+	Enqueuer Enqueuer
+	// BaseDomain is the domain of instance URLs; default store.DefaultBaseDomain.
+	BaseDomain string
 }
 
 // Server is the HTTP API.
@@ -136,6 +141,16 @@ func (s *Server) routes() *gin.Engine {
 	r.handle(http.MethodPost, "/keys", scopeKeysWrite, s.createKey)
 	r.handle(http.MethodPost, "/keys/:id/rotate", scopeKeysWrite, s.rotateKey)
 	r.handle(http.MethodDelete, "/keys/:id", scopeKeysWrite, s.revokeKey)
+	r.handle(http.MethodGet, "/instances", scopeInstanceRead, s.listInstances)
+	r.handle(http.MethodPost, "/instances", scopeInstanceWrite, s.createInstance)
+	r.handle(http.MethodGet, "/instances/:id", scopeInstanceRead, s.getInstance)
+	r.handle(http.MethodPost, "/instances/:id/start", scopeInstanceWrite, s.lifecycle(store.OpStart, store.StatusStarting))
+	r.handle(http.MethodPost, "/instances/:id/stop", scopeInstanceWrite, s.lifecycle(store.OpStop, store.StatusStopping))
+	r.handle(http.MethodPost, "/instances/:id/restart", scopeInstanceWrite, s.lifecycle(store.OpRestart, store.StatusRestarting))
+	r.handle(http.MethodDelete, "/instances/:id", scopeInstanceDelete, s.lifecycle(store.OpDelete, store.StatusDeleting))
+	r.handle(http.MethodGet, "/instances/:id/events", scopeLogsRead, s.listInstanceEvents)
+	r.handle(http.MethodGet, "/operations", scopeOperationsRead, s.listOperations)
+	r.handle(http.MethodGet, "/operations/:id", scopeOperationsRead, s.getOperation)
 	return e
 }
 

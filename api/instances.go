@@ -1,0 +1,262 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"slices"
+	"strings"
+
+	"github.com/gin-gonic/gin"
+	"github.com/hibiken/asynq"
+	"github.com/jmoiron/sqlx"
+
+	"github.com/myopenclaw/mocd/apikey"
+	"github.com/myopenclaw/mocd/id"
+	"github.com/myopenclaw/mocd/jobs"
+	"github.com/myopenclaw/mocd/plan"
+	"github.com/myopenclaw/mocd/store"
+)
+
+// Enqueuer queues tasks; *asynq.Client satisfies it.
+type Enqueuer interface {
+	EnqueueContext(ctx context.Context, task *asynq.Task, opts ...asynq.Option) (*asynq.TaskInfo, error)
+}
+
+// Scopes of the instance and operation routes.
+const (
+	scopeInstanceRead   = apikey.InstanceRead
+	scopeInstanceWrite  = apikey.InstanceWrite
+	scopeInstanceDelete = apikey.InstanceDelete
+	scopeOperationsRead = apikey.OperationsRead
+	scopeLogsRead       = apikey.LogsRead
+)
+
+// ReservedSubdomains are names no instance may take: they belong, or may
+// one day belong, to MyOpenClaw itself under the instances' base domain.
+// This list is the one place they are kept; API.md documents it.
+var ReservedSubdomains = []string{
+	"about", "account", "accounts", "admin", "api", "app", "apps", "assets", "auth",
+	"billing", "blog", "cdn", "console", "dashboard", "dev", "docs", "email",
+	"ftp", "help", "imap", "internal", "login", "mail", "mx", "myopenclaw",
+	"ns1", "ns2", "openclaw", "pop", "root", "security", "signup", "smtp",
+	"staging", "static", "status", "support", "test", "webhooks", "www",
+}
+
+// FlyRegions are the Fly.io region codes an instance may be placed in.
+var FlyRegions = []string{
+	"ams", "arn", "atl", "bog", "bom", "bos", "cdg", "den", "dfw", "ewr", "eze",
+	"fra", "gdl", "gig", "gru", "hkg", "iad", "jnb", "lax", "lhr", "mad", "mia",
+	"nrt", "ord", "otp", "phx", "qro", "scl", "sea", "sin", "sjc", "syd", "waw",
+	"yul", "yyz",
+}
+
+// DefaultRegion is where an instance goes when the create names none.
+const DefaultRegion = "iad"
+
+// validSubdomain checks a DNS label of 3–63 of a-z, 0-9 and "-", without a
+// hyphen at either end, that is not reserved; it says what is wrong.
+func validSubdomain(s string) error {
+	if len(s) < 3 || len(s) > 63 {
+		return badRequest("subdomain must be 3 to 63 characters long")
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
+			return badRequest("subdomain may contain only lowercase letters a-z, digits and hyphens")
+		}
+	}
+	if s[0] == '-' || s[len(s)-1] == '-' {
+		return badRequest("subdomain must not start or end with a hyphen")
+	}
+	if slices.Contains(ReservedSubdomains, s) {
+		return badRequest("subdomain %q is reserved; choose another", s)
+	}
+	return nil
+}
+
+var errInstanceDeleting = newError(http.StatusConflict, "instance_deleting",
+	"the instance is being deleted; no other operation can be accepted")
+
+// errInstanceLimit is the answer to a create over the plan's quota.
+func errInstanceLimit(p *store.Principal, limit int) error {
+	return newError(http.StatusForbidden, "instance_limit_reached",
+		"the %s plan allows %d instances; delete one or upgrade the plan", p.Plan, limit)
+}
+
+func (s *Server) instanceJSON(i store.Instance) store.Instance {
+	return i.WithURL(s.opts.BaseDomain)
+}
+
+func (s *Server) listInstances(c *gin.Context) error {
+	list, err := store.ListInstances(c.Request.Context(), s.opts.Store.DB, principal(c).AccountID)
+	if err != nil {
+		return err
+	}
+	out := make([]store.Instance, 0, len(list))
+	for _, i := range list {
+		out = append(out, s.instanceJSON(i))
+	}
+	c.JSON(http.StatusOK, out)
+	return nil
+}
+
+func (s *Server) getInstance(c *gin.Context) error {
+	instID := c.Param("id")
+	if !id.HasPrefix(instID, id.Instance) {
+		return errNotFound
+	}
+	inst, err := store.GetInstance(c.Request.Context(), s.opts.Store.DB, principal(c).AccountID, instID)
+	if err != nil {
+		return err
+	}
+	c.JSON(http.StatusOK, s.instanceJSON(inst))
+	return nil
+}
+
+type createInstanceRequest struct {
+	Subdomain *string `json:"subdomain"`
+	FlyRegion *string `json:"fly_region"`
+}
+
+func (s *Server) createInstance(c *gin.Context) error {
+	var req createInstanceRequest
+	if err := decodeJSON(c, &req); err != nil {
+		return err
+	}
+	if req.Subdomain == nil {
+		return badRequest("subdomain is required")
+	}
+	sub := *req.Subdomain
+	if err := validSubdomain(sub); err != nil {
+		return err
+	}
+	region := DefaultRegion
+	if req.FlyRegion != nil {
+		region = *req.FlyRegion
+		if !slices.Contains(FlyRegions, region) {
+			return badRequest("fly_region %q is not a Fly.io region; use one of %s", region, strings.Join(FlyRegions, ", "))
+		}
+	}
+	p := principal(c)
+	limit := plan.Of(p.Plan).Instances
+	return s.change(c, func(ctx context.Context, tx *sqlx.Tx) (result, error) {
+		live, err := store.LockAccountForQuota(ctx, tx, p.AccountID)
+		if err != nil {
+			return result{}, err
+		}
+		if live >= limit {
+			return result{}, errInstanceLimit(p, limit)
+		}
+		inst, err := store.InsertInstance(ctx, tx, id.New(id.Instance), p.AccountID, sub, region, store.StatusCreating)
+		if err != nil {
+			return result{}, err
+		}
+		op, err := store.InsertOperation(ctx, tx, id.New(id.Operation), p.AccountID, inst.ID, store.OpCreate)
+		if err != nil {
+			return result{}, err
+		}
+		if _, err := store.InsertInstanceEvent(ctx, tx, p.AccountID, inst.ID, op.ID, "", store.StatusCreating); err != nil {
+			return result{}, err
+		}
+		return s.accepted(op), nil
+	})
+}
+
+// lifecycle handles start, stop, restart and delete: one transaction locks
+// the instance, queues the operation behind any earlier one and shows the
+// transitional status; the worker does the rest.
+func (s *Server) lifecycle(opType, transitional string) handlerFunc {
+	return func(c *gin.Context) error {
+		instID := c.Param("id")
+		if !id.HasPrefix(instID, id.Instance) {
+			return errNotFound
+		}
+		p := principal(c)
+		return s.change(c, func(ctx context.Context, tx *sqlx.Tx) (result, error) {
+			inst, err := store.LockInstance(ctx, tx, p.AccountID, instID)
+			if err != nil {
+				return result{}, err
+			}
+			if inst.Status == store.StatusDeleted {
+				return result{}, errNotFound
+			}
+			deleting, err := store.HasUnfinishedDelete(ctx, tx, inst.ID)
+			if err != nil {
+				return result{}, err
+			}
+			if deleting {
+				return result{}, errInstanceDeleting
+			}
+			op, err := store.InsertOperation(ctx, tx, id.New(id.Operation), p.AccountID, inst.ID, opType)
+			if err != nil {
+				return result{}, err
+			}
+			if inst.Status != transitional {
+				if err := store.SetInstanceStatus(ctx, tx, inst.ID, transitional); err != nil {
+					return result{}, err
+				}
+				if _, err := store.InsertInstanceEvent(ctx, tx, p.AccountID, inst.ID, op.ID, inst.Status, transitional); err != nil {
+					return result{}, err
+				}
+			}
+			return s.accepted(op), nil
+		})
+	}
+}
+
+// accepted is the 202 of every lifecycle call; the task is enqueued once
+// the operation is committed.
+func (s *Server) accepted(op store.Operation) result {
+	return result{
+		status:      http.StatusAccepted,
+		body:        op,
+		location:    "/api/v1/operations/" + op.ID,
+		operationID: op.ID,
+		afterCommit: func(ctx context.Context) { s.enqueueOperation(ctx, op.ID) },
+	}
+}
+
+// enqueueOperation queues the operation's task. A conflict means the relay
+// was quicker; any other failure is only logged, because the operation is
+// already committed and the worker's relay enqueues it within a second or
+// so (Redis down, for instance, must not turn an accepted call into an
+// error the client would retry).
+func (s *Server) enqueueOperation(ctx context.Context, opID string) {
+	if s.opts.Enqueuer == nil {
+		return
+	}
+	task, opts := jobs.NewOperationTask(opID)
+	_, err := s.opts.Enqueuer.EnqueueContext(ctx, task, opts...)
+	if err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) {
+		s.log.WarnContext(ctx, "enqueue operation; the relay will retry", slog.String("operation_id", opID), slog.Any("error", err))
+	}
+}
+
+func (s *Server) listInstanceEvents(c *gin.Context) error {
+	instID := c.Param("id")
+	if !id.HasPrefix(instID, id.Instance) {
+		return errNotFound
+	}
+	scope := "events|" + instID
+	limit, before, err := s.pageParams(c, scope)
+	if err != nil {
+		return err
+	}
+	ctx := c.Request.Context()
+	accountID := principal(c).AccountID
+	ok, err := store.InstanceExists(ctx, s.opts.Store.DB, accountID, instID)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return errNotFound
+	}
+	rows, err := store.ListInstanceEvents(ctx, s.opts.Store.DB, accountID, instID, before, limit+1)
+	if err != nil {
+		return err
+	}
+	c.JSON(http.StatusOK, newPage(s, scope, rows, limit, func(e store.InstanceEvent) int64 { return e.Seq }))
+	return nil
+}

@@ -1,0 +1,186 @@
+package store
+
+import (
+	"context"
+	"time"
+
+	"github.com/jmoiron/sqlx"
+)
+
+// Instance statuses (API.md). The transitional ones say which operation is
+// under way; running, stopped, deleted and failed are settled.
+const (
+	StatusCreating   = "creating"
+	StatusStarting   = "starting"
+	StatusRunning    = "running"
+	StatusStopping   = "stopping"
+	StatusStopped    = "stopped"
+	StatusRestarting = "restarting"
+	StatusDeleting   = "deleting"
+	StatusDeleted    = "deleted"
+	StatusFailed     = "failed"
+)
+
+// DefaultBaseDomain is the domain an instance's subdomain lives under.
+const DefaultBaseDomain = "myopenclaw.ai"
+
+// Instance is an instances row joined with its account's plan. Its JSON is
+// the public Instance object of API.md — the one definition the api answers
+// with and the worker puts in webhook payloads — once URL is set (see
+// WithURL); the Fly fields and the account stay private.
+type Instance struct {
+	ID           string     `db:"id" json:"id"`
+	AccountID    string     `db:"account_id" json:"-"`
+	Subdomain    string     `db:"subdomain" json:"subdomain"`
+	Status       string     `db:"status" json:"status"`
+	Plan         string     `db:"plan" json:"plan"`
+	FlyRegion    string     `db:"fly_region" json:"fly_region"`
+	URL          string     `db:"-" json:"url"`
+	FlyApp       *string    `db:"fly_app" json:"-"`
+	FlyMachineID *string    `db:"fly_machine_id" json:"-"`
+	CreatedAt    time.Time  `db:"created_at" json:"created_at"`
+	UpdatedAt    time.Time  `db:"updated_at" json:"updated_at"`
+	DeletedAt    *time.Time `db:"deleted_at" json:"-"`
+}
+
+// WithURL returns i with its public URL, https://<subdomain>.<baseDomain>
+// (DefaultBaseDomain when baseDomain is empty), and its times in UTC.
+func (i Instance) WithURL(baseDomain string) Instance {
+	if baseDomain == "" {
+		baseDomain = DefaultBaseDomain
+	}
+	i.URL = "https://" + i.Subdomain + "." + baseDomain
+	i.CreatedAt = i.CreatedAt.UTC()
+	i.UpdatedAt = i.UpdatedAt.UTC()
+	return i
+}
+
+const instanceCols = `i.id, i.account_id, i.subdomain, i.status, a.plan, i.fly_region,
+	i.fly_app, i.fly_machine_id, i.created_at, i.updated_at, i.deleted_at`
+
+// InsertInstance stores a new instance in the given status. A live
+// instance already holding the subdomain is a *ConflictError on
+// instances_subdomain_live.
+func InsertInstance(ctx context.Context, db sqlx.ExtContext, id, accountID, subdomain, region, status string) (Instance, error) {
+	const q = `WITH i AS (
+			INSERT INTO instances (id, account_id, subdomain, status, fly_region)
+			VALUES ($1, $2, $3, $4, $5) RETURNING *)
+		SELECT ` + instanceCols + ` FROM i JOIN accounts a ON a.id = i.account_id`
+	var out Instance
+	err := sqlx.GetContext(ctx, db, &out, q, id, accountID, subdomain, status, region)
+	return out, mapErr(err)
+}
+
+// GetInstance reads one live instance of an account; a deleted one, like
+// another account's, is ErrNotFound.
+func GetInstance(ctx context.Context, db sqlx.ExtContext, accountID, instanceID string) (Instance, error) {
+	const q = `SELECT ` + instanceCols + ` FROM instances i JOIN accounts a ON a.id = i.account_id
+		WHERE i.id = $1 AND i.account_id = $2 AND i.status <> 'deleted'`
+	var out Instance
+	err := sqlx.GetContext(ctx, db, &out, q, instanceID, accountID)
+	return out, mapErr(err)
+}
+
+// LockInstance reads an instance of an account, deleted ones included, and
+// locks its row until the transaction ends: every change of an instance's
+// status and every new operation on it goes through this lock.
+func LockInstance(ctx context.Context, tx sqlx.ExtContext, accountID, instanceID string) (Instance, error) {
+	const q = `SELECT ` + instanceCols + ` FROM instances i JOIN accounts a ON a.id = i.account_id
+		WHERE i.id = $1 AND i.account_id = $2 FOR UPDATE OF i`
+	var out Instance
+	err := sqlx.GetContext(ctx, tx, &out, q, instanceID, accountID)
+	return out, mapErr(err)
+}
+
+// InstanceByID reads an instance whatever its account: for the worker,
+// which acts on ids it read from Postgres itself.
+func InstanceByID(ctx context.Context, db sqlx.ExtContext, instanceID string) (Instance, error) {
+	const q = `SELECT ` + instanceCols + ` FROM instances i JOIN accounts a ON a.id = i.account_id WHERE i.id = $1`
+	var out Instance
+	err := sqlx.GetContext(ctx, db, &out, q, instanceID)
+	return out, mapErr(err)
+}
+
+// ListInstances returns an account's live instances, oldest first.
+func ListInstances(ctx context.Context, db sqlx.ExtContext, accountID string) ([]Instance, error) {
+	const q = `SELECT ` + instanceCols + ` FROM instances i JOIN accounts a ON a.id = i.account_id
+		WHERE i.account_id = $1 AND i.status <> 'deleted' ORDER BY i.created_at, i.id`
+	out := []Instance{}
+	err := sqlx.SelectContext(ctx, db, &out, q, accountID)
+	return out, mapErr(err)
+}
+
+// LockAccountForQuota locks the account row until the transaction ends and
+// counts its live instances. Creates of one account thus queue on this lock,
+// and each sees the count its predecessors committed: the quota holds under
+// any concurrency.
+func LockAccountForQuota(ctx context.Context, tx sqlx.ExtContext, accountID string) (live int, err error) {
+	const lock = `SELECT id FROM accounts WHERE id = $1 FOR UPDATE`
+	var got string
+	if err := sqlx.GetContext(ctx, tx, &got, lock, accountID); err != nil {
+		return 0, mapErr(err)
+	}
+	return CountLiveInstances(ctx, tx, accountID)
+}
+
+// CountLiveInstances counts the instances that hold quota: every one not
+// yet deleted.
+func CountLiveInstances(ctx context.Context, db sqlx.ExtContext, accountID string) (int, error) {
+	const q = `SELECT count(*) FROM instances WHERE account_id = $1 AND status <> 'deleted'`
+	var n int
+	err := sqlx.GetContext(ctx, db, &n, q, accountID)
+	return n, mapErr(err)
+}
+
+// SetInstanceStatus changes an instance's status; a deleted instance also
+// gets its deleted_at.
+func SetInstanceStatus(ctx context.Context, db sqlx.ExtContext, instanceID, status string) error {
+	const q = `UPDATE instances SET status = $2, updated_at = now(),
+			deleted_at = CASE WHEN $2 = 'deleted' THEN now() ELSE deleted_at END
+		WHERE id = $1`
+	return execOne(ctx, db, q, instanceID, status)
+}
+
+// SetInstanceFly records the Fly app and machine of an instance; the worker
+// calls it the moment either exists, so that a crash never loses one. An
+// empty machineID clears it (the machine is gone).
+func SetInstanceFly(ctx context.Context, db sqlx.ExtContext, instanceID, app, machineID string) error {
+	const q = `UPDATE instances SET fly_app = NULLIF($2, ''), fly_machine_id = NULLIF($3, ''), updated_at = now()
+		WHERE id = $1`
+	return execOne(ctx, db, q, instanceID, app, machineID)
+}
+
+// SettledInstances lists up to limit instances that the reconciler may
+// compare with their machines: running or stopped, with a machine, and no
+// operation under way. after pages by id.
+func SettledInstances(ctx context.Context, db sqlx.ExtContext, after string, limit int) ([]Instance, error) {
+	const q = `SELECT ` + instanceCols + ` FROM instances i JOIN accounts a ON a.id = i.account_id
+		WHERE i.status IN ('running', 'stopped') AND i.fly_machine_id IS NOT NULL AND i.id > $1
+			AND NOT EXISTS (SELECT 1 FROM operations o
+				WHERE o.instance_id = i.id AND o.status IN ('pending', 'running'))
+		ORDER BY i.id LIMIT $2`
+	out := []Instance{}
+	err := sqlx.SelectContext(ctx, db, &out, q, after, limit)
+	return out, mapErr(err)
+}
+
+// execOne runs an update that must touch exactly one row.
+func execOne(ctx context.Context, db sqlx.ExtContext, q string, args ...any) error {
+	res, err := db.ExecContext(ctx, q, args...)
+	if err != nil {
+		return mapErr(err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return ErrNotFound
+	}
+	return nil
+}
+
+// InstanceExists reports whether the account has the instance, deleted or
+// not: its events stay readable after it is deleted.
+func InstanceExists(ctx context.Context, db sqlx.ExtContext, accountID, instanceID string) (bool, error) {
+	const q = `SELECT EXISTS (SELECT 1 FROM instances WHERE id = $1 AND account_id = $2)`
+	var ok bool
+	err := sqlx.GetContext(ctx, db, &ok, q, instanceID, accountID)
+	return ok, mapErr(err)
+}

@@ -1,0 +1,202 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"time"
+
+	"github.com/jmoiron/sqlx"
+)
+
+// Operation types (API.md): one per lifecycle call.
+const (
+	OpCreate  = "instance.create"
+	OpStart   = "instance.start"
+	OpStop    = "instance.stop"
+	OpRestart = "instance.restart"
+	OpDelete  = "instance.delete"
+)
+
+// Operation statuses.
+const (
+	OpPending   = "pending"
+	OpRunning   = "running"
+	OpSucceeded = "succeeded"
+	OpFailed    = "failed"
+)
+
+// OpStatuses lists every operation status, for validating filters.
+var OpStatuses = []string{OpPending, OpRunning, OpSucceeded, OpFailed}
+
+// Operation is an operations row. Its JSON (MarshalJSON) is the public
+// Operation object of API.md, the one definition that the api answers with
+// and the worker puts in webhook payloads.
+type Operation struct {
+	Seq          int64      `db:"seq"`
+	ID           string     `db:"id"`
+	AccountID    string     `db:"account_id"`
+	InstanceID   string     `db:"instance_id"`
+	Type         string     `db:"type"`
+	Status       string     `db:"status"`
+	ErrorCode    *string    `db:"error_code"`
+	ErrorMessage *string    `db:"error_message"`
+	Attempts     int        `db:"attempts"`
+	CreatedAt    time.Time  `db:"created_at"`
+	StartedAt    *time.Time `db:"started_at"`
+	FinishedAt   *time.Time `db:"finished_at"`
+	EnqueuedAt   *time.Time `db:"enqueued_at"`
+}
+
+// OperationError is the error of a failed operation: a stable code and a
+// message a user can act on.
+type OperationError struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+// Terminal reports whether the operation has finished.
+func (o Operation) Terminal() bool { return o.Status == OpSucceeded || o.Status == OpFailed }
+
+// MarshalJSON writes the public Operation object: times in UTC, error null
+// or {"code", "message"}.
+func (o Operation) MarshalJSON() ([]byte, error) {
+	var opErr *OperationError
+	if o.ErrorCode != nil {
+		opErr = &OperationError{Code: *o.ErrorCode}
+		if o.ErrorMessage != nil {
+			opErr.Message = *o.ErrorMessage
+		}
+	}
+	return json.Marshal(struct {
+		ID         string          `json:"id"`
+		Type       string          `json:"type"`
+		Status     string          `json:"status"`
+		InstanceID string          `json:"instance_id"`
+		CreatedAt  time.Time       `json:"created_at"`
+		StartedAt  *time.Time      `json:"started_at"`
+		FinishedAt *time.Time      `json:"finished_at"`
+		Error      *OperationError `json:"error"`
+	}{o.ID, o.Type, o.Status, o.InstanceID, o.CreatedAt.UTC(), utc(o.StartedAt), utc(o.FinishedAt), opErr})
+}
+
+func utc(t *time.Time) *time.Time {
+	if t == nil {
+		return nil
+	}
+	u := t.UTC()
+	return &u
+}
+
+const opCols = `seq, id, account_id, instance_id, type, status, error_code, error_message,
+	attempts, created_at, started_at, finished_at, enqueued_at`
+
+// InsertOperation stores a new pending operation: the outbox row that the
+// worker's relay enqueues if the api's own enqueue is lost.
+func InsertOperation(ctx context.Context, db sqlx.ExtContext, id, accountID, instanceID, opType string) (Operation, error) {
+	const q = `INSERT INTO operations (id, account_id, instance_id, type, status)
+		VALUES ($1, $2, $3, $4, 'pending') RETURNING ` + opCols
+	var out Operation
+	err := sqlx.GetContext(ctx, db, &out, q, id, accountID, instanceID, opType)
+	return out, mapErr(err)
+}
+
+// GetOperation reads one operation of an account.
+func GetOperation(ctx context.Context, db sqlx.ExtContext, accountID, opID string) (Operation, error) {
+	const q = `SELECT ` + opCols + ` FROM operations WHERE id = $1 AND account_id = $2`
+	var out Operation
+	err := sqlx.GetContext(ctx, db, &out, q, opID, accountID)
+	return out, mapErr(err)
+}
+
+// OperationByID reads an operation whatever its account, for the worker.
+func OperationByID(ctx context.Context, db sqlx.ExtContext, opID string) (Operation, error) {
+	const q = `SELECT ` + opCols + ` FROM operations WHERE id = $1`
+	var out Operation
+	err := sqlx.GetContext(ctx, db, &out, q, opID)
+	return out, mapErr(err)
+}
+
+// OperationFilter narrows ListOperations; empty fields match everything.
+type OperationFilter struct {
+	InstanceID string
+	Status     string
+}
+
+// ListOperations returns up to limit operations of an account, newest
+// first, with seq below before (0: from the newest).
+func ListOperations(ctx context.Context, db sqlx.ExtContext, accountID string, f OperationFilter, before int64, limit int) ([]Operation, error) {
+	const q = `SELECT ` + opCols + ` FROM operations
+		WHERE account_id = $1
+			AND ($2::text = '' OR instance_id = $2::text)
+			AND ($3::text = '' OR status = $3::text)
+			AND ($4::bigint = 0 OR seq < $4::bigint)
+		ORDER BY seq DESC LIMIT $5`
+	out := []Operation{}
+	err := sqlx.SelectContext(ctx, db, &out, q, accountID, f.InstanceID, f.Status, before, limit)
+	return out, mapErr(err)
+}
+
+// HasUnfinishedDelete reports whether a delete of the instance was accepted
+// and has not finished: every other call on it is then a conflict.
+func HasUnfinishedDelete(ctx context.Context, db sqlx.ExtContext, instanceID string) (bool, error) {
+	const q = `SELECT EXISTS (SELECT 1 FROM operations
+		WHERE instance_id = $1 AND type = 'instance.delete' AND status IN ('pending', 'running'))`
+	var ok bool
+	err := sqlx.GetContext(ctx, db, &ok, q, instanceID)
+	return ok, mapErr(err)
+}
+
+// OlderUnfinished reports whether an operation of the instance accepted
+// before seq has not finished: operations of one instance run one at a
+// time, in the order accepted.
+func OlderUnfinished(ctx context.Context, db sqlx.ExtContext, instanceID string, seq int64) (bool, error) {
+	const q = `SELECT EXISTS (SELECT 1 FROM operations
+		WHERE instance_id = $1 AND seq < $2 AND status IN ('pending', 'running'))`
+	var ok bool
+	err := sqlx.GetContext(ctx, db, &ok, q, instanceID, seq)
+	return ok, mapErr(err)
+}
+
+// StartOperation marks an unfinished operation running and counts the
+// attempt; started_at keeps the first start. It answers the row as it now
+// is, or ErrNotFound when the operation had already finished.
+func StartOperation(ctx context.Context, db sqlx.ExtContext, opID string) (Operation, error) {
+	const q = `UPDATE operations SET status = 'running', attempts = attempts + 1,
+			started_at = COALESCE(started_at, now())
+		WHERE id = $1 AND status IN ('pending', 'running') RETURNING ` + opCols
+	var out Operation
+	err := sqlx.GetContext(ctx, db, &out, q, opID)
+	return out, mapErr(err)
+}
+
+// FinishOperation records an unfinished operation's outcome; opErr is nil
+// on success. ErrNotFound means it had already finished: nothing changes.
+func FinishOperation(ctx context.Context, db sqlx.ExtContext, opID string, opErr *OperationError) (Operation, error) {
+	const q = `UPDATE operations SET status = $2, error_code = $3, error_message = $4,
+			finished_at = now(), started_at = COALESCE(started_at, now())
+		WHERE id = $1 AND status IN ('pending', 'running') RETURNING ` + opCols
+	status, code, msg := OpSucceeded, (*string)(nil), (*string)(nil)
+	if opErr != nil {
+		status, code, msg = OpFailed, &opErr.Code, &opErr.Message
+	}
+	var out Operation
+	err := sqlx.GetContext(ctx, db, &out, q, opID, status, code, msg)
+	return out, mapErr(err)
+}
+
+// UnfinishedOperations lists up to limit pending or running operations,
+// oldest first, for the relay; after pages by seq.
+func UnfinishedOperations(ctx context.Context, db sqlx.ExtContext, after int64, limit int) ([]Operation, error) {
+	const q = `SELECT ` + opCols + ` FROM operations
+		WHERE status IN ('pending', 'running') AND seq > $1 ORDER BY seq LIMIT $2`
+	out := []Operation{}
+	err := sqlx.SelectContext(ctx, db, &out, q, after, limit)
+	return out, mapErr(err)
+}
+
+// MarkEnqueued records that the operation's task was (re)enqueued.
+func MarkEnqueued(ctx context.Context, db sqlx.ExtContext, opID string) error {
+	const q = `UPDATE operations SET enqueued_at = now() WHERE id = $1`
+	_, err := db.ExecContext(ctx, q, opID)
+	return mapErr(err)
+}
