@@ -2,7 +2,11 @@ package store
 
 import (
 	"context"
+	"database/sql"
+	"database/sql/driver"
 	"encoding/json"
+	"fmt"
+	"hash/fnv"
 	"time"
 
 	"github.com/jmoiron/sqlx"
@@ -199,4 +203,79 @@ func MarkEnqueued(ctx context.Context, db sqlx.ExtContext, opID string) error {
 	const q = `UPDATE operations SET enqueued_at = now() WHERE id = $1`
 	_, err := db.ExecContext(ctx, q, opID)
 	return mapErr(err)
+}
+
+// HasUnfinishedOperation reports whether any operation of the instance is
+// pending or running.
+func HasUnfinishedOperation(ctx context.Context, db sqlx.ExtContext, instanceID string) (bool, error) {
+	const q = `SELECT EXISTS (SELECT 1 FROM operations
+		WHERE instance_id = $1 AND status IN ('pending', 'running'))`
+	var ok bool
+	err := sqlx.GetContext(ctx, db, &ok, q, instanceID)
+	return ok, mapErr(err)
+}
+
+// InstanceLock is a Postgres session advisory lock on one instance, held on
+// a connection of its own while an operation of the instance runs. It makes
+// operations of one instance mutually exclusive across every worker process,
+// even when one task is delivered twice (Redis lost it and the relay queued
+// it again while a worker still ran it); Postgres releases it by itself when
+// the holder's connection dies with its process.
+type InstanceLock struct {
+	conn *sql.Conn
+	key  int64
+}
+
+// instanceLockKey maps an instance id to the advisory lock's 64-bit key.
+func instanceLockKey(instanceID string) int64 {
+	h := fnv.New64a()
+	h.Write([]byte("mocd/instance/" + instanceID))
+	return int64(h.Sum64())
+}
+
+// TryLockInstance takes the instance's lock without waiting; ok is false
+// when another session holds it.
+func (s *Store) TryLockInstance(ctx context.Context, instanceID string) (lock *InstanceLock, ok bool, err error) {
+	conn, err := s.DB.Conn(ctx)
+	if err != nil {
+		return nil, false, fmt.Errorf("lock instance %s: %w", instanceID, err)
+	}
+	key := instanceLockKey(instanceID)
+	if err := conn.QueryRowContext(ctx, `SELECT pg_try_advisory_lock($1)`, key).Scan(&ok); err != nil {
+		conn.Close()
+		return nil, false, fmt.Errorf("lock instance %s: %w", instanceID, err)
+	}
+	if !ok {
+		conn.Close()
+		return nil, false, nil
+	}
+	return &InstanceLock{conn: conn, key: key}, true, nil
+}
+
+// Release gives the lock back. If that fails the connection is thrown away
+// rather than returned to the pool still holding the lock; closing it
+// releases the lock on the server.
+func (l *InstanceLock) Release() {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := l.conn.ExecContext(ctx, `SELECT pg_advisory_unlock($1)`, l.key); err != nil {
+		_ = l.conn.Raw(func(any) error { return driver.ErrBadConn })
+	}
+	l.conn.Close()
+}
+
+// InstanceLockHeld reports whether some session holds the instance's lock,
+// by trying it for the length of a transaction (which also conflicts with
+// session locks of the same key).
+func InstanceLockHeld(ctx context.Context, db *sqlx.DB, instanceID string) (bool, error) {
+	tx, err := db.BeginTxx(ctx, nil)
+	if err != nil {
+		return false, err
+	}
+	defer tx.Rollback()
+	var free bool
+	if err := tx.QueryRowContext(ctx, `SELECT pg_try_advisory_xact_lock($1)`, instanceLockKey(instanceID)).Scan(&free); err != nil {
+		return false, mapErr(err)
+	}
+	return !free, nil
 }

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 	"golang.org/x/sync/errgroup"
 
@@ -48,7 +49,13 @@ func (d *deps) Close() {
 	d.store.Close()
 }
 
-func newAPI(d *deps) *api.Server {
+// newAPI builds the api; close the returned client when it stops.
+func newAPI(d *deps) (*api.Server, io.Closer, error) {
+	ropt, err := asynqRedis(d.cfg.RedisURL)
+	if err != nil {
+		return nil, nil, err
+	}
+	client := asynq.NewClient(ropt)
 	return api.New(api.Options{
 		Store:          d.store,
 		Redis:          d.redis,
@@ -58,7 +65,8 @@ func newAPI(d *deps) *api.Server {
 		TLS:            d.cfg.TLSCert != "",
 		AllowPlainHTTP: d.cfg.Mode == config.ModeDev || d.cfg.InsecureHTTP,
 		TrustedProxies: d.cfg.TrustedProxies,
-	})
+		Enqueuer:       client,
+	}), client, nil
 }
 
 func runAPI(ctx context.Context, args []string, getenv env, stderr io.Writer) error {
@@ -72,7 +80,11 @@ func runAPI(ctx context.Context, args []string, getenv env, stderr io.Writer) er
 		return err
 	}
 	defer d.Close()
-	srv := newAPI(d)
+	srv, client, err := newAPI(d)
+	if err != nil {
+		return err
+	}
+	defer client.Close()
 	log.Info("mocd api starting", slog.Any("config", cfg))
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { srv.Run(gctx); return nil })

@@ -51,7 +51,11 @@ func runDev(ctx context.Context, args []string, getenv env, stdout, stderr io.Wr
 			return g.Wait()
 		}
 	}
-	srv := newAPI(d)
+	srv, client, err := newAPI(d)
+	if err != nil {
+		return err
+	}
+	defer client.Close()
 	g.Go(func() error { srv.Run(gctx); return nil })
 	g.Go(func() error { return runWorkerWith(gctx, d) })
 	ready := make(chan string, 1)

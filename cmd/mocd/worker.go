@@ -2,18 +2,24 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 
 	"github.com/hibiken/asynq"
 
 	"github.com/myopenclaw/mocd/config"
+	"github.com/myopenclaw/mocd/fly"
+	"github.com/myopenclaw/mocd/worker"
 )
 
 func runWorker(ctx context.Context, args []string, getenv env, stderr io.Writer) error {
 	cfg, err := loadConfig(config.ModeProd, getenv)
 	if err != nil {
 		return err
+	}
+	if err := cfg.RequireFly(); err != nil {
+		return fmt.Errorf("configuration: %w", err)
 	}
 	log := newLogger(cfg, stderr)
 	d, err := openDeps(ctx, cfg, log)
@@ -25,15 +31,33 @@ func runWorker(ctx context.Context, args []string, getenv env, stderr io.Writer)
 	return runWorkerWith(ctx, d)
 }
 
-// runWorkerWith runs the Asynq server until ctx ends.
+// asynqRedis is the Asynq connection for REDIS_URL.
+func asynqRedis(redisURL string) (asynq.RedisConnOpt, error) {
+	opt, err := asynq.ParseRedisURI(redisURL)
+	if err != nil {
+		return nil, fmt.Errorf("REDIS_URL: %w", err)
+	}
+	return opt, nil
+}
+
+// runWorkerWith runs the worker against the Machines API of d.cfg until
+// ctx ends.
 func runWorkerWith(ctx context.Context, d *deps) error {
-	ropts, _ := asynq.ParseRedisURI(d.cfg.RedisURL)
-	srv := asynq.NewServer(ropts, asynq.Config{Logger: nil})
-	mux := asynq.NewServeMux()
-	if err := srv.Start(mux); err != nil {
+	ropt, err := asynqRedis(d.cfg.RedisURL)
+	if err != nil {
 		return err
 	}
-	<-ctx.Done()
-	srv.Shutdown()
-	return nil
+	w := worker.New(worker.Options{
+		Store: d.store,
+		Redis: ropt,
+		Fly: fly.New(fly.Options{
+			BaseURL: d.cfg.FlyAPIBaseURL,
+			Token:   d.cfg.FlyAPIToken,
+			Logger:  d.log.With("component", "fly"),
+		}),
+		FlyOrg: d.cfg.FlyOrg,
+		Image:  d.cfg.InstanceImage,
+		Logger: d.log.With("component", "worker"),
+	})
+	return w.Run(ctx)
 }

@@ -1,0 +1,409 @@
+// Package e2e runs the whole of mocd in one test process — a fresh
+// Postgres database, a private redis-server, flysim, the api and the worker
+// — and drives it over HTTP as a customer's script would. Start gives a
+// System; every HTTP call of a test goes through System.Do, so that checks
+// of every answer (a response validator, for instance) hook in one place.
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hibiken/asynq"
+
+	"github.com/myopenclaw/mocd/api"
+	"github.com/myopenclaw/mocd/apikey"
+	"github.com/myopenclaw/mocd/fly"
+	"github.com/myopenclaw/mocd/flysim"
+	"github.com/myopenclaw/mocd/ratelimit"
+	"github.com/myopenclaw/mocd/store"
+	"github.com/myopenclaw/mocd/testenv"
+	"github.com/myopenclaw/mocd/worker"
+)
+
+// Pepper is the api's token pepper in every System.
+var Pepper = []byte("e2e-pepper-0123456789abcdef")
+
+// Image is the instance image the worker asks flysim for.
+const Image = "registry.example/openclaw:e2e"
+
+// Options adjust a System. Zero values suit most tests.
+type Options struct {
+	// FlysimDelay is the time machines spend in each transient state.
+	FlysimDelay time.Duration
+	// RelayInterval and ReconcileInterval of the worker; defaults 200ms
+	// and 500ms, so recovery and drift tests finish quickly.
+	RelayInterval     time.Duration
+	ReconcileInterval time.Duration
+	// API and Worker, when set, adjust the options before each is built.
+	API    func(*api.Options)
+	Worker func(*worker.Options)
+}
+
+// System is one running mocd.
+type System struct {
+	// URL is the api's base URL (plain HTTP), without /api/v1.
+	URL string
+	// DatabaseURL is the system's own database.
+	DatabaseURL string
+	Store       *store.Store
+	Redis       *testenv.Redis
+	Flysim      *flysim.Server
+	// FlysimURL is the Fly Machines API base URL the worker uses.
+	FlysimURL string
+	API       *api.Server
+
+	t      testing.TB
+	opts   Options
+	logs   *lockedBuffer
+	client *http.Client
+
+	mu     sync.Mutex
+	worker *runningWorker
+}
+
+type runningWorker struct {
+	cancel context.CancelFunc
+	done   chan struct{}
+	st     *store.Store
+}
+
+// Start runs a System for the test and stops it when the test ends.
+func Start(t testing.TB, opts Options) *System {
+	t.Helper()
+	if opts.RelayInterval == 0 {
+		opts.RelayInterval = 200 * time.Millisecond
+	}
+	if opts.ReconcileInterval == 0 {
+		opts.ReconcileInterval = 500 * time.Millisecond
+	}
+	s := &System{t: t, opts: opts, logs: &lockedBuffer{}, client: &http.Client{Timeout: 30 * time.Second}}
+	s.DatabaseURL = testenv.DatabaseURL(t)
+	st, err := store.Open(context.Background(), s.DatabaseURL)
+	if err != nil {
+		t.Fatalf("e2e: %v", err)
+	}
+	s.Store = st
+	s.Redis = testenv.StartRedis(t)
+
+	s.Flysim = flysim.New(flysim.Options{Delay: opts.FlysimDelay})
+	flyServer := httptest.NewServer(s.Flysim)
+	s.FlysimURL = flyServer.URL
+
+	rc := s.Redis.Client()
+	enq := asynq.NewClient(asynq.RedisClientOpt{Addr: s.Redis.Addr()})
+	ao := api.Options{
+		Store:          st,
+		Redis:          rc,
+		Limiter:        ratelimit.New(rc, ratelimit.Options{Prefix: "e2e:rl:"}),
+		Pepper:         Pepper,
+		Logger:         s.logger("api"),
+		AllowPlainHTTP: true,
+		Enqueuer:       enq,
+	}
+	if opts.API != nil {
+		opts.API(&ao)
+	}
+	s.API = api.New(ao)
+	apiServer := httptest.NewServer(s.API.Handler())
+	s.URL = apiServer.URL
+	actx, acancel := context.WithCancel(context.Background())
+	adone := make(chan struct{})
+	go func() { s.API.Run(actx); close(adone) }()
+
+	s.StartWorker()
+	// Cleanups run last-in first-out: the worker stops before anything it
+	// uses; flysim releases held wait calls before its server closes.
+	t.Cleanup(func() {
+		apiServer.Close()
+		acancel()
+		<-adone
+		enq.Close()
+		s.Flysim.Close()
+		flyServer.Close()
+		st.Close()
+		if t.Failed() {
+			s.dumpLogs()
+		}
+	})
+	t.Cleanup(s.StopWorker)
+	return s
+}
+
+// logger writes JSON lines into the System's log buffer, shown when the
+// test fails.
+func (s *System) logger(component string) *slog.Logger {
+	return slog.New(slog.NewJSONHandler(s.logs, &slog.HandlerOptions{Level: slog.LevelInfo})).With("component", component)
+}
+
+func (s *System) dumpLogs() {
+	for _, line := range strings.Split(s.logs.String(), "\n") {
+		if strings.Contains(line, `"level":"ERROR"`) || strings.Contains(line, `"level":"WARN"`) {
+			s.t.Log(line)
+		}
+	}
+}
+
+// Logs answers everything the api and the in-process worker logged.
+func (s *System) Logs() string { return s.logs.String() }
+
+// StartWorker runs an in-process worker, unless one runs already.
+func (s *System) StartWorker() {
+	s.t.Helper()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.worker != nil {
+		return
+	}
+	st, err := store.Open(context.Background(), s.DatabaseURL)
+	if err != nil {
+		s.t.Fatalf("e2e: %v", err)
+	}
+	wo := worker.Options{
+		Store:             st,
+		Redis:             asynq.RedisClientOpt{Addr: s.Redis.Addr()},
+		Fly:               fly.New(fly.Options{BaseURL: s.FlysimURL, Token: "e2e", MinBackoff: 50 * time.Millisecond, MaxBackoff: 500 * time.Millisecond}),
+		FlyOrg:            "personal",
+		Image:             Image,
+		Logger:            s.logger("worker"),
+		RelayInterval:     s.opts.RelayInterval,
+		ReconcileInterval: s.opts.ReconcileInterval,
+		MaxBackoff:        time.Second,
+		ShutdownTimeout:   2 * time.Second,
+	}
+	if s.opts.Worker != nil {
+		s.opts.Worker(&wo)
+	}
+	w := worker.New(wo)
+	ctx, cancel := context.WithCancel(context.Background())
+	rw := &runningWorker{cancel: cancel, done: make(chan struct{}), st: st}
+	go func() {
+		defer close(rw.done)
+		if err := w.Run(ctx); err != nil {
+			s.t.Errorf("e2e: worker: %v", err)
+		}
+	}()
+	s.worker = rw
+}
+
+// StopWorker stops the in-process worker and waits for it.
+func (s *System) StopWorker() {
+	s.mu.Lock()
+	rw := s.worker
+	s.worker = nil
+	s.mu.Unlock()
+	if rw == nil {
+		return
+	}
+	rw.cancel()
+	<-rw.done
+	rw.st.Close()
+}
+
+// NewAccount creates an account on plan with one key holding every scope.
+func (s *System) NewAccount(t testing.TB, plan string) (accountID, token string) {
+	t.Helper()
+	a, err := store.CreateAccount(context.Background(), s.Store.DB, strings.ToLower(apikey.NewKeyID())+"@example.com", plan)
+	if err != nil {
+		t.Fatalf("e2e: create account: %v", err)
+	}
+	return a.ID, s.NewKey(t, a.ID, apikey.PresetFull)
+}
+
+// NewKey adds a key with scopes (names or presets) to an account and
+// answers its token.
+func (s *System) NewKey(t testing.TB, accountID string, scopes ...string) string {
+	t.Helper()
+	expanded, err := apikey.Expand(scopes)
+	if err != nil {
+		t.Fatalf("e2e: %v", err)
+	}
+	tok := apikey.Mint(apikey.NewKeyID(), Pepper)
+	if _, err := store.InsertKey(context.Background(), s.Store.DB, store.Key{
+		ID: tok.KeyID, AccountID: accountID, Name: "e2e", Prefix: tok.Prefix, SecretHash: tok.Hash, Scopes: expanded,
+	}); err != nil {
+		t.Fatalf("e2e: insert key: %v", err)
+	}
+	return tok.Plain
+}
+
+// Response is an answer of the api.
+type Response struct {
+	Status int
+	Header http.Header
+	Body   []byte
+}
+
+// JSON decodes the body into v, failing the test if it cannot.
+func (r *Response) JSON(t testing.TB, v any) {
+	t.Helper()
+	if err := json.Unmarshal(r.Body, v); err != nil {
+		t.Fatalf("e2e: decode %s: %v", r.Body, err)
+	}
+}
+
+// Code is the "code" of an error answer.
+func (r *Response) Code(t testing.TB) string {
+	t.Helper()
+	var e struct {
+		Code string `json:"code"`
+	}
+	r.JSON(t, &e)
+	return e.Code
+}
+
+// Do sends one request to the api: path starts with /api/v1 (or /healthz);
+// token may be empty; body is marshalled unless it is a string or []byte;
+// headers are name, value pairs. It is safe to call from several
+// goroutines.
+func (s *System) Do(t testing.TB, method, path, token string, body any, headers ...string) *Response {
+	t.Helper()
+	var rd io.Reader
+	switch b := body.(type) {
+	case nil:
+	case string:
+		rd = strings.NewReader(b)
+	case []byte:
+		rd = bytes.NewReader(b)
+	default:
+		j, err := json.Marshal(b)
+		if err != nil {
+			t.Fatalf("e2e: %v", err)
+		}
+		rd = bytes.NewReader(j)
+	}
+	req, err := http.NewRequest(method, s.URL+path, rd)
+	if err != nil {
+		t.Fatalf("e2e: %v", err)
+	}
+	if rd != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	for i := 0; i+1 < len(headers); i += 2 {
+		req.Header.Set(headers[i], headers[i+1])
+	}
+	resp, err := s.client.Do(req)
+	if err != nil {
+		t.Fatalf("e2e: %s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("e2e: read %s %s: %v", method, path, err)
+	}
+	return &Response{Status: resp.StatusCode, Header: resp.Header, Body: b}
+}
+
+// Operation is the public Operation object as a client decodes it.
+type Operation struct {
+	ID         string     `json:"id"`
+	Type       string     `json:"type"`
+	Status     string     `json:"status"`
+	InstanceID string     `json:"instance_id"`
+	CreatedAt  time.Time  `json:"created_at"`
+	StartedAt  *time.Time `json:"started_at"`
+	FinishedAt *time.Time `json:"finished_at"`
+	Error      *struct {
+		Code    string `json:"code"`
+		Message string `json:"message"`
+	} `json:"error"`
+}
+
+// Terminal reports whether the operation has finished.
+func (o Operation) Terminal() bool { return o.Status == "succeeded" || o.Status == "failed" }
+
+// Instance is the public Instance object as a client decodes it.
+type Instance struct {
+	ID        string    `json:"id"`
+	Subdomain string    `json:"subdomain"`
+	Status    string    `json:"status"`
+	Plan      string    `json:"plan"`
+	FlyRegion string    `json:"fly_region"`
+	URL       string    `json:"url"`
+	CreatedAt time.Time `json:"created_at"`
+	UpdatedAt time.Time `json:"updated_at"`
+}
+
+// WaitTimeout bounds WaitOperation.
+var WaitTimeout = 60 * time.Second
+
+// WaitOperation waits until the operation has finished and answers it as
+// GET /api/v1/operations/:id does. It watches Postgres while it waits, so
+// that waiting spends none of the key's rate limit, then asks the api once.
+func (s *System) WaitOperation(t testing.TB, token, opID string) Operation {
+	t.Helper()
+	deadline := time.Now().Add(WaitTimeout)
+	for {
+		op, err := store.OperationByID(context.Background(), s.Store.DB, opID)
+		if err != nil {
+			t.Fatalf("e2e: read operation %s: %v", opID, err)
+		}
+		if op.Terminal() {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("e2e: operation %s still %s after %s", opID, op.Status, WaitTimeout)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	r := s.Do(t, http.MethodGet, "/api/v1/operations/"+opID, token, nil)
+	if r.Status != http.StatusOK {
+		t.Fatalf("e2e: GET operation %s: %d %s", opID, r.Status, r.Body)
+	}
+	var op Operation
+	r.JSON(t, &op)
+	if !op.Terminal() {
+		t.Fatalf("e2e: operation %s finished in Postgres but the api says %s", opID, op.Status)
+	}
+	return op
+}
+
+// MachinesOf answers the live machines flysim holds for an instance, by
+// the label the worker puts on them.
+func (s *System) MachinesOf(instanceID string) []flysim.Machine {
+	var out []flysim.Machine
+	for _, a := range s.Flysim.Machines() {
+		for _, m := range a.Machines {
+			if m.Config.Metadata[worker.MetadataInstanceID] == instanceID {
+				out = append(out, m)
+			}
+		}
+	}
+	return out
+}
+
+// lockedBuffer is a bytes.Buffer safe for concurrent writers.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// String describes the System for test logs.
+func (s *System) String() string {
+	return fmt.Sprintf("mocd api %s, flysim %s, %s", s.URL, s.FlysimURL, s.Redis)
+}

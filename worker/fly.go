@@ -1,0 +1,330 @@
+package worker
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/http"
+	"sort"
+	"time"
+
+	"github.com/myopenclaw/mocd/fly"
+	"github.com/myopenclaw/mocd/store"
+)
+
+// Fly is the part of the Machines API the worker drives; *fly.Client
+// implements it, and tests give it the same client pointed at flysim.
+type Fly interface {
+	GetApp(ctx context.Context, name string) (*fly.App, error)
+	CreateApp(ctx context.Context, name, org string) (*fly.App, error)
+	DeleteApp(ctx context.Context, name string) error
+	CreateMachine(ctx context.Context, app string, in fly.MachineInput) (*fly.Machine, error)
+	ListMachines(ctx context.Context, app string) ([]fly.Machine, error)
+	GetMachine(ctx context.Context, app, id string) (*fly.Machine, error)
+	StartMachine(ctx context.Context, app, id string, opts ...fly.CallOption) (string, error)
+	StopMachine(ctx context.Context, app, id string, opts ...fly.CallOption) error
+	RestartMachine(ctx context.Context, app, id string, opts ...fly.CallOption) error
+	DestroyMachine(ctx context.Context, app, id string, force bool, opts ...fly.CallOption) error
+	WaitMachine(ctx context.Context, app, id, state string, timeout time.Duration) error
+}
+
+// MetadataInstanceID labels each machine with the instance it serves, so
+// that a create resumed after a crash finds the machine it made before.
+const MetadataInstanceID = "mocd_instance_id"
+
+// waitTimeout is how long one wait call holds; longer waits loop on 408.
+const waitTimeout = 60 * time.Second
+
+// AppName is the Fly app of an instance: derived from the instance id alone,
+// so every attempt of every operation finds the same app, and valid for Fly
+// (lowercase, digits and dashes; instance ids are mixed-case base62).
+func AppName(instanceID string) string {
+	sum := sha256.Sum256([]byte(instanceID))
+	return "moc-" + hex.EncodeToString(sum[:10])
+}
+
+// opFailure is a permanent failure: the operation fails with this code and
+// message, and the task is not retried.
+type opFailure store.OperationError
+
+func (e *opFailure) Error() string { return e.Code + ": " + e.Message }
+
+var errMachineGone = &opFailure{Code: "machine_gone",
+	Message: "the instance's machine was destroyed outside mocd; delete the instance and create a new one"}
+
+var errNoMachine = &opFailure{Code: "no_machine",
+	Message: "the instance has no machine (its create did not finish); delete it and create a new one"}
+
+// carryOut drives Fly for one operation. It answers the instance's final
+// status and, for a permanent failure, the operation's error; a transient
+// failure comes back as err, to be retried.
+func (w *Worker) carryOut(ctx context.Context, op store.Operation, inst store.Instance) (string, *store.OperationError, error) {
+	var err error
+	switch op.Type {
+	case store.OpCreate:
+		err = w.create(ctx, inst)
+	case store.OpStart:
+		err = w.settle(ctx, inst, fly.StateStarted, false)
+	case store.OpStop:
+		err = w.settle(ctx, inst, fly.StateStopped, false)
+	case store.OpRestart:
+		err = w.settle(ctx, inst, fly.StateStarted, true)
+	case store.OpDelete:
+		err = w.destroy(ctx, inst)
+	default:
+		err = &opFailure{Code: "unknown_operation", Message: "unknown operation type " + op.Type}
+	}
+	if err == nil {
+		return settled[op.Type], nil, nil
+	}
+	if opErr := permanent(err); opErr != nil {
+		return w.honestStatus(ctx, inst), opErr, nil
+	}
+	return "", nil, err
+}
+
+// permanent answers the operation error of a failure that retrying cannot
+// cure, or nil for a transient one: a network failure, a Fly 5xx or 429, a
+// lease held by someone else (409), a machine between states (412), a
+// timeout (408), or anything of our own such as Postgres being away.
+func permanent(err error) *store.OperationError {
+	if f, ok := errors.AsType[*opFailure](err); ok {
+		return (*store.OperationError)(f)
+	}
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return nil
+	}
+	fe, ok := errors.AsType[*fly.Error](err)
+	if !ok || fly.IsRetryable(err) || fe.StatusCode >= 500 {
+		return nil
+	}
+	switch fe.StatusCode {
+	case http.StatusRequestTimeout, http.StatusConflict, http.StatusPreconditionFailed, http.StatusTooManyRequests:
+		return nil
+	}
+	msg := fmt.Sprintf("Fly.io rejected %s %s with %d: %s", fe.Method, fe.Path, fe.StatusCode, fe.Message)
+	if fe.RequestID != "" {
+		msg += " (fly-request-id " + fe.RequestID + ")"
+	}
+	return &store.OperationError{Code: "fly_rejected", Message: msg}
+}
+
+// honestStatus is what an instance whose operation failed shows: what its
+// machine is doing if that can be read, failed otherwise.
+func (w *Worker) honestStatus(ctx context.Context, inst store.Instance) string {
+	if fresh, err := store.InstanceByID(ctx, w.st.DB, inst.ID); err == nil {
+		inst = fresh
+	}
+	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	m, err := w.findMachine(rctx, inst)
+	if err != nil || m == nil {
+		return store.StatusFailed
+	}
+	switch m.State {
+	case fly.StateStarted:
+		return store.StatusRunning
+	case fly.StateStopped, fly.StateCreated, fly.StateSuspended:
+		return store.StatusStopped
+	}
+	return store.StatusFailed
+}
+
+// create makes sure the instance has its app and exactly one machine, and
+// that the machine runs. Each step looks first, so a create that crashed
+// half-way resumes where it stopped.
+func (w *Worker) create(ctx context.Context, inst store.Instance) error {
+	app := AppName(inst.ID)
+	if _, err := w.fly.GetApp(ctx, app); fly.IsNotFound(err) {
+		if _, err := w.fly.CreateApp(ctx, app, w.opts.FlyOrg); err != nil {
+			// Taken means our own earlier attempt made it (the name is ours
+			// alone); anything else is a real failure.
+			if _, gerr := w.fly.GetApp(ctx, app); gerr != nil {
+				return fmt.Errorf("create app %s: %w", app, err)
+			}
+		}
+	} else if err != nil {
+		return fmt.Errorf("read app %s: %w", app, err)
+	}
+	if err := store.SetInstanceFly(ctx, w.st.DB, inst.ID, app, deref(inst.FlyMachineID)); err != nil {
+		return err
+	}
+	inst.FlyApp = &app
+
+	m, err := w.findMachine(ctx, inst)
+	if err != nil {
+		return err
+	}
+	if m == nil {
+		m, err = w.fly.CreateMachine(ctx, app, fly.MachineInput{
+			Name:   inst.Subdomain,
+			Region: inst.FlyRegion,
+			Config: fly.MachineConfig{
+				Image:    w.opts.Image,
+				Metadata: map[string]string{MetadataInstanceID: inst.ID},
+			},
+		})
+		if err != nil {
+			return fmt.Errorf("create machine in %s: %w", app, err)
+		}
+		if err := store.SetInstanceFly(ctx, w.st.DB, inst.ID, app, m.ID); err != nil {
+			return err
+		}
+	}
+	inst.FlyMachineID = &m.ID
+	// A create retried by the client after a cut connection may have made
+	// a machine twice: keep the recorded one, destroy the others.
+	if err := w.destroyExtras(ctx, app, inst.ID, m.ID); err != nil {
+		return err
+	}
+	return w.settle(ctx, inst, fly.StateStarted, false)
+}
+
+// findMachine answers the instance's live machine: the recorded one, or
+// else one labelled with the instance (recording it), or nil.
+func (w *Worker) findMachine(ctx context.Context, inst store.Instance) (*fly.Machine, error) {
+	app := AppName(inst.ID)
+	if inst.FlyMachineID != nil {
+		m, err := w.fly.GetMachine(ctx, app, *inst.FlyMachineID)
+		switch {
+		case err == nil && m.State != fly.StateDestroyed && m.State != fly.StateDestroying:
+			return m, nil
+		case err != nil && !fly.IsNotFound(err):
+			return nil, fmt.Errorf("read machine %s: %w", *inst.FlyMachineID, err)
+		}
+	}
+	mine, err := w.labelled(ctx, app, inst.ID)
+	if err != nil || len(mine) == 0 {
+		return nil, err
+	}
+	m := mine[0]
+	if deref(inst.FlyMachineID) != m.ID {
+		if err := store.SetInstanceFly(ctx, w.st.DB, inst.ID, app, m.ID); err != nil {
+			return nil, err
+		}
+	}
+	return &m, nil
+}
+
+// labelled lists the live machines of app labelled with the instance,
+// oldest first; an app that does not exist has none.
+func (w *Worker) labelled(ctx context.Context, app, instanceID string) ([]fly.Machine, error) {
+	list, err := w.fly.ListMachines(ctx, app)
+	if fly.IsNotFound(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("list machines of %s: %w", app, err)
+	}
+	var mine []fly.Machine
+	for _, m := range list {
+		if m.Config.Metadata[MetadataInstanceID] == instanceID && m.State != fly.StateDestroyed && m.State != fly.StateDestroying {
+			mine = append(mine, m)
+		}
+	}
+	sort.SliceStable(mine, func(i, j int) bool { return mine[i].CreatedAt < mine[j].CreatedAt })
+	return mine, nil
+}
+
+func (w *Worker) destroyExtras(ctx context.Context, app, instanceID, keep string) error {
+	mine, err := w.labelled(ctx, app, instanceID)
+	if err != nil {
+		return err
+	}
+	for _, m := range mine {
+		if m.ID == keep {
+			continue
+		}
+		w.log.WarnContext(ctx, "destroying a second machine of one instance", "instance_id", instanceID, "machine_id", m.ID)
+		if err := w.fly.DestroyMachine(ctx, app, m.ID, true); err != nil && !fly.IsNotFound(err) {
+			return fmt.Errorf("destroy extra machine %s: %w", m.ID, err)
+		}
+	}
+	return nil
+}
+
+// settle brings the instance's machine to want (started or stopped),
+// acting only when it is elsewhere: a start on a started machine makes no
+// write call. restart restarts a started machine first. Between states it
+// waits with Fly's wait call (a long poll), never by sleeping.
+func (w *Worker) settle(ctx context.Context, inst store.Instance, want string, restart bool) error {
+	m, err := w.findMachine(ctx, inst)
+	if err != nil {
+		return err
+	}
+	if m == nil {
+		return errNoMachine
+	}
+	app := AppName(inst.ID)
+	for {
+		target := want
+		switch st := m.State; {
+		case st == fly.StateDestroyed || st == fly.StateDestroying:
+			return errMachineGone
+		case restart && st == fly.StateStarted:
+			if err := w.fly.RestartMachine(ctx, app, m.ID); err != nil {
+				return fmt.Errorf("restart machine %s: %w", m.ID, err)
+			}
+			restart = false
+		case st == want:
+			return nil
+		case want == fly.StateStarted && (st == fly.StateStopped || st == fly.StateCreated || st == fly.StateSuspended || st == fly.StateFailed):
+			if _, err := w.fly.StartMachine(ctx, app, m.ID); err != nil {
+				return fmt.Errorf("start machine %s: %w", m.ID, err)
+			}
+			restart = false
+		case want == fly.StateStarted && st == fly.StateStopping:
+			target = fly.StateStopped // let the stop finish, then start
+		case want == fly.StateStopped && st == fly.StateStarted:
+			if err := w.fly.StopMachine(ctx, app, m.ID); err != nil {
+				return fmt.Errorf("stop machine %s: %w", m.ID, err)
+			}
+		case want == fly.StateStopped && (st == fly.StateCreated || st == fly.StateSuspended || st == fly.StateFailed):
+			return nil // nothing runs: as stopped as it gets
+		case want == fly.StateStopped:
+			target = fly.StateStarted // starting or restarting: stop it once it is up
+		}
+		if err := w.fly.WaitMachine(ctx, app, m.ID, target, waitTimeout); err != nil && fly.StatusCode(err) != http.StatusRequestTimeout {
+			return fmt.Errorf("wait for machine %s to be %s: %w", m.ID, target, err)
+		}
+		got, err := w.fly.GetMachine(ctx, app, m.ID)
+		if fly.IsNotFound(err) {
+			return errMachineGone
+		}
+		if err != nil {
+			return fmt.Errorf("read machine %s: %w", m.ID, err)
+		}
+		m = got
+		if m.State == want && !restart {
+			return nil
+		}
+	}
+}
+
+// destroy removes the instance's machines and its app; both steps accept
+// that an earlier attempt already did them.
+func (w *Worker) destroy(ctx context.Context, inst store.Instance) error {
+	app := AppName(inst.ID)
+	mine, err := w.labelled(ctx, app, inst.ID)
+	if err != nil {
+		return err
+	}
+	for _, m := range mine {
+		if err := w.fly.DestroyMachine(ctx, app, m.ID, true); err != nil && !fly.IsNotFound(err) {
+			return fmt.Errorf("destroy machine %s: %w", m.ID, err)
+		}
+	}
+	if err := w.fly.DeleteApp(ctx, app); err != nil && !fly.IsNotFound(err) {
+		return fmt.Errorf("delete app %s: %w", app, err)
+	}
+	return nil
+}
+
+func deref(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
+}

@@ -1,0 +1,220 @@
+package worker
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/jmoiron/sqlx"
+
+	"github.com/myopenclaw/mocd/id"
+	"github.com/myopenclaw/mocd/jobs"
+	"github.com/myopenclaw/mocd/store"
+	"github.com/myopenclaw/mocd/webhook"
+)
+
+// transitional is the status an instance shows while an operation of the
+// type runs; settled is the one it reaches when it succeeds.
+var (
+	transitional = map[string]string{
+		store.OpCreate: store.StatusCreating, store.OpStart: store.StatusStarting,
+		store.OpStop: store.StatusStopping, store.OpRestart: store.StatusRestarting,
+		store.OpDelete: store.StatusDeleting,
+	}
+	settled = map[string]string{
+		store.OpCreate: store.StatusRunning, store.OpStart: store.StatusRunning,
+		store.OpStop: store.StatusStopped, store.OpRestart: store.StatusRunning,
+		store.OpDelete: store.StatusDeleted,
+	}
+)
+
+// handleOperation runs one operation task. Every delivery of a task, first
+// or repeated, takes the same path: finished operations are skipped, the
+// instance's advisory lock and the accept order decide who runs, and each
+// Fly step looks before it acts.
+func (w *Worker) handleOperation(ctx context.Context, t *asynq.Task) error {
+	var p jobs.OperationPayload
+	if err := json.Unmarshal(t.Payload(), &p); err != nil || p.OperationID == "" {
+		return fmt.Errorf("operation task with payload %q: %w", t.Payload(), asynq.SkipRetry)
+	}
+	op, err := store.OperationByID(ctx, w.st.DB, p.OperationID)
+	if errors.Is(err, store.ErrNotFound) {
+		return fmt.Errorf("operation %s does not exist: %w", p.OperationID, asynq.SkipRetry)
+	}
+	if err != nil {
+		return err
+	}
+	if op.Terminal() {
+		return nil
+	}
+	lock, ok, err := w.st.TryLockInstance(ctx, op.InstanceID)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return errWaiting
+	}
+	defer lock.Release()
+
+	// Read again under the lock: another delivery may have finished it.
+	if op, err = store.OperationByID(ctx, w.st.DB, op.ID); err != nil {
+		return err
+	}
+	if op.Terminal() {
+		return nil
+	}
+	older, err := store.OlderUnfinished(ctx, w.st.DB, op.InstanceID, op.Seq)
+	if err != nil {
+		return err
+	}
+	if older {
+		return errWaiting
+	}
+	if op, err = w.begin(ctx, op); err != nil {
+		return err
+	}
+	inst, err := store.InstanceByID(ctx, w.st.DB, op.InstanceID)
+	if err != nil {
+		return err
+	}
+
+	final, opErr, err := w.carryOut(ctx, op, inst)
+	if err != nil {
+		retried, _ := asynq.GetRetryCount(ctx)
+		maxRetry, _ := asynq.GetMaxRetry(ctx)
+		if ctx.Err() != nil || retried < maxRetry {
+			w.log.WarnContext(ctx, "operation step failed; retrying", slog.String("operation_id", op.ID),
+				slog.String("type", op.Type), slog.Int("retry", retried), slog.Any("error", err))
+			return err
+		}
+		// The last attempt: the operation must still finish.
+		opErr = &store.OperationError{Code: "fly_unavailable",
+			Message: fmt.Sprintf("the Fly.io Machines API kept failing after %d attempts: %v", retried+1, err)}
+		final = w.honestStatus(ctx, inst)
+	}
+	if err := w.finish(ctx, op, final, opErr); err != nil {
+		return err
+	}
+	if opErr != nil {
+		return fmt.Errorf("operation %s failed: %s: %w", op.ID, opErr.Code, asynq.SkipRetry)
+	}
+	return nil
+}
+
+// begin marks the operation running and, if an earlier operation left the
+// instance in another status, shows this one's transitional status again.
+func (w *Worker) begin(ctx context.Context, op store.Operation) (store.Operation, error) {
+	var deliveries []string
+	err := w.st.WithTx(ctx, func(tx *sqlx.Tx) error {
+		inst, err := store.LockInstance(ctx, tx, op.AccountID, op.InstanceID)
+		if err != nil {
+			return err
+		}
+		if op, err = store.StartOperation(ctx, tx, op.ID); err != nil {
+			return err
+		}
+		deliveries, err = w.changeStatus(ctx, tx, inst, transitional[op.Type], op.ID)
+		return err
+	})
+	if err != nil {
+		return op, fmt.Errorf("start operation %s: %w", op.ID, err)
+	}
+	w.enqueueDeliveries(ctx, deliveries)
+	return op, nil
+}
+
+// finish records the outcome in ONE transaction: the operation, the
+// instance's status and its event, and the webhook deliveries reporting
+// them (the outbox); the deliveries are enqueued after the commit.
+func (w *Worker) finish(ctx context.Context, op store.Operation, final string, opErr *store.OperationError) error {
+	var deliveries []string
+	err := w.st.WithTx(ctx, func(tx *sqlx.Tx) error {
+		inst, err := store.LockInstance(ctx, tx, op.AccountID, op.InstanceID)
+		if err != nil {
+			return err
+		}
+		done, err := store.FinishOperation(ctx, tx, op.ID, opErr)
+		if err != nil {
+			return err
+		}
+		if deliveries, err = w.changeStatus(ctx, tx, inst, final, op.ID); err != nil {
+			return err
+		}
+		typ := webhook.EventOperationSucceeded
+		if opErr != nil {
+			typ = webhook.EventOperationFailed
+		}
+		ids, err := w.queueEvent(ctx, tx, op.AccountID, id.New(id.Event), typ, done)
+		deliveries = append(deliveries, ids...)
+		return err
+	})
+	if errors.Is(err, store.ErrNotFound) {
+		return nil // finished by another delivery of the task meanwhile
+	}
+	if err != nil {
+		return fmt.Errorf("finish operation %s: %w", op.ID, err)
+	}
+	w.log.InfoContext(ctx, "operation finished", slog.String("operation_id", op.ID), slog.String("type", op.Type),
+		slog.String("instance_id", op.InstanceID), slog.String("status", final), slog.Bool("failed", opErr != nil))
+	w.enqueueDeliveries(ctx, deliveries)
+	return nil
+}
+
+// statusChanged is the data of an instance.status_changed event.
+type statusChanged struct {
+	Instance    store.Instance `json:"instance"`
+	FromStatus  string         `json:"from_status"`
+	ToStatus    string         `json:"to_status"`
+	OperationID *string        `json:"operation_id"`
+}
+
+// changeStatus moves the locked instance to status, if it is not there
+// already, with its event row and instance.status_changed deliveries.
+func (w *Worker) changeStatus(ctx context.Context, tx *sqlx.Tx, inst store.Instance, status, opID string) ([]string, error) {
+	if inst.Status == status {
+		return nil, nil
+	}
+	if err := store.SetInstanceStatus(ctx, tx, inst.ID, status); err != nil {
+		return nil, err
+	}
+	ev, err := store.InsertInstanceEvent(ctx, tx, inst.AccountID, inst.ID, opID, inst.Status, status)
+	if err != nil {
+		return nil, err
+	}
+	now, err := store.InstanceByID(ctx, tx, inst.ID)
+	if err != nil {
+		return nil, err
+	}
+	return w.queueEvent(ctx, tx, inst.AccountID, ev.ID, webhook.EventInstanceStatusChanged, statusChanged{
+		Instance: now.WithURL(w.opts.BaseDomain), FromStatus: inst.Status, ToStatus: status, OperationID: ev.OperationID,
+	})
+}
+
+// queueEvent writes the deliveries of one event, its payload the full
+// envelope that receivers get.
+func (w *Worker) queueEvent(ctx context.Context, tx *sqlx.Tx, accountID, eventID, typ string, data any) ([]string, error) {
+	raw, err := json.Marshal(data)
+	if err != nil {
+		return nil, err
+	}
+	body, err := json.Marshal(webhook.Event{Type: typ, Timestamp: time.Now().UTC(), Data: raw})
+	if err != nil {
+		return nil, err
+	}
+	return store.QueueWebhookEvent(ctx, tx, accountID, eventID, typ, body)
+}
+
+// enqueueDeliveries queues committed deliveries; a failure is left to the
+// relay, which finds pending deliveries without a task.
+func (w *Worker) enqueueDeliveries(ctx context.Context, ids []string) {
+	for _, d := range ids {
+		task, opts := jobs.NewDeliveryTask(d, 0, time.Now())
+		if _, err := w.client.EnqueueContext(ctx, task, opts...); err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) {
+			w.log.WarnContext(ctx, "enqueue webhook delivery; the relay will retry", slog.String("delivery_id", d), slog.Any("error", err))
+		}
+	}
+}

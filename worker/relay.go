@@ -1,0 +1,112 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+
+	"github.com/hibiken/asynq"
+
+	"github.com/myopenclaw/mocd/jobs"
+	"github.com/myopenclaw/mocd/store"
+)
+
+// relayBatch bounds one read of unfinished operations.
+const relayBatch = 500
+
+// relay makes sure every unfinished operation has a task that will run it.
+// It enqueues each with its TaskID: a conflict means the task is still in
+// Redis; success means Redis had lost it (restarted empty, flushed) or the
+// api crashed between its commit and its enqueue. Then it runs the hooks
+// added with OnRelay.
+func (w *Worker) relay(ctx context.Context) error {
+	var errs []error
+	var after int64
+	seen := map[string]bool{}
+	for {
+		ops, err := store.UnfinishedOperations(ctx, w.st.DB, after, relayBatch)
+		if err != nil {
+			errs = append(errs, err)
+			break
+		}
+		for _, op := range ops {
+			seen[op.ID] = true
+			if err := w.ensureQueued(ctx, op); err != nil {
+				errs = append(errs, fmt.Errorf("relay operation %s: %w", op.ID, err))
+			}
+			after = op.Seq
+		}
+		if len(ops) < relayBatch {
+			break
+		}
+	}
+	w.mu.Lock()
+	for opID := range w.suspects {
+		if !seen[opID] {
+			delete(w.suspects, opID)
+		}
+	}
+	hooks := w.relays
+	w.mu.Unlock()
+	for _, fn := range hooks {
+		if err := fn(ctx); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// ensureQueued (re)enqueues one operation's task when Redis does not hold
+// it, and rescues it when its task is stuck with a dead worker.
+func (w *Worker) ensureQueued(ctx context.Context, op store.Operation) error {
+	task, opts := jobs.NewOperationTask(op.ID)
+	_, err := w.client.EnqueueContext(ctx, task, opts...)
+	if err == nil {
+		w.log.InfoContext(ctx, "relay: queued an operation whose task was missing", slog.String("operation_id", op.ID))
+		w.clearSuspect(op.ID)
+		return store.MarkEnqueued(ctx, w.st.DB, op.ID)
+	}
+	if !errors.Is(err, asynq.ErrTaskIDConflict) {
+		return err
+	}
+	if op.Status != store.OpRunning || !w.orphaned(ctx, op) {
+		w.clearSuspect(op.ID)
+		return nil
+	}
+	// Asynq gives an active task of a dead worker back only once its lease
+	// has been expired for 30s, checking once a minute: up to two minutes.
+	// Seen orphaned twice in a row, the operation gets a second task now;
+	// the instance lock keeps the two from ever running together.
+	w.mu.Lock()
+	w.suspects[op.ID]++
+	n := w.suspects[op.ID]
+	w.mu.Unlock()
+	if n < 2 {
+		return nil
+	}
+	w.clearSuspect(op.ID)
+	task, opts = jobs.NewRescueTask(op.ID, op.Attempts)
+	if _, err := w.client.EnqueueContext(ctx, task, opts...); err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) {
+		return err
+	}
+	w.log.WarnContext(ctx, "relay: rescued an operation whose worker died", slog.String("operation_id", op.ID), slog.Int("attempts", op.Attempts))
+	return store.MarkEnqueued(ctx, w.st.DB, op.ID)
+}
+
+// orphaned reports whether a running operation's task is active in Redis
+// while no worker holds its instance: the worker that took it has died.
+func (w *Worker) orphaned(ctx context.Context, op store.Operation) bool {
+	info, err := w.insp.GetTaskInfo(jobs.QueueLifecycle, op.ID)
+	if err != nil || info.State != asynq.TaskStateActive {
+		return false
+	}
+	held, err := store.InstanceLockHeld(ctx, w.st.DB, op.InstanceID)
+	return err == nil && !held
+}
+
+func (w *Worker) clearSuspect(opID string) {
+	w.mu.Lock()
+	delete(w.suspects, opID)
+	w.mu.Unlock()
+}
