@@ -1,0 +1,315 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/myopenclaw/mocd/flysim"
+	"github.com/myopenclaw/mocd/store"
+	"github.com/myopenclaw/mocd/worker"
+)
+
+const routeCreateMachine = "/v1/apps/{app}/machines"
+
+// assertOneMachine checks that flysim holds exactly one live machine for
+// the instance, in its own app.
+func assertOneMachine(t *testing.T, sys *System, instID, state string) {
+	t.Helper()
+	ms := sys.MachinesOf(instID)
+	if len(ms) != 1 || ms[0].State != state {
+		t.Fatalf("instance %s has machines %+v, want exactly one %s", instID, ms, state)
+	}
+	for _, a := range sys.Flysim.Machines() {
+		if a.App == worker.AppName(instID) && len(a.Machines) != 1 {
+			t.Fatalf("app %s holds %d machines", a.App, len(a.Machines))
+		}
+	}
+}
+
+func TestFlyUnavailableThreeTimesStillSucceeds(t *testing.T) {
+	t.Parallel()
+	sys := Start(t, Options{})
+	_, token := sys.NewAccount(t, "pro")
+	sys.Flysim.InjectFault(flysim.Fault{Method: http.MethodPost, Path: routeCreateMachine, Status: http.StatusServiceUnavailable, Count: 3})
+	op := accept(t, sys, http.MethodPost, "/api/v1/instances", token, map[string]string{"subdomain": "flaky-fly"})
+	if done := sys.WaitOperation(t, token, op.ID); done.Status != "succeeded" {
+		t.Fatalf("create: %+v", done)
+	}
+	if n := sys.Flysim.Calls(http.MethodPost, routeCreateMachine); n != 4 {
+		t.Fatalf("create machine called %d times, want 3 failures + 1", n)
+	}
+	assertOneMachine(t, sys, op.InstanceID, "started")
+
+	// A longer outage outlasts the client's own retries: the task is
+	// retried by the queue, with backoff, and still succeeds.
+	sys.Flysim.InjectFault(flysim.Fault{Method: http.MethodPost, Path: "/v1/apps/{app}/machines/{id}/stop", Status: http.StatusBadGateway, Count: 7})
+	stop := accept(t, sys, http.MethodPost, "/api/v1/instances/"+op.InstanceID+"/stop", token, nil)
+	if done := sys.WaitOperation(t, token, stop.ID); done.Status != "succeeded" {
+		t.Fatalf("stop: %+v", done)
+	}
+	if n := sys.Flysim.Calls(http.MethodPost, "/v1/apps/{app}/machines/{id}/stop"); n != 8 {
+		t.Fatalf("stop called %d times, want 7 failures + 1", n)
+	}
+	assertOneMachine(t, sys, op.InstanceID, "stopped")
+}
+
+func TestFlyRejectionFailsTheOperationOnce(t *testing.T) {
+	t.Parallel()
+	sys := Start(t, Options{})
+	_, token := sys.NewAccount(t, "pro")
+	sys.Flysim.InjectFault(flysim.Fault{Method: http.MethodPost, Path: routeCreateMachine, Status: http.StatusUnprocessableEntity})
+	op := accept(t, sys, http.MethodPost, "/api/v1/instances", token, map[string]string{"subdomain": "bad-config"})
+	done := sys.WaitOperation(t, token, op.ID)
+	if done.Status != "failed" || done.Error == nil || done.Error.Code != "fly_rejected" ||
+		!strings.Contains(done.Error.Message, "422") || !strings.Contains(done.Error.Message, "fly-request-id") {
+		t.Fatalf("create: %+v (error %+v)", done, done.Error)
+	}
+	if inst := getInstance(t, sys, token, op.InstanceID); inst.Status != "failed" {
+		t.Fatalf("instance %s after a rejected create", inst.Status)
+	}
+	// Give a retry storm the chance to show: the relay runs every 200ms.
+	time.Sleep(time.Second)
+	if n := sys.Flysim.Calls(http.MethodPost, routeCreateMachine); n != 1 {
+		t.Fatalf("create machine called %d times after a 422", n)
+	}
+	// The failed instance holds its app until it is deleted; delete
+	// removes it.
+	if len(sys.Flysim.Machines()) != 1 {
+		t.Fatalf("flysim apps %+v", sys.Flysim.Machines())
+	}
+	start := accept(t, sys, http.MethodPost, "/api/v1/instances/"+op.InstanceID+"/start", token, nil)
+	if d := sys.WaitOperation(t, token, start.ID); d.Status != "failed" || d.Error.Code != "no_machine" {
+		t.Fatalf("start without a machine: %+v", d)
+	}
+	del := accept(t, sys, http.MethodDelete, "/api/v1/instances/"+op.InstanceID, token, nil)
+	if d := sys.WaitOperation(t, token, del.ID); d.Status != "succeeded" {
+		t.Fatalf("delete: %+v", d)
+	}
+	if len(sys.Flysim.Machines()) != 0 {
+		t.Fatalf("orphaned apps %+v", sys.Flysim.Machines())
+	}
+}
+
+// TestRedisLostWhileOperationsPending: the queue's contents vanish —
+// Redis flushed, or restarted empty — while operations are pending or
+// running. Every one still finishes, exactly once, with one machine each.
+func TestRedisLostWhileOperationsPending(t *testing.T) {
+	t.Parallel()
+	sys := Start(t, Options{FlysimDelay: 30 * time.Millisecond})
+	_, token := sys.NewAccount(t, "business")
+	ctx := context.Background()
+
+	createSome := func(prefix string, n int) []Operation {
+		var ops []Operation
+		for i := range n {
+			ops = append(ops, accept(t, sys, http.MethodPost, "/api/v1/instances", token, map[string]string{"subdomain": fmt.Sprintf("%s-%d", prefix, i)}))
+		}
+		return ops
+	}
+	check := func(ops []Operation) {
+		t.Helper()
+		for _, op := range ops {
+			if d := sys.WaitOperation(t, token, op.ID); d.Status != "succeeded" {
+				t.Fatalf("%s: %+v", op.ID, d)
+			}
+			assertOneMachine(t, sys, op.InstanceID, "started")
+		}
+	}
+
+	// Flushed while nobody works: the tasks are gone before any ran.
+	sys.StopWorker()
+	flushed := createSome("flushed", 3)
+	if err := sys.Redis.Client().FlushAll(ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+	sys.StartWorker()
+	check(flushed)
+
+	// Flushed while the worker runs them: the relay queues them again and
+	// the instance lock keeps the second delivery from running alongside.
+	running := createSome("running", 3)
+	waitFor(t, "an operation running", func() bool {
+		op, _ := store.OperationByID(ctx, sys.Store.DB, running[0].ID)
+		return op.Status == "running"
+	})
+	if err := sys.Redis.Client().FlushAll(ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+	check(running)
+
+	// Restarted empty with operations pending.
+	sys.StopWorker()
+	restarted := createSome("restarted", 3)
+	sys.Redis.Stop()
+	sys.Redis.Start()
+	sys.StartWorker()
+	check(restarted)
+	if n := sys.Flysim.Calls(http.MethodPost, routeCreateMachine); n != 9 {
+		t.Fatalf("create machine called %d times for 9 instances", n)
+	}
+}
+
+// TestWorkerKilledMidCreate runs the worker as a real process, kills it
+// with SIGKILL while a create is under way, and starts another: the create
+// still succeeds, with exactly one machine.
+func TestWorkerKilledMidCreate(t *testing.T) {
+	t.Parallel()
+	bin := buildMocd(t)
+	// 400ms per machine transition: a create spends about a second waiting
+	// for its machine, where the kill lands.
+	sys := Start(t, Options{FlysimDelay: 400 * time.Millisecond})
+	sys.StopWorker()
+	_, token := sys.NewAccount(t, "pro")
+	ctx := context.Background()
+
+	first := startWorkerProcess(t, sys, bin)
+	op := accept(t, sys, http.MethodPost, "/api/v1/instances", token, map[string]string{"subdomain": "killed-claw"})
+	waitFor(t, "the machine being created", func() bool { return len(sys.MachinesOf(op.InstanceID)) == 1 })
+	if got, _ := store.OperationByID(ctx, sys.Store.DB, op.ID); got.Status != "running" {
+		t.Fatalf("operation %s when the worker is killed", got.Status)
+	}
+	if err := first.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = first.Wait()
+
+	killedAt := time.Now()
+	second := startWorkerProcess(t, sys, bin)
+	done := sys.WaitOperation(t, token, op.ID)
+	if done.Status != "succeeded" {
+		t.Fatalf("create after the kill: %+v", done)
+	}
+	t.Logf("create finished %s after the kill", time.Since(killedAt).Round(100*time.Millisecond))
+	assertOneMachine(t, sys, op.InstanceID, "started")
+	if n := sys.Flysim.Calls(http.MethodPost, routeCreateMachine); n != 1 {
+		t.Fatalf("create machine called %d times", n)
+	}
+	if inst := getInstance(t, sys, token, op.InstanceID); inst.Status != "running" {
+		t.Fatalf("instance %s", inst.Status)
+	}
+	// It was the relay's rescue, not asynq's lease recovery (a minute or
+	// two later), that ran it again.
+	if got, _ := store.OperationByID(ctx, sys.Store.DB, op.ID); got.Attempts != 2 {
+		t.Fatalf("operation ran %d times", got.Attempts)
+	}
+	if !strings.Contains(second.Output(), "rescued an operation whose worker died") {
+		t.Fatalf("the second worker did not rescue the operation:\n%s", second.Output())
+	}
+}
+
+func TestReconcilerRepairsDrift(t *testing.T) {
+	t.Parallel()
+	sys := Start(t, Options{})
+	_, token := sys.NewAccount(t, "pro")
+	op := accept(t, sys, http.MethodPost, "/api/v1/instances", token, map[string]string{"subdomain": "drifty"})
+	sys.WaitOperation(t, token, op.ID)
+	m := sys.MachinesOf(op.InstanceID)[0]
+	if err := sys.Flysim.SetState(worker.AppName(op.InstanceID), m.ID, "stopped"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the reconciler to see the stopped machine", func() bool {
+		return getInstance(t, sys, token, op.InstanceID).Status == "stopped"
+	})
+	var evs struct {
+		Data []struct {
+			OperationID *string `json:"operation_id"`
+			FromStatus  *string `json:"from_status"`
+			ToStatus    string  `json:"to_status"`
+		} `json:"data"`
+	}
+	sys.Do(t, http.MethodGet, "/api/v1/instances/"+op.InstanceID+"/events?limit=1", token, nil).JSON(t, &evs)
+	if len(evs.Data) != 1 || evs.Data[0].OperationID != nil || *evs.Data[0].FromStatus != "running" || evs.Data[0].ToStatus != "stopped" {
+		t.Fatalf("drift event %+v", evs.Data)
+	}
+	// The user starts it again as usual.
+	start := accept(t, sys, http.MethodPost, "/api/v1/instances/"+op.InstanceID+"/start", token, nil)
+	if d := sys.WaitOperation(t, token, start.ID); d.Status != "succeeded" {
+		t.Fatalf("start: %+v", d)
+	}
+	assertOneMachine(t, sys, op.InstanceID, "started")
+}
+
+// waitFor polls cond until it holds, failing the test after 30s.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+var (
+	buildOnce sync.Once
+	buildDir  string
+	buildErr  error
+)
+
+// buildMocd builds the mocd binary once per test run.
+func buildMocd(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		buildDir, buildErr = os.MkdirTemp("", "mocd-e2e-")
+		if buildErr != nil {
+			return
+		}
+		out, err := exec.Command("go", "build", "-o", filepath.Join(buildDir, "mocd"), "github.com/myopenclaw/mocd/cmd/mocd").CombinedOutput()
+		if err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return filepath.Join(buildDir, "mocd")
+}
+
+// workerProcess is a `mocd worker` process.
+type workerProcess struct {
+	*exec.Cmd
+	out *lockedBuffer
+}
+
+// Output is what the process logged so far.
+func (p *workerProcess) Output() string { return p.out.String() }
+
+// startWorkerProcess runs `mocd worker` against the System, killed at the
+// end of the test if it still runs; its output goes to the test log when
+// the test fails.
+func startWorkerProcess(t *testing.T, sys *System, bin string) *workerProcess {
+	t.Helper()
+	cmd := exec.Command(bin, "worker")
+	cmd.Env = append(os.Environ(),
+		"DATABASE_URL="+sys.DatabaseURL,
+		"REDIS_URL="+sys.Redis.URL(),
+		"FLY_API_BASE_URL="+sys.FlysimURL,
+		"FLY_API_TOKEN=e2e",
+		"MOC_INSTANCE_IMAGE="+Image,
+		"MOC_PEPPER=e2e-pepper-0123456789abcdef",
+		"MOC_SECRET_KEY=e2e-secret-key-0123456789abcdef",
+	)
+	out := &lockedBuffer{}
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		if t.Failed() {
+			t.Logf("mocd worker pid %d output:\n%s", cmd.Process.Pid, out.String())
+		}
+	})
+	return &workerProcess{Cmd: cmd, out: out}
+}
