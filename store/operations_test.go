@@ -1,0 +1,169 @@
+package store_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"testing"
+
+	"github.com/myopenclaw/mocd/id"
+	"github.com/myopenclaw/mocd/store"
+	"github.com/myopenclaw/mocd/testenv"
+)
+
+func TestInstancesOperationsEvents(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	st := testenv.Store(t)
+	a, err := store.CreateAccount(ctx, st.DB, "ops@example.com", "pro")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := store.CreateAccount(ctx, st.DB, "other@example.com", "business")
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	inst, err := store.InsertInstance(ctx, st.DB, id.New(id.Instance), a.ID, "claw", "iad", store.StatusCreating)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if inst.Plan != "pro" || inst.Status != store.StatusCreating {
+		t.Fatalf("inserted %+v", inst)
+	}
+	// A live subdomain is unique across accounts; a deleted one is free.
+	_, err = store.InsertInstance(ctx, st.DB, id.New(id.Instance), b.ID, "claw", "iad", store.StatusCreating)
+	var conflict *store.ConflictError
+	if !errors.As(err, &conflict) || conflict.Constraint != "instances_subdomain_live" {
+		t.Fatalf("duplicate subdomain: %v", err)
+	}
+	if _, err := store.GetInstance(ctx, st.DB, b.ID, inst.ID); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("another account's instance: %v", err)
+	}
+
+	// Operations: accept order, one start and one finish.
+	op1, err := store.InsertOperation(ctx, st.DB, id.New(id.Operation), a.ID, inst.ID, store.OpCreate)
+	if err != nil {
+		t.Fatal(err)
+	}
+	op2, err := store.InsertOperation(ctx, st.DB, id.New(id.Operation), a.ID, inst.ID, store.OpStop)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if older, _ := store.OlderUnfinished(ctx, st.DB, inst.ID, op2.Seq); !older {
+		t.Fatal("op2 does not see op1 ahead of it")
+	}
+	if older, _ := store.OlderUnfinished(ctx, st.DB, inst.ID, op1.Seq); older {
+		t.Fatal("op1 sees something ahead of it")
+	}
+	started, err := store.StartOperation(ctx, st.DB, op1.ID)
+	if err != nil || started.Status != store.OpRunning || started.Attempts != 1 || started.StartedAt == nil {
+		t.Fatalf("start: %+v %v", started, err)
+	}
+	again, _ := store.StartOperation(ctx, st.DB, op1.ID)
+	if again.Attempts != 2 || !again.StartedAt.Equal(*started.StartedAt) {
+		t.Fatalf("second start: %+v", again)
+	}
+	done, err := store.FinishOperation(ctx, st.DB, op1.ID, nil)
+	if err != nil || done.Status != store.OpSucceeded || done.FinishedAt == nil {
+		t.Fatalf("finish: %+v %v", done, err)
+	}
+	if _, err := store.FinishOperation(ctx, st.DB, op1.ID, &store.OperationError{Code: "x", Message: "y"}); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("finishing twice: %v", err)
+	}
+	if _, err := store.StartOperation(ctx, st.DB, op1.ID); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("starting a finished operation: %v", err)
+	}
+	failed, err := store.FinishOperation(ctx, st.DB, op2.ID, &store.OperationError{Code: "fly_rejected", Message: "no"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var shape map[string]any
+	raw, _ := json.Marshal(failed)
+	_ = json.Unmarshal(raw, &shape)
+	if len(shape) != 8 || shape["error"].(map[string]any)["code"] != "fly_rejected" || shape["type"] != "instance.stop" {
+		t.Fatalf("operation JSON %s", raw)
+	}
+	raw, _ = json.Marshal(done)
+	_ = json.Unmarshal(raw, &shape)
+	if shape["error"] != nil {
+		t.Fatalf("succeeded operation JSON %s", raw)
+	}
+
+	list, err := store.ListOperations(ctx, st.DB, a.ID, store.OperationFilter{Status: store.OpFailed}, 0, 10)
+	if err != nil || len(list) != 1 || list[0].ID != op2.ID {
+		t.Fatalf("failed filter: %+v %v", list, err)
+	}
+	list, _ = store.ListOperations(ctx, st.DB, a.ID, store.OperationFilter{InstanceID: inst.ID}, op2.Seq, 10)
+	if len(list) != 1 || list[0].ID != op1.ID {
+		t.Fatalf("page after op2: %+v", list)
+	}
+	if list, _ = store.ListOperations(ctx, st.DB, b.ID, store.OperationFilter{}, 0, 10); len(list) != 0 {
+		t.Fatalf("account b sees %+v", list)
+	}
+
+	// Events page newest first and stay within the account.
+	for _, to := range []string{store.StatusCreating, store.StatusRunning} {
+		if _, err := store.InsertInstanceEvent(ctx, st.DB, a.ID, inst.ID, op1.ID, "", to); err != nil {
+			t.Fatal(err)
+		}
+	}
+	evs, err := store.ListInstanceEvents(ctx, st.DB, a.ID, inst.ID, 0, 10)
+	if err != nil || len(evs) != 2 || evs[0].ToStatus != store.StatusRunning || evs[0].FromStatus != nil {
+		t.Fatalf("events %+v %v", evs, err)
+	}
+	if evs, _ := store.ListInstanceEvents(ctx, st.DB, b.ID, inst.ID, 0, 10); len(evs) != 0 {
+		t.Fatalf("account b sees events %+v", evs)
+	}
+
+	// Deleting frees the subdomain and the quota.
+	if n, _ := store.CountLiveInstances(ctx, st.DB, a.ID); n != 1 {
+		t.Fatalf("live %d", n)
+	}
+	if err := store.SetInstanceStatus(ctx, st.DB, inst.ID, store.StatusDeleted); err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := store.CountLiveInstances(ctx, st.DB, a.ID); n != 0 {
+		t.Fatalf("live %d after delete", n)
+	}
+	if _, err := store.InsertInstance(ctx, st.DB, id.New(id.Instance), b.ID, "claw", "iad", store.StatusCreating); err != nil {
+		t.Fatalf("reuse of a deleted subdomain: %v", err)
+	}
+	gone, _ := store.InstanceByID(ctx, st.DB, inst.ID)
+	if gone.DeletedAt == nil {
+		t.Fatal("deleted_at not set")
+	}
+}
+
+func TestInstanceLock(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	st := testenv.Store(t)
+	instID := id.New(id.Instance)
+
+	held, err := store.InstanceLockHeld(ctx, st.DB, instID)
+	if err != nil || held {
+		t.Fatalf("held before anyone locked: %v %v", held, err)
+	}
+	l, ok, err := st.TryLockInstance(ctx, instID)
+	if err != nil || !ok {
+		t.Fatalf("first lock: %v %v", ok, err)
+	}
+	if _, ok, _ := st.TryLockInstance(ctx, instID); ok {
+		t.Fatal("second lock of the same instance succeeded")
+	}
+	if held, _ := store.InstanceLockHeld(ctx, st.DB, instID); !held {
+		t.Fatal("lock not seen as held")
+	}
+	other, ok, _ := st.TryLockInstance(ctx, id.New(id.Instance))
+	if !ok {
+		t.Fatal("another instance's lock was refused")
+	}
+	other.Release()
+	l.Release()
+	l2, ok, _ := st.TryLockInstance(ctx, instID)
+	if !ok {
+		t.Fatal("lock not free after release")
+	}
+	l2.Release()
+}
