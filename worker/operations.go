@@ -74,7 +74,9 @@ func (w *Worker) handleOperation(ctx context.Context, t *asynq.Task) error {
 	if older {
 		return errWaiting
 	}
-	if op, err = w.begin(ctx, op); err != nil {
+	if op, err = w.begin(ctx, op); errors.Is(err, store.ErrNotFound) {
+		return nil // finished meanwhile by another delivery
+	} else if err != nil {
 		return err
 	}
 	inst, err := store.InstanceByID(ctx, w.st.DB, op.InstanceID)

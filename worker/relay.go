@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"time"
 
 	"github.com/hibiken/asynq"
 
@@ -14,6 +15,10 @@ import (
 
 // relayBatch bounds one read of unfinished operations.
 const relayBatch = 500
+
+// archivedCheckAfter: a pending operation this old whose task is still
+// queued gets its task's state checked, in case asynq archived it.
+const archivedCheckAfter = 30 * time.Second
 
 // relay makes sure every unfinished operation has a task that will run it.
 // It enqueues each with its TaskID: a conflict means the task is still in
@@ -70,7 +75,24 @@ func (w *Worker) ensureQueued(ctx context.Context, op store.Operation) error {
 	if !errors.Is(err, asynq.ErrTaskIDConflict) {
 		return err
 	}
-	if op.Status != store.OpRunning || !w.orphaned(ctx, op) {
+	if op.Status == store.OpPending && time.Since(op.CreatedAt) < archivedCheckAfter {
+		return nil // queued, and too young to be stuck
+	}
+	info, err := w.insp.GetTaskInfo(jobs.QueueLifecycle, op.ID)
+	if err != nil {
+		return nil // gone since the enqueue: the next pass queues it
+	}
+	if info.State == asynq.TaskStateArchived {
+		// Asynq gave up on the task (its retries ran out while the
+		// worker could not even record the failure): its id stays taken
+		// until the task is deleted, so delete it and queue it afresh.
+		if err := w.insp.DeleteTask(jobs.QueueLifecycle, op.ID); err != nil {
+			return err
+		}
+		w.log.WarnContext(ctx, "relay: re-queued an operation whose task asynq had archived", slog.String("operation_id", op.ID))
+		return w.ensureQueued(ctx, op)
+	}
+	if op.Status != store.OpRunning || info.State != asynq.TaskStateActive || !w.orphaned(ctx, op) {
 		w.clearSuspect(op.ID)
 		return nil
 	}
@@ -94,13 +116,9 @@ func (w *Worker) ensureQueued(ctx context.Context, op store.Operation) error {
 	return store.MarkEnqueued(ctx, w.st.DB, op.ID)
 }
 
-// orphaned reports whether a running operation's task is active in Redis
-// while no worker holds its instance: the worker that took it has died.
+// orphaned reports whether no worker holds the instance of a running
+// operation whose task is active in Redis: the worker that took it died.
 func (w *Worker) orphaned(ctx context.Context, op store.Operation) bool {
-	info, err := w.insp.GetTaskInfo(jobs.QueueLifecycle, op.ID)
-	if err != nil || info.State != asynq.TaskStateActive {
-		return false
-	}
 	held, err := store.InstanceLockHeld(ctx, w.st.DB, op.InstanceID)
 	return err == nil && !held
 }
