@@ -19,6 +19,7 @@ import (
 
 	"github.com/myopenclaw/mocd/ratelimit"
 	"github.com/myopenclaw/mocd/store"
+	"github.com/myopenclaw/mocd/webhook"
 )
 
 // Options are the api's dependencies and settings.
@@ -49,6 +50,12 @@ type Options struct {
 	Enqueuer Enqueuer
 	// BaseDomain is the domain of instance URLs; default store.DefaultBaseDomain.
 	BaseDomain string
+	// SecretBox seals webhook signing secrets (MOC_SECRET_KEY); required
+	// to create webhook endpoints.
+	SecretBox *webhook.SecretBox
+	// WebhookAllowPrivate accepts http and private, loopback and
+	// link-local webhook URLs: development and tests only.
+	WebhookAllowPrivate bool
 }
 
 // Server is the HTTP API.
@@ -151,6 +158,12 @@ func (s *Server) routes() *gin.Engine {
 	r.handle(http.MethodGet, "/instances/:id/events", scopeLogsRead, s.listInstanceEvents)
 	r.handle(http.MethodGet, "/operations", scopeOperationsRead, s.listOperations)
 	r.handle(http.MethodGet, "/operations/:id", scopeOperationsRead, s.getOperation)
+	r.handle(http.MethodGet, "/webhooks", scopeWebhooksRead, s.listWebhooks)
+	r.handle(http.MethodPost, "/webhooks", scopeWebhooksWrite, s.createWebhook)
+	r.handle(http.MethodPatch, "/webhooks/:id", scopeWebhooksWrite, s.updateWebhook)
+	r.handle(http.MethodDelete, "/webhooks/:id", scopeWebhooksWrite, s.deleteWebhook)
+	r.handle(http.MethodPost, "/webhooks/:id/test", scopeWebhooksWrite, s.testWebhook)
+	r.handle(http.MethodGet, "/webhooks/:id/deliveries", scopeWebhooksRead, s.listDeliveries)
 	return e
 }
 

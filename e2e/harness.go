@@ -28,11 +28,15 @@ import (
 	"github.com/myopenclaw/mocd/ratelimit"
 	"github.com/myopenclaw/mocd/store"
 	"github.com/myopenclaw/mocd/testenv"
+	"github.com/myopenclaw/mocd/webhook"
 	"github.com/myopenclaw/mocd/worker"
 )
 
 // Pepper is the api's token pepper in every System.
 var Pepper = []byte("e2e-pepper-0123456789abcdef")
+
+// SecretKey seals webhook signing secrets in every System.
+const SecretKey = "e2e-secret-key-0123456789abcdef"
 
 // Image is the instance image the worker asks flysim for.
 const Image = "registry.example/openclaw:e2e"
@@ -62,6 +66,9 @@ type System struct {
 	// FlysimURL is the Fly Machines API base URL the worker uses.
 	FlysimURL string
 	API       *api.Server
+	// SecretBox seals webhook secrets; webhook URLs on loopback are
+	// allowed, so that receivers can be httptest servers.
+	SecretBox *webhook.SecretBox
 
 	t      testing.TB
 	opts   Options
@@ -95,6 +102,9 @@ func Start(t testing.TB, opts Options) *System {
 	}
 	s.Store = st
 	s.Redis = testenv.StartRedis(t)
+	if s.SecretBox, err = webhook.SecretBoxFromString(SecretKey); err != nil {
+		t.Fatalf("e2e: %v", err)
+	}
 
 	s.Flysim = flysim.New(flysim.Options{Delay: opts.FlysimDelay})
 	flyServer := httptest.NewServer(s.Flysim)
@@ -110,6 +120,9 @@ func Start(t testing.TB, opts Options) *System {
 		Logger:         s.logger("api"),
 		AllowPlainHTTP: true,
 		Enqueuer:       enq,
+
+		SecretBox:           s.SecretBox,
+		WebhookAllowPrivate: true,
 	}
 	if opts.API != nil {
 		opts.API(&ao)
@@ -180,6 +193,7 @@ func (s *System) StartWorker() {
 		ReconcileInterval: s.opts.ReconcileInterval,
 		MaxBackoff:        time.Second,
 		ShutdownTimeout:   2 * time.Second,
+		Webhooks:          worker.WebhookOptions{SecretBox: s.SecretBox, AllowPrivate: true},
 	}
 	if s.opts.Worker != nil {
 		s.opts.Worker(&wo)

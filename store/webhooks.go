@@ -2,11 +2,132 @@ package store
 
 import (
 	"context"
+	"time"
 
 	"github.com/jmoiron/sqlx"
+	"github.com/lib/pq"
 
 	"github.com/myopenclaw/mocd/id"
 )
+
+// Delivery statuses.
+const (
+	DeliveryPending   = "pending"
+	DeliverySucceeded = "succeeded"
+	DeliveryFailed    = "failed"
+)
+
+// DeliveryStatuses lists every delivery status, for validating filters.
+var DeliveryStatuses = []string{DeliveryPending, DeliverySucceeded, DeliveryFailed}
+
+// WebhookEndpoint is a webhook_endpoints row. SecretSealed is the signing
+// secret sealed with the server's key; only the worker opens it.
+type WebhookEndpoint struct {
+	ID             string         `db:"id"`
+	AccountID      string         `db:"account_id"`
+	URL            string         `db:"url"`
+	Events         pq.StringArray `db:"events"`
+	Enabled        bool           `db:"enabled"`
+	DisabledReason *string        `db:"disabled_reason"`
+	SecretSealed   []byte         `db:"secret_sealed"`
+	CreatedAt      time.Time      `db:"created_at"`
+	UpdatedAt      time.Time      `db:"updated_at"`
+}
+
+const endpointCols = `id, account_id, url, events, enabled, disabled_reason, secret_sealed, created_at, updated_at`
+
+// InsertWebhookEndpoint stores a new, enabled endpoint.
+func InsertWebhookEndpoint(ctx context.Context, db sqlx.ExtContext, e WebhookEndpoint) (WebhookEndpoint, error) {
+	const q = `INSERT INTO webhook_endpoints (id, account_id, url, events, secret_sealed)
+		VALUES ($1, $2, $3, $4, $5) RETURNING ` + endpointCols
+	var out WebhookEndpoint
+	err := sqlx.GetContext(ctx, db, &out, q, e.ID, e.AccountID, e.URL, e.Events, e.SecretSealed)
+	return out, mapErr(err)
+}
+
+// LockAccountWebhooks locks the account's row for the rest of the
+// transaction and counts its endpoints, so that concurrent creates cannot
+// together pass the per-account limit.
+func LockAccountWebhooks(ctx context.Context, tx sqlx.ExtContext, accountID string) (int, error) {
+	const lock = `SELECT id FROM accounts WHERE id = $1 FOR UPDATE`
+	var got string
+	if err := sqlx.GetContext(ctx, tx, &got, lock, accountID); err != nil {
+		return 0, mapErr(err)
+	}
+	const q = `SELECT count(*) FROM webhook_endpoints WHERE account_id = $1`
+	var n int
+	err := sqlx.GetContext(ctx, tx, &n, q, accountID)
+	return n, mapErr(err)
+}
+
+// ListWebhookEndpoints returns the account's endpoints, oldest first.
+func ListWebhookEndpoints(ctx context.Context, db sqlx.ExtContext, accountID string) ([]WebhookEndpoint, error) {
+	const q = `SELECT ` + endpointCols + ` FROM webhook_endpoints WHERE account_id = $1 ORDER BY created_at, id`
+	out := []WebhookEndpoint{}
+	err := sqlx.SelectContext(ctx, db, &out, q, accountID)
+	return out, mapErr(err)
+}
+
+// GetWebhookEndpoint reads one endpoint of an account.
+func GetWebhookEndpoint(ctx context.Context, db sqlx.ExtContext, accountID, endpointID string) (WebhookEndpoint, error) {
+	const q = `SELECT ` + endpointCols + ` FROM webhook_endpoints WHERE id = $1 AND account_id = $2`
+	var out WebhookEndpoint
+	err := sqlx.GetContext(ctx, db, &out, q, endpointID, accountID)
+	return out, mapErr(err)
+}
+
+// WebhookEndpointUpdate lists the fields to change; nil leaves a field as
+// it is.
+type WebhookEndpointUpdate struct {
+	URL    *string
+	Events []string
+	// Enabled true clears the disabled reason; false on an enabled
+	// endpoint sets DisabledReason (a disabled one keeps its reason).
+	Enabled        *bool
+	DisabledReason string
+}
+
+// UpdateWebhookEndpoint changes an endpoint of an account and answers it as
+// it now is.
+func UpdateWebhookEndpoint(ctx context.Context, db sqlx.ExtContext, accountID, endpointID string, u WebhookEndpointUpdate) (WebhookEndpoint, error) {
+	const q = `UPDATE webhook_endpoints SET
+			url = COALESCE($3, url),
+			events = COALESCE($4, events),
+			enabled = COALESCE($5, enabled),
+			disabled_reason = CASE WHEN $5::boolean IS NULL THEN disabled_reason
+				WHEN $5::boolean THEN NULL WHEN enabled THEN $6 ELSE disabled_reason END,
+			updated_at = now()
+		WHERE id = $1 AND account_id = $2 RETURNING ` + endpointCols
+	var events any
+	if u.Events != nil {
+		events = pq.StringArray(u.Events)
+	}
+	var out WebhookEndpoint
+	err := sqlx.GetContext(ctx, db, &out, q, endpointID, accountID, u.URL, events, u.Enabled, u.DisabledReason)
+	return out, mapErr(err)
+}
+
+// DeleteWebhookEndpoint removes an endpoint of an account with its
+// deliveries and their attempts.
+func DeleteWebhookEndpoint(ctx context.Context, db sqlx.ExtContext, accountID, endpointID string) error {
+	const q = `DELETE FROM webhook_endpoints WHERE id = $1 AND account_id = $2`
+	res, err := db.ExecContext(ctx, q, endpointID, accountID)
+	if err != nil {
+		return mapErr(err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return ErrNotFound
+	}
+	return nil
+}
+
+// DisableWebhookEndpoint turns an endpoint off for the worker (a receiver
+// that answered 410 Gone), whatever its account.
+func DisableWebhookEndpoint(ctx context.Context, db sqlx.ExtContext, endpointID, reason string) error {
+	const q = `UPDATE webhook_endpoints SET enabled = false, disabled_reason = $2, updated_at = now() WHERE id = $1`
+	_, err := db.ExecContext(ctx, q, endpointID, reason)
+	return mapErr(err)
+}
 
 // QueueWebhookEvent writes one pending delivery of an event to every enabled
 // endpoint of the account subscribed to its type, and returns their ids. It
@@ -22,4 +143,221 @@ func QueueWebhookEvent(ctx context.Context, db sqlx.ExtContext, accountID, event
 	ids := []string{}
 	err := sqlx.SelectContext(ctx, db, &ids, q, id.Delivery+"_"+eventID, eventID, eventType, payload, accountID)
 	return ids, mapErr(err)
+}
+
+// QueueWebhookEventTo writes one pending delivery of an event to one
+// endpoint of the account, whatever events it subscribes to: the delivery
+// of POST /webhooks/:id/test.
+func QueueWebhookEventTo(ctx context.Context, db sqlx.ExtContext, accountID, endpointID, eventID, eventType string, payload []byte) (WebhookDelivery, error) {
+	const q = `INSERT INTO webhook_deliveries (id, endpoint_id, account_id, event_id, event_type, payload)
+		SELECT $1 || '_' || e.id, e.id, e.account_id, $2, $3, $4
+		FROM webhook_endpoints e WHERE e.id = $5 AND e.account_id = $6
+		RETURNING ` + deliveryCols
+	var out WebhookDelivery
+	err := sqlx.GetContext(ctx, db, &out, q, id.Delivery+"_"+eventID, eventID, eventType, payload, endpointID, accountID)
+	return out, mapErr(err)
+}
+
+// WebhookDelivery is a webhook_deliveries row: one event for one endpoint.
+// Its id is the webhook-id header of every attempt.
+type WebhookDelivery struct {
+	Seq            int64      `db:"seq"`
+	ID             string     `db:"id"`
+	EndpointID     string     `db:"endpoint_id"`
+	AccountID      string     `db:"account_id"`
+	EventID        string     `db:"event_id"`
+	EventType      string     `db:"event_type"`
+	Payload        []byte     `db:"payload"`
+	Status         string     `db:"status"`
+	Attempts       int        `db:"attempts"`
+	NextAttemptAt  time.Time  `db:"next_attempt_at"`
+	LastStatusCode *int       `db:"last_status_code"`
+	FailureReason  *string    `db:"failure_reason"`
+	EnqueuedAt     *time.Time `db:"enqueued_at"`
+	CreatedAt      time.Time  `db:"created_at"`
+	FinishedAt     *time.Time `db:"finished_at"`
+}
+
+const deliveryCols = `seq, id, endpoint_id, account_id, event_id, event_type, payload, status, attempts,
+	next_attempt_at, last_status_code, failure_reason, enqueued_at, created_at, finished_at`
+
+// ListWebhookDeliveries returns up to limit deliveries of an account's
+// endpoint, newest first, with seq below before (0: from the newest),
+// optionally in one status.
+func ListWebhookDeliveries(ctx context.Context, db sqlx.ExtContext, accountID, endpointID, status string, before int64, limit int) ([]WebhookDelivery, error) {
+	const q = `SELECT ` + deliveryCols + ` FROM webhook_deliveries
+		WHERE endpoint_id = $1 AND account_id = $2
+			AND ($3::text = '' OR status = $3::text)
+			AND ($4::bigint = 0 OR seq < $4::bigint)
+		ORDER BY seq DESC LIMIT $5`
+	out := []WebhookDelivery{}
+	err := sqlx.SelectContext(ctx, db, &out, q, endpointID, accountID, status, before, limit)
+	return out, mapErr(err)
+}
+
+// WebhookDeliveryByID reads a delivery whatever its account, for the worker
+// and tests.
+func WebhookDeliveryByID(ctx context.Context, db sqlx.ExtContext, deliveryID string) (WebhookDelivery, error) {
+	const q = `SELECT ` + deliveryCols + ` FROM webhook_deliveries WHERE id = $1`
+	var out WebhookDelivery
+	err := sqlx.GetContext(ctx, db, &out, q, deliveryID)
+	return out, mapErr(err)
+}
+
+// WebhookAttempt is one attempt of a delivery that reached an outcome: an
+// answer from the receiver or an error.
+type WebhookAttempt struct {
+	Seq          int64     `db:"seq"`
+	DeliveryID   string    `db:"delivery_id"`
+	Attempt      int       `db:"attempt"`
+	StatusCode   *int      `db:"status_code"`
+	LatencyMS    int       `db:"latency_ms"`
+	ResponseBody *string   `db:"response_body"`
+	Error        *string   `db:"error"`
+	CreatedAt    time.Time `db:"created_at"`
+}
+
+// ListWebhookAttempts returns the attempts of the given deliveries, in the
+// order they were made.
+func ListWebhookAttempts(ctx context.Context, db sqlx.ExtContext, deliveryIDs []string) ([]WebhookAttempt, error) {
+	const q = `SELECT seq, delivery_id, attempt, status_code, latency_ms, response_body, error, created_at
+		FROM webhook_attempts WHERE delivery_id = ANY ($1) ORDER BY seq`
+	out := []WebhookAttempt{}
+	if len(deliveryIDs) == 0 {
+		return out, nil
+	}
+	err := sqlx.SelectContext(ctx, db, &out, q, pq.StringArray(deliveryIDs))
+	return out, mapErr(err)
+}
+
+// DeliveryTarget is what the worker needs to make an attempt: the delivery
+// and the endpoint it goes to.
+type DeliveryTarget struct {
+	WebhookDelivery
+	URL            string  `db:"url"`
+	Enabled        bool    `db:"enabled"`
+	DisabledReason *string `db:"disabled_reason"`
+	SecretSealed   []byte  `db:"secret_sealed"`
+}
+
+// WebhookDeliveryTarget reads a delivery with its endpoint. ErrNotFound
+// means the delivery is gone: its endpoint was deleted.
+func WebhookDeliveryTarget(ctx context.Context, db sqlx.ExtContext, deliveryID string) (DeliveryTarget, error) {
+	const q = `SELECT d.seq, d.id, d.endpoint_id, d.account_id, d.event_id, d.event_type, d.payload, d.status,
+			d.attempts, d.next_attempt_at, d.last_status_code, d.failure_reason, d.enqueued_at, d.created_at,
+			d.finished_at, e.url, e.enabled, e.disabled_reason, e.secret_sealed
+		FROM webhook_deliveries d JOIN webhook_endpoints e ON e.id = d.endpoint_id
+		WHERE d.id = $1`
+	var out DeliveryTarget
+	err := sqlx.GetContext(ctx, db, &out, q, deliveryID)
+	return out, mapErr(err)
+}
+
+// ClaimWebhookAttempt starts attempt number attempt+1 of a pending delivery
+// that has made exactly attempt attempts, and holds it for lease: until
+// then the relay leaves the delivery alone; after it, the relay assumes
+// the worker died and queues the next attempt. ErrNotFound means another
+// task claimed this attempt already (a duplicate or stale task).
+func ClaimWebhookAttempt(ctx context.Context, db sqlx.ExtContext, deliveryID string, attempt int, lease time.Duration) error {
+	const q = `UPDATE webhook_deliveries SET attempts = attempts + 1,
+			next_attempt_at = now() + $3::bigint * interval '1 millisecond'
+		WHERE id = $1 AND status = 'pending' AND attempts = $2`
+	res, err := db.ExecContext(ctx, q, deliveryID, attempt, lease.Milliseconds())
+	if err != nil {
+		return mapErr(err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return ErrNotFound
+	}
+	return nil
+}
+
+// FailWebhookDelivery ends a pending delivery without a further attempt
+// (its endpoint was disabled, say). ErrNotFound: it was not pending.
+func FailWebhookDelivery(ctx context.Context, db sqlx.ExtContext, deliveryID, reason string) error {
+	const q = `UPDATE webhook_deliveries SET status = 'failed', failure_reason = $2, finished_at = now()
+		WHERE id = $1 AND status = 'pending'`
+	res, err := db.ExecContext(ctx, q, deliveryID, reason)
+	if err != nil {
+		return mapErr(err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return ErrNotFound
+	}
+	return nil
+}
+
+// AttemptOutcome is how one attempt ended and what the delivery does next.
+type AttemptOutcome struct {
+	// Attempt is the attempt's number, from 1: the claimed count.
+	Attempt      int
+	StatusCode   *int
+	Latency      time.Duration
+	ResponseBody *string
+	Error        *string
+	// Status is what the delivery becomes: DeliveryPending (retried at
+	// NextAttemptAt), DeliverySucceeded or DeliveryFailed (with
+	// FailureReason).
+	Status        string
+	NextAttemptAt time.Time
+	FailureReason *string
+}
+
+// RecordWebhookAttempt stores the attempt and moves its delivery on, if the
+// delivery is still at that attempt. ErrNotFound: it is not (a later
+// attempt took over after this one's lease expired), and nothing changes.
+func RecordWebhookAttempt(ctx context.Context, db sqlx.ExtContext, deliveryID string, o AttemptOutcome) error {
+	const upd = `UPDATE webhook_deliveries SET status = $3,
+			next_attempt_at = CASE WHEN $3 = 'pending' THEN $4 ELSE next_attempt_at END,
+			last_status_code = $5, failure_reason = $6,
+			finished_at = CASE WHEN $3 = 'pending' THEN NULL ELSE now() END
+		WHERE id = $1 AND attempts = $2 AND status = 'pending'`
+	res, err := db.ExecContext(ctx, upd, deliveryID, o.Attempt, o.Status, o.NextAttemptAt, o.StatusCode, o.FailureReason)
+	if err != nil {
+		return mapErr(err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return ErrNotFound
+	}
+	return InsertWebhookAttempt(ctx, db, deliveryID, o.Attempt, o.StatusCode, o.Latency, o.ResponseBody, o.Error)
+}
+
+// InsertWebhookAttempt stores one attempt's outcome; a second outcome for
+// the same attempt is ignored.
+func InsertWebhookAttempt(ctx context.Context, db sqlx.ExtContext, deliveryID string, attempt int, statusCode *int, latency time.Duration, body, errText *string) error {
+	const q = `INSERT INTO webhook_attempts (delivery_id, attempt, status_code, latency_ms, response_body, error)
+		VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (delivery_id, attempt) DO NOTHING`
+	_, err := db.ExecContext(ctx, q, deliveryID, attempt, statusCode, latency.Milliseconds(), body, errText)
+	return mapErr(err)
+}
+
+// DueWebhookDelivery is a pending delivery whose next attempt is overdue.
+type DueWebhookDelivery struct {
+	ID            string    `db:"id"`
+	Attempts      int       `db:"attempts"`
+	NextAttemptAt time.Time `db:"next_attempt_at"`
+	// Recorded says whether the last attempt started has an outcome; false
+	// with Attempts > 0 means its worker stopped during it.
+	Recorded bool `db:"recorded"`
+}
+
+// DueWebhookDeliveries lists up to limit pending deliveries whose next
+// attempt was due more than grace ago, most overdue first, for the relay.
+func DueWebhookDeliveries(ctx context.Context, db sqlx.ExtContext, grace time.Duration, limit int) ([]DueWebhookDelivery, error) {
+	const q = `SELECT d.id, d.attempts, d.next_attempt_at,
+			(d.attempts = 0 OR EXISTS (SELECT 1 FROM webhook_attempts a
+				WHERE a.delivery_id = d.id AND a.attempt = d.attempts)) AS recorded
+		FROM webhook_deliveries d
+		WHERE d.status = 'pending' AND d.next_attempt_at < now() - $1::bigint * interval '1 millisecond'
+		ORDER BY d.next_attempt_at LIMIT $2`
+	out := []DueWebhookDelivery{}
+	err := sqlx.SelectContext(ctx, db, &out, q, grace.Milliseconds(), limit)
+	return out, mapErr(err)
+}
+
+// MarkWebhookEnqueued records that the relay (re)queued the delivery's task.
+func MarkWebhookEnqueued(ctx context.Context, db sqlx.ExtContext, deliveryID string) error {
+	const q = `UPDATE webhook_deliveries SET enqueued_at = now() WHERE id = $1`
+	_, err := db.ExecContext(ctx, q, deliveryID)
+	return mapErr(err)
 }

@@ -66,6 +66,8 @@ type Options struct {
 	// ShutdownTimeout is how long Run waits for running tasks when it
 	// stops; unfinished ones go back to the queue. Default 8s.
 	ShutdownTimeout time.Duration
+	// Webhooks configure webhook delivery (webhooks.go).
+	Webhooks WebhookOptions
 }
 
 // Worker is one worker process's Asynq server and periodic jobs.
@@ -77,6 +79,8 @@ type Worker struct {
 	client *asynq.Client
 	insp   *asynq.Inspector
 	mux    *asynq.ServeMux
+	// deliveries serves the webhooks queue with its own Asynq server.
+	deliveries *deliverer
 
 	mu       sync.Mutex
 	periodic []periodic
@@ -126,6 +130,7 @@ func New(opts Options) *Worker {
 		suspects: map[string]int{},
 	}
 	w.mux.HandleFunc(jobs.TypeOperation, w.handleOperation)
+	w.deliveries = newDeliverer(w, opts.Webhooks)
 	w.Every("relay", opts.RelayInterval, w.relay)
 	w.Every("reconcile", opts.ReconcileInterval, w.reconcile)
 	return w
@@ -162,7 +167,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	defer w.insp.Close()
 	srv := asynq.NewServer(w.opts.Redis, asynq.Config{
 		Concurrency:              w.opts.Concurrency,
-		Queues:                   map[string]int{jobs.QueueLifecycle: 6, jobs.QueueWebhooks: 3},
+		Queues:                   map[string]int{jobs.QueueLifecycle: 1},
 		TaskCheckInterval:        w.opts.PollInterval,
 		DelayedTaskCheckInterval: w.opts.PollInterval,
 		RetryDelayFunc:           w.retryDelay,
@@ -174,6 +179,11 @@ func (w *Worker) Run(ctx context.Context) error {
 	})
 	if err := srv.Start(w.mux); err != nil {
 		return fmt.Errorf("start asynq server: %w", err)
+	}
+	dsrv, err := w.deliveries.start(ctx)
+	if err != nil {
+		srv.Shutdown()
+		return err
 	}
 	var wg sync.WaitGroup
 	w.mu.Lock()
@@ -187,7 +197,10 @@ func (w *Worker) Run(ctx context.Context) error {
 	w.mu.Unlock()
 	<-ctx.Done()
 	wg.Wait()
+	wg.Add(1)
+	go func() { defer wg.Done(); dsrv.Shutdown() }() // both servers drain at once
 	srv.Shutdown()
+	wg.Wait()
 	return nil
 }
 

@@ -18,6 +18,7 @@ import (
 	"github.com/myopenclaw/mocd/config"
 	"github.com/myopenclaw/mocd/ratelimit"
 	"github.com/myopenclaw/mocd/store"
+	"github.com/myopenclaw/mocd/webhook"
 )
 
 // deps are the connections every long-running process shares.
@@ -55,6 +56,10 @@ func newAPI(d *deps) (*api.Server, io.Closer, error) {
 	if err != nil {
 		return nil, nil, err
 	}
+	box, err := webhook.SecretBoxFromString(d.cfg.SecretKey)
+	if err != nil {
+		return nil, nil, fmt.Errorf("MOC_SECRET_KEY: %w", err)
+	}
 	client := asynq.NewClient(ropt)
 	return api.New(api.Options{
 		Store:          d.store,
@@ -66,6 +71,9 @@ func newAPI(d *deps) (*api.Server, io.Closer, error) {
 		AllowPlainHTTP: d.cfg.Mode == config.ModeDev || d.cfg.InsecureHTTP,
 		TrustedProxies: d.cfg.TrustedProxies,
 		Enqueuer:       client,
+
+		SecretBox:           box,
+		WebhookAllowPrivate: d.cfg.WebhookAllowPrivate,
 	}), client, nil
 }
 

@@ -10,6 +10,7 @@ import (
 
 	"github.com/myopenclaw/mocd/config"
 	"github.com/myopenclaw/mocd/fly"
+	"github.com/myopenclaw/mocd/webhook"
 	"github.com/myopenclaw/mocd/worker"
 )
 
@@ -47,6 +48,10 @@ func runWorkerWith(ctx context.Context, d *deps) error {
 	if err != nil {
 		return err
 	}
+	box, err := webhook.SecretBoxFromString(d.cfg.SecretKey)
+	if err != nil {
+		return fmt.Errorf("MOC_SECRET_KEY: %w", err)
+	}
 	w := worker.New(worker.Options{
 		Store: d.store,
 		Redis: ropt,
@@ -58,6 +63,10 @@ func runWorkerWith(ctx context.Context, d *deps) error {
 		FlyOrg: d.cfg.FlyOrg,
 		Image:  d.cfg.InstanceImage,
 		Logger: d.log.With("component", "worker"),
+		Webhooks: worker.WebhookOptions{
+			SecretBox:    box,
+			AllowPrivate: d.cfg.WebhookAllowPrivate,
+		},
 	})
 	return w.Run(ctx)
 }
