@@ -51,6 +51,7 @@ type Config struct {
 	FlysimListen        string
 	FlysimDelay         time.Duration
 	Retention           time.Duration
+	RateLimitTimeout    time.Duration
 	LogLevel            slog.Level
 }
 
@@ -99,6 +100,9 @@ func Load(mode Mode, getenv func(string) string) (Config, error) {
 	}
 	if c.Retention, err = time.ParseDuration(get("MOC_RETENTION", "2160h")); err != nil || c.Retention < time.Hour {
 		errs = append(errs, fmt.Errorf("MOC_RETENTION: want a duration of at least 1h such as 2160h, got %q", getenv("MOC_RETENTION")))
+	}
+	if c.RateLimitTimeout, err = time.ParseDuration(get("MOC_RATELIMIT_TIMEOUT", "500ms")); err != nil || c.RateLimitTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("MOC_RATELIMIT_TIMEOUT: want a duration such as 500ms, got %q", getenv("MOC_RATELIMIT_TIMEOUT")))
 	}
 	if err := c.LogLevel.UnmarshalText([]byte(get("MOC_LOG_LEVEL", "info"))); err != nil {
 		errs = append(errs, fmt.Errorf("MOC_LOG_LEVEL: %w", err))

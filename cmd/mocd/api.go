@@ -64,7 +64,7 @@ func newAPI(d *deps) (*api.Server, io.Closer, error) {
 	return api.New(api.Options{
 		Store:          d.store,
 		Redis:          d.redis,
-		Limiter:        ratelimit.New(d.redis, ratelimit.Options{}),
+		Limiter:        ratelimit.New(d.redis, ratelimit.Options{Timeout: d.cfg.RateLimitTimeout}),
 		Pepper:         []byte(d.cfg.Pepper),
 		Logger:         d.log,
 		TLS:            d.cfg.TLSCert != "",
