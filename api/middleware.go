@@ -207,7 +207,7 @@ func (s *Server) authMiddleware(c *gin.Context) {
 		writeError(c, s.log, err)
 		return
 	}
-	s.uses.mark(p.ID, time.Now())
+	s.uses.mark(p.AccountID, p.ID, time.Now())
 	c.Set(ctxPrincipal, p)
 	c.Next()
 }
@@ -270,29 +270,45 @@ const (
 	scopeKeysWrite = apikey.KeysWrite
 )
 
-// keyUses collects last-used times in memory; Server.Run flushes them in one
-// statement every few seconds, so no request waits on that write.
+// keyUses collects, in memory, each key's last use and its number of
+// requests per UTC day; Server.Run flushes both every few seconds (one
+// UPDATE, one upsert), so no request waits on either write. A crash loses
+// what was collected since the last flush: at most one flush interval of
+// last-used times and request counts per api process.
 type keyUses struct {
-	mu   sync.Mutex
-	used map[string]time.Time
+	mu     sync.Mutex
+	used   map[string]time.Time
+	counts map[usageDay]int64
 }
 
-func newKeyUses() *keyUses { return &keyUses{used: map[string]time.Time{}} }
+// usageDay is the unit requests are counted in: one key on one UTC day.
+type usageDay struct {
+	accountID, keyID, day string
+}
 
-func (u *keyUses) mark(keyID string, t time.Time) {
+func newKeyUses() *keyUses {
+	return &keyUses{used: map[string]time.Time{}, counts: map[usageDay]int64{}}
+}
+
+// mark records one request of a key at t.
+func (u *keyUses) mark(accountID, keyID string, t time.Time) {
+	d := usageDay{accountID: accountID, keyID: keyID, day: t.UTC().Format(store.DateLayout)}
 	u.mu.Lock()
 	u.used[keyID] = t
+	u.counts[d]++
 	u.mu.Unlock()
 }
 
-func (u *keyUses) take() map[string]time.Time {
+// take hands over what was collected and starts afresh.
+func (u *keyUses) take() (map[string]time.Time, map[usageDay]int64) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	out := u.used
-	u.used = map[string]time.Time{}
-	return out
+	used, counts := u.used, u.counts
+	u.used, u.counts = map[string]time.Time{}, map[usageDay]int64{}
+	return used, counts
 }
 
+// putBack returns last-used times whose flush failed, for the next one.
 func (u *keyUses) putBack(m map[string]time.Time) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
@@ -300,5 +316,15 @@ func (u *keyUses) putBack(m map[string]time.Time) {
 		if cur, ok := u.used[k]; !ok || cur.Before(t) {
 			u.used[k] = t
 		}
+	}
+}
+
+// putBackCounts returns request counts whose flush failed: they are added
+// to what was counted meanwhile.
+func (u *keyUses) putBackCounts(m map[usageDay]int64) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	for d, n := range m {
+		u.counts[d] += n
 	}
 }

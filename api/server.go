@@ -98,9 +98,10 @@ func New(opts Options) *Server {
 func (s *Server) Handler() http.Handler { return s.engine }
 
 // Run does the api's background work until ctx ends: it flushes the
-// last-used times of keys every few seconds, and once more at the end.
+// last-used times of keys and their request counts every flushInterval,
+// and once more at the end.
 func (s *Server) Run(ctx context.Context) {
-	t := time.NewTicker(5 * time.Second)
+	t := time.NewTicker(flushInterval)
 	defer t.Stop()
 	for {
 		select {
@@ -115,11 +116,25 @@ func (s *Server) Run(ctx context.Context) {
 	}
 }
 
+// flushInterval bounds what a crash of an api process loses: the last-used
+// times and request counts of at most this long.
+const flushInterval = 5 * time.Second
+
+// flushKeyUses writes what keyUses collected; what fails to be written is
+// kept for the next flush.
 func (s *Server) flushKeyUses(ctx context.Context) {
-	used := s.uses.take()
+	used, counts := s.uses.take()
 	if err := store.TouchKeys(ctx, s.opts.Store.DB, used); err != nil {
 		s.log.WarnContext(ctx, "record key use", slog.Any("error", err))
 		s.uses.putBack(used)
+	}
+	rows := make([]store.RequestCount, 0, len(counts))
+	for d, n := range counts {
+		rows = append(rows, store.RequestCount{AccountID: d.accountID, KeyID: d.keyID, Day: d.day, Requests: n})
+	}
+	if err := store.AddRequestCounts(ctx, s.opts.Store.DB, rows); err != nil {
+		s.log.WarnContext(ctx, "record request counts", slog.Any("error", err))
+		s.uses.putBackCounts(counts)
 	}
 }
 
@@ -158,6 +173,9 @@ func (s *Server) routes() *gin.Engine {
 	r.handle(http.MethodGet, "/instances/:id/events", scopeLogsRead, s.listInstanceEvents)
 	r.handle(http.MethodGet, "/operations", scopeOperationsRead, s.listOperations)
 	r.handle(http.MethodGet, "/operations/:id", scopeOperationsRead, s.getOperation)
+	r.handle(http.MethodGet, "/logs", scopeLogsRead, s.listLogs)
+	r.handle(http.MethodGet, "/usage", scopeUsageRead, s.getUsage)
+	r.handle(http.MethodGet, "/account", scopeAccountRead, s.getAccount)
 	r.handle(http.MethodGet, "/webhooks", scopeWebhooksRead, s.listWebhooks)
 	r.handle(http.MethodPost, "/webhooks", scopeWebhooksWrite, s.createWebhook)
 	r.handle(http.MethodPatch, "/webhooks/:id", scopeWebhooksWrite, s.updateWebhook)

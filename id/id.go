@@ -20,6 +20,7 @@ const (
 	Event     = "evt"
 	Account   = "acct"
 	Delivery  = "dlv"
+	AuditLog  = "log"
 )
 
 // randomLen of 20 base62 characters carries about 119 bits.

@@ -66,6 +66,9 @@ type Options struct {
 	// ShutdownTimeout is how long Run waits for running tasks when it
 	// stops; unfinished ones go back to the queue. Default 8s.
 	ShutdownTimeout time.Duration
+	// Retention is how long audit entries and finished operations and
+	// webhook deliveries are kept (retention.go); default DefaultRetention.
+	Retention time.Duration
 	// Webhooks configure webhook delivery (webhooks.go).
 	Webhooks WebhookOptions
 }
@@ -133,6 +136,7 @@ func New(opts Options) *Worker {
 	w.deliveries = newDeliverer(w, opts.Webhooks)
 	w.Every("relay", opts.RelayInterval, w.relay)
 	w.Every("reconcile", opts.ReconcileInterval, w.reconcile)
+	w.Every("retention", RetentionInterval, w.prune)
 	return w
 }
 

@@ -60,9 +60,10 @@ func runWorkerWith(ctx context.Context, d *deps) error {
 			Token:   d.cfg.FlyAPIToken,
 			Logger:  d.log.With("component", "fly"),
 		}),
-		FlyOrg: d.cfg.FlyOrg,
-		Image:  d.cfg.InstanceImage,
-		Logger: d.log.With("component", "worker"),
+		FlyOrg:    d.cfg.FlyOrg,
+		Image:     d.cfg.InstanceImage,
+		Logger:    d.log.With("component", "worker"),
+		Retention: d.cfg.Retention,
 		Webhooks: worker.WebhookOptions{
 			SecretBox:    box,
 			AllowPrivate: d.cfg.WebhookAllowPrivate,

@@ -1,0 +1,78 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"time"
+
+	"github.com/jmoiron/sqlx"
+
+	"github.com/myopenclaw/mocd/store"
+)
+
+const (
+	// DefaultRetention is how long audit entries, finished operations and
+	// finished webhook deliveries are kept (MOC_RETENTION).
+	DefaultRetention = 90 * 24 * time.Hour
+	// RetentionInterval spaces the pruning passes. Rows therefore live at
+	// most this much longer than the retention.
+	RetentionInterval = time.Hour
+	// IdempotencyKeyTTL is how long an Idempotency-Key is remembered; API.md
+	// promises at least 24 hours.
+	IdempotencyKeyTTL = 24 * time.Hour
+	// pruneBatch is how many rows one DELETE removes: each statement holds
+	// its row locks for milliseconds and no lock blocks the table.
+	pruneBatch = 1000
+)
+
+// pruneFunc deletes up to batch rows older than cutoff and says how many.
+type pruneFunc func(ctx context.Context, db sqlx.ExtContext, cutoff time.Time, batch int) (int, error)
+
+// prune is the periodic retention job: it deletes audit entries, finished
+// operations and finished webhook deliveries older than the retention, and
+// Idempotency-Keys older than IdempotencyKeyTTL, each in batches until none
+// is left. One table failing does not keep the others from being pruned.
+func (w *Worker) prune(ctx context.Context) error {
+	retention := w.opts.Retention
+	if retention <= 0 {
+		retention = DefaultRetention
+	}
+	now := time.Now()
+	steps := []struct {
+		what   string
+		cutoff time.Time
+		fn     pruneFunc
+	}{
+		{"audit entries", now.Add(-retention), store.PruneAudit},
+		{"operations", now.Add(-retention), store.PruneOperations},
+		{"webhook deliveries", now.Add(-retention), store.PruneWebhookDeliveries},
+		{"idempotency keys", now.Add(-IdempotencyKeyTTL), store.PruneIdempotencyKeys},
+	}
+	var errs []error
+	for _, s := range steps {
+		n, err := pruneAll(ctx, w.st.DB, s.fn, s.cutoff)
+		if n > 0 {
+			w.log.InfoContext(ctx, "retention: pruned", slog.String("what", s.what), slog.Int("rows", n), slog.Time("older_than", s.cutoff))
+		}
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// pruneAll calls fn until a batch comes back short, and returns the total.
+func pruneAll(ctx context.Context, db sqlx.ExtContext, fn pruneFunc, cutoff time.Time) (int, error) {
+	total := 0
+	for {
+		n, err := fn(ctx, db, cutoff, pruneBatch)
+		total += n
+		if err != nil || n < pruneBatch {
+			return total, err
+		}
+		if err := ctx.Err(); err != nil {
+			return total, err
+		}
+	}
+}

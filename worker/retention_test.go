@@ -1,0 +1,103 @@
+package worker
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/myopenclaw/mocd/id"
+	"github.com/myopenclaw/mocd/store"
+	"github.com/myopenclaw/mocd/testenv"
+)
+
+// TestRetentionJob runs one pass of the periodic job: it prunes, past the
+// first batch, everything older than the retention that is finished, keeps
+// everything else, and drops Idempotency-Keys after a day.
+func TestRetentionJob(t *testing.T) {
+	t.Parallel()
+	st := testenv.Store(t)
+	ctx := context.Background()
+	acct, err := store.CreateAccount(ctx, st.DB, "retention@example.com", "pro")
+	if err != nil {
+		t.Fatal(err)
+	}
+	exec := func(q string, args ...any) {
+		t.Helper()
+		if _, err := st.DB.ExecContext(ctx, q, args...); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	// 2,500 audit entries 11 days old (three batches), 7 from 9 days ago.
+	exec(`INSERT INTO audit_log (id, account_id, key_id, key_name, method, path, status, client_ip, request_id, created_at)
+		SELECT 'log_' || g, $1, 'key_x', 'x', 'POST', '/api/v1/keys', 201, '127.0.0.1', 'req', now() - interval '11 days'
+		FROM generate_series(1, 2500) g`, acct.ID)
+	exec(`INSERT INTO audit_log (id, account_id, key_id, key_name, method, path, status, client_ip, request_id, created_at)
+		SELECT 'log_new' || g, $1, 'key_x', 'x', 'POST', '/api/v1/keys', 201, '127.0.0.1', 'req', now() - interval '9 days'
+		FROM generate_series(1, 7) g`, acct.ID)
+	inst := id.New(id.Instance)
+	exec(`INSERT INTO instances (id, account_id, subdomain, status, fly_region) VALUES ($1, $2, 'kept', 'running', 'iad')`, inst, acct.ID)
+	exec(`INSERT INTO operations (id, account_id, instance_id, type, status, created_at, finished_at)
+		SELECT 'op_old' || g, $1, $2, 'instance.stop', 'succeeded', now() - interval '12 days', now() - interval '11 days'
+		FROM generate_series(1, 1200) g`, acct.ID, inst)
+	exec(`INSERT INTO operations (id, account_id, instance_id, type, status, created_at)
+		VALUES ('op_stuck', $1, $2, 'instance.start', 'pending', now() - interval '30 days')`, acct.ID, inst)
+	exec(`INSERT INTO operations (id, account_id, instance_id, type, status, created_at, finished_at)
+		VALUES ('op_recent', $1, $2, 'instance.start', 'failed', now() - interval '12 days', now() - interval '1 day')`, acct.ID, inst)
+	exec(`INSERT INTO idempotency_keys (account_id, key, method, path, fingerprint, status_code, created_at) VALUES
+		($1, 'old', 'POST', '/api/v1/keys', '\x00', 201, now() - interval '25 hours'),
+		($1, 'new', 'POST', '/api/v1/keys', '\x00', 201, now() - interval '23 hours')`, acct.ID)
+	exec(`INSERT INTO webhook_endpoints (id, account_id, url, events, secret_sealed)
+		VALUES ('wh_1', $1, 'https://example.com/hook', '{operation.succeeded}', '\x00')`, acct.ID)
+	exec(`INSERT INTO webhook_deliveries (id, endpoint_id, account_id, event_id, event_type, payload, status, created_at, finished_at) VALUES
+		('dlv_old', 'wh_1', $1, 'evt_1', 'operation.succeeded', '\x7b7d', 'failed', now() - interval '12 days', now() - interval '11 days'),
+		('dlv_pending', 'wh_1', $1, 'evt_2', 'operation.succeeded', '\x7b7d', 'pending', now() - interval '12 days', NULL)`, acct.ID)
+
+	w := &Worker{st: st, log: slog.New(slog.NewTextHandler(io.Discard, nil)), opts: Options{Retention: 10 * 24 * time.Hour}}
+	if err := w.prune(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	count := func(q string) int {
+		t.Helper()
+		var n int
+		if err := st.DB.GetContext(ctx, &n, q); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	if n := count(`SELECT count(*) FROM audit_log`); n != 7 {
+		t.Errorf("%d audit entries left, want the 7 recent ones", n)
+	}
+	var ops []string
+	if err := st.DB.SelectContext(ctx, &ops, `SELECT id FROM operations ORDER BY id`); err != nil {
+		t.Fatal(err)
+	}
+	if len(ops) != 2 || ops[0] != "op_recent" || ops[1] != "op_stuck" {
+		t.Errorf("operations left: %v, want op_recent and op_stuck", ops)
+	}
+	var keys []string
+	if err := st.DB.SelectContext(ctx, &keys, `SELECT key FROM idempotency_keys`); err != nil {
+		t.Fatal(err)
+	}
+	if len(keys) != 1 || keys[0] != "new" {
+		t.Errorf("idempotency keys left: %v", keys)
+	}
+	var dlvs []string
+	if err := st.DB.SelectContext(ctx, &dlvs, `SELECT id FROM webhook_deliveries`); err != nil {
+		t.Fatal(err)
+	}
+	if len(dlvs) != 1 || dlvs[0] != "dlv_pending" {
+		t.Errorf("deliveries left: %v", dlvs)
+	}
+
+	// The default retention (90 days) keeps all of what is left.
+	w.opts.Retention = 0
+	if err := w.prune(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := count(`SELECT count(*) FROM audit_log`) + count(`SELECT count(*) FROM operations`); n != 9 {
+		t.Errorf("the default retention pruned recent rows: %d left", n)
+	}
+}
