@@ -50,7 +50,7 @@ func startAPIOn(t testing.TB, st *store.Store, r *testenv.Redis, opts ...func(*a
 	o := api.Options{
 		Store:          st,
 		Redis:          rc,
-		Limiter:        ratelimit.New(rc, ratelimit.Options{Prefix: "test:rl:"}),
+		Limiter:        ratelimit.New(rc, ratelimit.Options{Prefix: "test:rl:", Timeout: 5 * time.Second}),
 		Pepper:         testPepper,
 		Logger:         slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		AllowPlainHTTP: true,

@@ -113,9 +113,11 @@ func Start(t testing.TB, opts Options) *System {
 	rc := s.Redis.Client()
 	enq := asynq.NewClient(asynq.RedisClientOpt{Addr: s.Redis.Addr()})
 	ao := api.Options{
-		Store:          st,
-		Redis:          rc,
-		Limiter:        ratelimit.New(rc, ratelimit.Options{Prefix: "e2e:rl:"}),
+		Store: st,
+		Redis: rc,
+		// A generous timeout: the suite runs under -race beside other test
+		// packages on two cores; failing closed is tested in api/.
+		Limiter:        ratelimit.New(rc, ratelimit.Options{Prefix: "e2e:rl:", Timeout: 5 * time.Second}),
 		Pepper:         Pepper,
 		Logger:         s.logger("api"),
 		AllowPlainHTTP: true,
