@@ -1,0 +1,34 @@
+-- pgbench script: the Postgres statements of ONE accepted lifecycle call
+-- (POST /api/v1/instances/:id/restart with an Idempotency-Key), copied from
+-- store/keys.go, store/idempotency.go, store/instances.go,
+-- store/operations.go, store/events.go and store/audit.go, in the order
+-- api/middleware.go, api/idempotency.go, api/instances.go and api/change.go
+-- send them. Client n restarts its own instance inst_pgb_<n> (as every
+-- harness client restarts its own), so clients do not queue on one row lock.
+-- It includes the status UPDATE and the event INSERT, which the api skips
+-- when the instance already shows "restarting". cmd/mocdbench runs it with
+-- -M extended: one Parse/Bind/Execute per statement, as lib/pq sends with
+-- binary_parameters. BENCHMARKS.md lists the statements the api really sent
+-- for an accept, counted on the wire, to compare.
+\set r random(1, 9000000000000000000)
+-- authenticate: the key and its account's plan (store.GetPrincipal)
+SELECT k.id, k.account_id, k.name, k.prefix, k.secret_hash, k.scopes, k.created_at, k.last_used_at, k.expires_at, k.revoked_at, a.plan, a.email FROM api_keys k JOIN accounts a ON a.id = k.account_id WHERE k.id = 'key_pgbench';
+-- claim the Idempotency-Key (store.ClaimIdempotencyKey)
+WITH claim AS (INSERT INTO idempotency_keys AS k (account_id, key, method, path, fingerprint) VALUES ('acct_pgbench', 'pgb-' || :client_id::text || '-' || :r::text, 'POST', '/api/v1/instances/inst_pgb_' || :client_id::text || '/restart', decode('9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08', 'hex')) ON CONFLICT (account_id, key) DO UPDATE SET method = EXCLUDED.method, path = EXCLUDED.path, fingerprint = EXCLUDED.fingerprint, locked_at = now(), created_at = now() WHERE k.status_code IS NULL AND k.locked_at < now() - make_interval(secs => 120) RETURNING true AS claimed) SELECT true AS claimed, '' AS method, '' AS path, ''::bytea AS fingerprint, NULL::integer AS status_code, NULL::jsonb AS response_headers, NULL::bytea AS response_body FROM claim UNION ALL SELECT false, method, path, fingerprint, status_code, response_headers, response_body FROM idempotency_keys WHERE account_id = 'acct_pgbench' AND key = 'pgb-' || :client_id::text || '-' || :r::text AND NOT EXISTS (SELECT 1 FROM claim);
+BEGIN;
+-- lock the instance (store.LockInstance)
+SELECT i.id, i.account_id, i.subdomain, i.status, a.plan, i.fly_region, i.fly_app, i.fly_machine_id, i.created_at, i.updated_at, i.deleted_at FROM instances i JOIN accounts a ON a.id = i.account_id WHERE i.id = 'inst_pgb_' || :client_id::text AND i.account_id = 'acct_pgbench' FOR UPDATE OF i;
+-- no delete under way (store.HasUnfinishedDelete)
+SELECT EXISTS (SELECT 1 FROM operations WHERE instance_id = 'inst_pgb_' || :client_id::text AND type = 'instance.delete' AND status IN ('pending', 'running'));
+-- the operation, the outbox row (store.InsertOperation)
+INSERT INTO operations (id, account_id, instance_id, type, status) VALUES ('op_pgb' || :client_id::text || 'x' || :r::text, 'acct_pgbench', 'inst_pgb_' || :client_id::text, 'instance.restart', 'pending') RETURNING seq, id, account_id, instance_id, type, status, error_code, error_message, attempts, created_at, started_at, finished_at, enqueued_at;
+-- the transitional status and its event (store.SetInstanceStatus, store.InsertInstanceEvent)
+UPDATE instances SET status = 'restarting', updated_at = now(), deleted_at = CASE WHEN 'restarting' = 'deleted' THEN now() ELSE deleted_at END WHERE id = 'inst_pgb_' || :client_id::text;
+INSERT INTO instance_events (id, account_id, instance_id, operation_id, from_status, to_status) VALUES ('evt_pgb' || :client_id::text || 'x' || :r::text, 'acct_pgbench', 'inst_pgb_' || :client_id::text, NULLIF('op_pgb' || :client_id::text || 'x' || :r::text, ''), NULLIF('running', ''), 'restarting') RETURNING seq, id, account_id, instance_id, operation_id, from_status, to_status, created_at;
+-- the audit entry (store.InsertAudit)
+INSERT INTO audit_log (id, account_id, key_id, key_name, method, path, status, operation_id, client_ip, request_id) VALUES ('log_pgb' || :client_id::text || 'x' || :r::text, 'acct_pgbench', 'key_pgbench', 'admin', 'POST', '/api/v1/instances/inst_pgb_' || :client_id::text || '/restart', 202, 'op_pgb' || :client_id::text || 'x' || :r::text, '127.0.0.1', 'req_pgb' || :r::text);
+-- the answer to replay, in the same transaction (store.CompleteIdempotencyKey);
+-- the body is an Operation's JSON in hex, since pgbench would read its
+-- "00:00:00" as variables
+UPDATE idempotency_keys SET status_code = 202, response_headers = '{"Content-Type":["application/json; charset=utf-8"],"Location":["/api/v1/operations/op_pgbench"]}', response_body = decode('7b226964223a226f705f356748376b4c6d4e32705172537455765778597a3061222c2274797065223a22696e7374616e63652e72657374617274222c22737461747573223a2270656e64696e67222c22696e7374616e63655f6964223a22696e73745f356748376b4c6d4e32705172537455765778597a3061222c22637265617465645f6174223a22323032352d30312d30315430303a30303a30302e3030303030305a222c22737461727465645f6174223a6e756c6c2c2266696e69736865645f6174223a6e756c6c2c226572726f72223a6e756c6c7d', 'hex') WHERE account_id = 'acct_pgbench' AND key = 'pgb-' || :client_id::text || '-' || :r::text AND status_code IS NULL;
+COMMIT;

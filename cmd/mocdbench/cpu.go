@@ -1,0 +1,122 @@
+package main
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// CPU accounting from /proc: where the machine's time went during a
+// scenario, per process of ours, and how much went to processes that are
+// not ours (other work on a shared machine makes figures noisy; the report
+// says how much there was).
+
+// clockTick is USER_HZ, the unit of /proc's CPU times; 100 on every Linux
+// this runs on (sysconf(_SC_CLK_TCK) needs cgo).
+const clockTick = 100
+
+// procCPU returns a process's user+system CPU time so far.
+func procCPU(pid int) (time.Duration, bool) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, false
+	}
+	// The command name (field 2) is in parentheses and may hold spaces.
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return 0, false
+	}
+	f := strings.Fields(s[i+1:])
+	// f[0] is field 3 (state); utime and stime are fields 14 and 15.
+	if len(f) < 13 {
+		return 0, false
+	}
+	ut, _ := strconv.ParseInt(f[11], 10, 64)
+	st, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(ut+st) * time.Second / clockTick, true
+}
+
+// machineCPU returns the busy and total CPU time of the whole machine.
+func machineCPU() (busy, total time.Duration) {
+	f, err := os.Open("/proc/stat")
+	if err != nil {
+		return 0, 0
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	if !sc.Scan() {
+		return 0, 0
+	}
+	fields := strings.Fields(sc.Text()) // cpu user nice system idle iowait irq softirq steal ...
+	var sum, idle int64
+	for i, v := range fields[1:] {
+		if i >= 8 { // guest times are already in user
+			break
+		}
+		n, _ := strconv.ParseInt(v, 10, 64)
+		sum += n
+		if i == 3 || i == 4 {
+			idle += n
+		}
+	}
+	return time.Duration(sum-idle) * time.Second / clockTick, time.Duration(sum) * time.Second / clockTick
+}
+
+// cpuSample is one reading of every watched process and the machine.
+type cpuSample struct {
+	at      time.Time
+	byGroup map[string]map[int]time.Duration // group → pid → CPU
+	busy    time.Duration
+	total   time.Duration
+}
+
+// cpuGroups names the processes to watch: a group may hold several pids
+// (the Postgres backends of our database).
+type cpuGroups func() map[string][]int
+
+func takeCPU(groups cpuGroups) cpuSample {
+	s := cpuSample{at: time.Now(), byGroup: map[string]map[int]time.Duration{}}
+	for g, pids := range groups() {
+		m := map[int]time.Duration{}
+		for _, pid := range pids {
+			if d, ok := procCPU(pid); ok {
+				m[pid] = d
+			}
+		}
+		s.byGroup[g] = m
+	}
+	s.busy, s.total = machineCPU()
+	return s
+}
+
+// cpuUse is the CPU each group used between two samples, and what the rest
+// of the machine used.
+type cpuUse struct {
+	Elapsed time.Duration
+	ByGroup map[string]time.Duration
+	// Others is busy time of processes not in any group: other work on the
+	// machine, plus kernel time not charged to a process.
+	Others time.Duration
+	// Busy is the machine's busy time; Capacity is elapsed × cores.
+	Busy, Capacity time.Duration
+}
+
+func cpuBetween(a, b cpuSample) cpuUse {
+	u := cpuUse{Elapsed: b.at.Sub(a.at), ByGroup: map[string]time.Duration{}, Busy: b.busy - a.busy, Capacity: b.total - a.total}
+	var ours time.Duration
+	for g, now := range b.byGroup {
+		var d time.Duration
+		for pid, t := range now {
+			// A backend that started during the interval counts whole.
+			d += t - a.byGroup[g][pid]
+		}
+		u.ByGroup[g] = d
+		ours += d
+	}
+	u.Others = max(u.Busy-ours, 0)
+	return u
+}

@@ -1,0 +1,205 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"time"
+)
+
+// Scenario names, in the order of the report.
+const (
+	scAccept   = "accept"
+	scReplay   = "replay"
+	scPoll     = "poll"
+	scList     = "list"
+	scE2E      = "end-to-end"
+	scPage1    = "operations page 1"
+	scPage1000 = "operations page 1000"
+)
+
+// scenarioOrder is the order of the report's rows.
+var scenarioOrder = []string{scAccept, scReplay, scPoll, scList, scE2E, scPage1, scPage1000}
+
+// own returns client w's accounts: each client has accounts of its own, so
+// that no two clients lock the same instance row or share a rate limit.
+func (b *bench) own(w int) []*ident {
+	a := b.opts.accountsPerClient
+	return b.idents[w*a : (w+1)*a]
+}
+
+// pick is the account and key of client w's unit i: accounts round-robin,
+// then keys, so load spreads evenly over every bucket of the limiter.
+func (b *bench) pick(w, i int) (*ident, string, int) {
+	own := b.own(w)
+	id := own[i%len(own)]
+	j := i / len(own)
+	return id, id.tokens[j%len(id.tokens)], j
+}
+
+// acceptUnit restarts one of the client's instances with a fresh
+// Idempotency-Key: the full accept path, ending in an enqueued task.
+func (b *bench) acceptUnit(c *httpClient, tag string) unitFunc {
+	return func(ctx context.Context, w, i int) outcome {
+		id, tok, j := b.pick(w, i)
+		inst := id.instances[j%len(id.instances)]
+		r, err := c.do(ctx, http.MethodPost, "/api/v1/instances/"+inst+"/restart", tok, fmt.Sprintf("%s-%d-%d", tag, w, i), nil)
+		return single(r, err, http.StatusAccepted)
+	}
+}
+
+// replayUnit repeats an already answered request with its key.
+func (b *bench) replayUnit(c *httpClient) unitFunc {
+	return func(ctx context.Context, w, i int) outcome {
+		id, tok, _ := b.pick(w, i)
+		r, err := c.do(ctx, http.MethodPost, id.setupPath, tok, id.setupIdemp, nil)
+		o := single(r, err, http.StatusAccepted)
+		if o.ok && r.header.Get("Idempotent-Replayed") != "true" {
+			o.ok, o.err = false, errors.New("a 202 without Idempotent-Replayed: true")
+		}
+		return o
+	}
+}
+
+// pollUnit reads one operation, as a dashboard polling it does.
+func (b *bench) pollUnit(c *httpClient) unitFunc {
+	return func(ctx context.Context, w, i int) outcome {
+		id, tok, _ := b.pick(w, i)
+		r, err := c.do(ctx, http.MethodGet, "/api/v1/operations/"+id.setupOp, tok, "", nil)
+		return single(r, err, http.StatusOK)
+	}
+}
+
+// listUnit lists the account's instances.
+func (b *bench) listUnit(c *httpClient) unitFunc {
+	return func(ctx context.Context, w, i int) outcome {
+		_, tok, _ := b.pick(w, i)
+		r, err := c.do(ctx, http.MethodGet, "/api/v1/instances", tok, "", nil)
+		return single(r, err, http.StatusOK)
+	}
+}
+
+// pageUnit reads one page of the scale account's operations.
+func (b *bench) pageUnit(c *httpClient, cursor string) unitFunc {
+	path := "/api/v1/operations"
+	if cursor != "" {
+		path += "?cursor=" + url.QueryEscape(cursor)
+	}
+	return func(ctx context.Context, w, i int) outcome {
+		tok := b.scale.tokens[(w+i)%len(b.scale.tokens)]
+		r, err := c.do(ctx, http.MethodGet, path, tok, "", nil)
+		return single(r, err, http.StatusOK)
+	}
+}
+
+// operationJSON is the part of an Operation the harness reads.
+type operationJSON struct {
+	ID         string     `json:"id"`
+	Status     string     `json:"status"`
+	CreatedAt  time.Time  `json:"created_at"`
+	StartedAt  *time.Time `json:"started_at"`
+	FinishedAt *time.Time `json:"finished_at"`
+}
+
+// e2eUnit restarts one of the client's instances and polls the operation
+// every pollEvery until it has finished: one unit is one operation. The
+// client never has more than one operation in flight, so the worker is
+// offered at most one per client and keeps up by construction.
+func (b *bench) e2eUnit(c *httpClient, tag string, pollEvery time.Duration) unitFunc {
+	return func(ctx context.Context, w, i int) outcome {
+		id, tok, j := b.pick(w, i)
+		inst := id.instances[j%len(id.instances)]
+		r, err := c.do(ctx, http.MethodPost, "/api/v1/instances/"+inst+"/restart", tok, fmt.Sprintf("%s-%d-%d", tag, w, i), nil)
+		o := single(r, err, http.StatusAccepted)
+		if !o.ok {
+			return o
+		}
+		var op operationJSON
+		if err := json.Unmarshal(r.body, &op); err != nil {
+			o.ok, o.err = false, err
+			return o
+		}
+		deadline := time.Now().Add(60 * time.Second)
+		for {
+			if time.Now().After(deadline) {
+				o.ok, o.err = false, fmt.Errorf("operation %s unfinished after 60s", op.ID)
+				return o
+			}
+			select {
+			case <-ctx.Done():
+				o.ok, o.err = false, ctx.Err()
+				return o
+			case <-time.After(pollEvery):
+			}
+			r, err := c.do(ctx, http.MethodGet, "/api/v1/operations/"+op.ID, tok, "", nil)
+			p := single(r, err, http.StatusOK)
+			o.requests++
+			o.limited += p.limited
+			if !p.ok {
+				if p.limited > 0 {
+					continue
+				}
+				o.ok, o.err, o.status = false, p.err, p.status
+				return o
+			}
+			var got operationJSON
+			if err := json.Unmarshal(r.body, &got); err != nil {
+				o.ok, o.err = false, err
+				return o
+			}
+			switch got.Status {
+			case "succeeded":
+				if got.FinishedAt != nil && got.StartedAt != nil {
+					o.serverLatency = got.FinishedAt.Sub(got.CreatedAt)
+					o.serverQueued = got.StartedAt.Sub(got.CreatedAt)
+				}
+				return o
+			case "failed":
+				o.ok, o.err = false, fmt.Errorf("operation %s failed", op.ID)
+				return o
+			}
+		}
+	}
+}
+
+// walkPages follows next_cursor from the first page of the scale
+// account's operations to page n, returning page n's cursor. Cursors are
+// sealed by the server, so the only way to page 1000 is to walk there;
+// each step is measured as one request.
+func (b *bench) walkPages(ctx context.Context, c *httpClient, n int) (string, result, error) {
+	cursor := ""
+	var res result
+	t0 := time.Now()
+	for page := 1; page < n; page++ {
+		path := "/api/v1/operations"
+		if cursor != "" {
+			path += "?cursor=" + url.QueryEscape(cursor)
+		}
+		tok := b.scale.tokens[page%len(b.scale.tokens)]
+		s := time.Now()
+		var p struct {
+			Data       []json.RawMessage `json:"data"`
+			NextCursor *string           `json:"next_cursor"`
+		}
+		r, err := c.doJSON(ctx, http.MethodGet, path, tok, "", nil, &p)
+		res.Requests++
+		res.Units++
+		if r.status == http.StatusTooManyRequests {
+			res.Limited++
+		}
+		if err != nil {
+			return "", res, fmt.Errorf("walk to page %d: at page %d: %w", n, page, err)
+		}
+		res.Latencies = append(res.Latencies, time.Since(s))
+		if p.NextCursor == nil {
+			return "", res, fmt.Errorf("walk to page %d: page %d is the last", n, page)
+		}
+		cursor = *p.NextCursor
+	}
+	res.Elapsed = time.Since(t0)
+	sortDurations(res.Latencies)
+	return cursor, res, nil
+}
