@@ -8,8 +8,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync"
 	"time"
@@ -38,13 +40,18 @@ const (
 	// DefaultWebhookConcurrency is how many attempts one worker makes at
 	// once. Attempts mostly wait on receivers, so it is generous.
 	DefaultWebhookConcurrency = 50
-	// DefaultWebhookPerEndpoint is how many attempts to one endpoint one
-	// worker makes at once: a hung receiver holds at most that many slots,
-	// and its other deliveries wait for the relay instead of taking more.
-	DefaultWebhookPerEndpoint = 4
+	// DefaultWebhookPerEndpoint is how many attempts to one slow endpoint
+	// one worker makes at once: a hung receiver holds at most that many
+	// slots, and its other deliveries are put off instead of taking more.
+	// An endpoint whose last attempt answered within SlowAttempt is not
+	// capped, so bursts to healthy receivers go at full speed.
+	DefaultWebhookPerEndpoint = 10
 	// DefaultWebhookGrace is how long past due a pending delivery may be
 	// before the relay assumes its task is lost and queues it again.
 	DefaultWebhookGrace = 5 * time.Second
+	// SlowAttempt: an endpoint whose last attempt took longer, or that
+	// this worker has not heard from yet, is held to PerEndpoint.
+	SlowAttempt = time.Second
 )
 
 // UserAgent is the User-Agent of every delivery.
@@ -83,8 +90,17 @@ type deliverer struct {
 	client *http.Client
 	mux    *asynq.ServeMux
 
-	mu       sync.Mutex
-	inFlight map[string]int // attempts under way, per endpoint
+	mu        sync.Mutex
+	endpoints map[string]*endpointLoad
+}
+
+// endpointLoad is what this worker knows of one endpoint.
+type endpointLoad struct {
+	inFlight int
+	// last is the duration of the last attempt that ended; zero until one
+	// has.
+	last     time.Duration
+	lastSeen time.Time
 }
 
 // newDeliverer sets up webhook delivery for w: its handler, served by
@@ -103,11 +119,11 @@ func newDeliverer(w *Worker, o WebhookOptions) *deliverer {
 		o.Grace = DefaultWebhookGrace
 	}
 	d := &deliverer{
-		w:        w,
-		opts:     o,
-		client:   webhook.NewHTTPClient(o.AllowPrivate, o.Timeout),
-		mux:      asynq.NewServeMux(),
-		inFlight: map[string]int{},
+		w:         w,
+		opts:      o,
+		client:    webhook.NewHTTPClient(o.AllowPrivate, o.Timeout),
+		mux:       asynq.NewServeMux(),
+		endpoints: map[string]*endpointLoad{},
 	}
 	d.mux.HandleFunc(jobs.TypeWebhookDelivery, d.handle)
 	w.OnRelay(d.relay)
@@ -208,13 +224,17 @@ func (d *deliverer) handle(ctx context.Context, t *asynq.Task) error {
 	if err != nil {
 		return fmt.Errorf("open the signing secret of endpoint %s (is MOC_SECRET_KEY the key it was sealed with?): %w", tgt.EndpointID, err)
 	}
-	if !d.acquire(tgt.EndpointID) {
-		// The endpoint already holds its share of this worker's slots;
-		// the relay queues this attempt again once it is overdue.
+	if wait, ok := d.acquire(tgt.EndpointID); !ok {
+		// The endpoint is slow and holds its share of this worker's
+		// slots: put the attempt off; the relay queues it when due.
+		err := store.DeferWebhookAttempt(ctx, db, tgt.ID, p.Attempt, time.Now().Add(wait))
+		if err != nil && !errors.Is(err, store.ErrNotFound) {
+			return fmt.Errorf("put off delivery %s: %w", tgt.ID, err)
+		}
 		return nil
 	}
-	defer d.release(tgt.EndpointID)
 	if err := store.ClaimWebhookAttempt(ctx, db, tgt.ID, p.Attempt, d.lease()); err != nil {
+		d.release(tgt.EndpointID, 0)
 		if errors.Is(err, store.ErrNotFound) {
 			return nil
 		}
@@ -222,6 +242,7 @@ func (d *deliverer) handle(ctx context.Context, t *asynq.Task) error {
 	}
 
 	res := d.send(ctx, tgt, secret)
+	d.release(tgt.EndpointID, max(res.latency, time.Millisecond))
 	out, gone := d.outcome(p.Attempt+1, res)
 	// The attempt happened: record it even if the worker is stopping.
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
@@ -269,21 +290,44 @@ func (d *deliverer) fail(ctx context.Context, deliveryID, reason string) error {
 	return nil
 }
 
-func (d *deliverer) acquire(endpointID string) bool {
+// acquire takes a slot for an attempt to the endpoint, or answers how long
+// to put the attempt off: about as long as the endpoint's attempts take,
+// with jitter, so that its backlog returns spread out.
+func (d *deliverer) acquire(endpointID string) (time.Duration, bool) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.inFlight[endpointID] >= d.opts.PerEndpoint {
-		return false
+	now := time.Now()
+	if len(d.endpoints) > 10_000 {
+		for ep, l := range d.endpoints {
+			if l.inFlight == 0 && now.Sub(l.lastSeen) > time.Hour {
+				delete(d.endpoints, ep)
+			}
+		}
 	}
-	d.inFlight[endpointID]++
-	return true
+	l := d.endpoints[endpointID]
+	if l == nil {
+		l = &endpointLoad{}
+		d.endpoints[endpointID] = l
+	}
+	l.lastSeen = now
+	fast := l.last > 0 && l.last < SlowAttempt
+	if l.inFlight >= d.opts.PerEndpoint && !fast {
+		wait := min(max(l.last, time.Second), d.opts.Timeout)
+		return wait + rand.N(wait), false
+	}
+	l.inFlight++
+	return 0, true
 }
 
-func (d *deliverer) release(endpointID string) {
+// release gives the slot back; took is how long the attempt took (0 when
+// none was made).
+func (d *deliverer) release(endpointID string, took time.Duration) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.inFlight[endpointID]--; d.inFlight[endpointID] <= 0 {
-		delete(d.inFlight, endpointID)
+	l := d.endpoints[endpointID]
+	l.inFlight--
+	if took > 0 {
+		l.last = took
 	}
 }
 
@@ -370,6 +414,12 @@ func (d *deliverer) describe(err error) string {
 		return "the worker stopped during the attempt"
 	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &ne) && ne.Timeout():
 		return fmt.Sprintf("no answer within %s", d.opts.Timeout)
+	}
+	// Without the "Post <url>:" prefix: the customer knows the URL, and a
+	// URL may carry a token that must not reach the logs.
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return ue.Err.Error()
 	}
 	return err.Error()
 }
