@@ -35,6 +35,9 @@ const MaxWebhookEndpoints = 20
 // maxURLLen bounds an endpoint URL.
 const maxURLLen = 2048
 
+// dnsTimeout bounds the resolution of an endpoint's host.
+const dnsTimeout = 5 * time.Second
+
 // DisabledByAPI is the disabled_reason of an endpoint disabled with PATCH.
 const DisabledByAPI = "disabled through the API"
 
@@ -142,7 +145,10 @@ func (s *Server) validURL(ctx context.Context, raw string) error {
 	if len(raw) > maxURLLen {
 		return badRequest("url must be at most %d characters", maxURLLen)
 	}
-	err := webhook.ValidateURL(ctx, raw, s.opts.WebhookAllowPrivate, nil)
+	// A resolver that hangs must not hang the request.
+	rctx, cancel := context.WithTimeout(ctx, dnsTimeout)
+	defer cancel()
+	err := webhook.ValidateURL(rctx, raw, s.opts.WebhookAllowPrivate, nil)
 	switch {
 	case err == nil:
 		return nil
