@@ -156,6 +156,7 @@ func (s *Server) routes() *gin.Engine {
 	e.GET("/healthz", s.healthz)
 	e.GET("/readyz", s.readyz)
 	e.GET("/metrics", s.metrics.handler())
+	s.docsRoutes(e) // GET /api/v1/openapi.json and /docs: public, outside the group below
 
 	v1 := e.Group("/api/v1", s.transportMiddleware, s.authMiddleware, s.planMiddleware, s.rateLimitMiddleware, s.bodyMiddleware)
 	r := router{s: s, g: v1}

@@ -34,4 +34,16 @@ for arg in "$@"; do
 	esac
 done
 
+# The whole suite also lints the OpenAPI document with Redocly CLI from the
+# npm registry (scripts/openapi-lint.sh); a run of named packages skips it.
+if [ ${#pkgs[@]} -gt 0 ]; then
+	if command -v npm >/dev/null 2>&1; then
+		bash "$REPO_ROOT/scripts/openapi-lint.sh"
+	elif [ "${CI:-}" = "true" ]; then
+		die "npm not found: CI lints the OpenAPI document; install Node.js 20.19+ with npm"
+	else
+		log "npm not found: skipping the OpenAPI lint (install Node.js 20.19+ with npm; then make openapi-lint)"
+	fi
+fi
+
 exec go test -race -count=1 -timeout 12m ${pkgs[@]+"${pkgs[@]}"} "$@"
