@@ -5,12 +5,16 @@ import (
 	"compress/gzip"
 	"encoding/json"
 	"io"
+	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"regexp"
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/getkin/kin-openapi/openapi3"
 
@@ -215,6 +219,167 @@ func TestDocumentEnumsMatchTheCode(t *testing.T) {
 	for _, s := range []string{store.StatusCreating, store.StatusStarting, store.StatusRunning, store.StatusStopping, store.StatusStopped, store.StatusRestarting, store.StatusDeleting, store.StatusDeleted, store.StatusFailed} {
 		if !strings.Contains(string(b), `"`+s+`"`) {
 			t.Errorf("instance status %q is not in the document", s)
+		}
+	}
+}
+
+// contract is the document's validator, shared by the tests of this file.
+var contract = sync.OnceValues(openapi.NewValidator)
+
+// tour calls the api and checks every answer against the document,
+// recording which operations answered with which statuses.
+type tour struct {
+	*apiEnv
+	t    *testing.T
+	v    *openapi.Validator
+	seen map[string][]int // operationId → statuses
+}
+
+func (tr *tour) call(method, path, token string, body any, headers ...string) *response {
+	tr.t.Helper()
+	r := tr.do(method, path, token, body, headers...)
+	req := httptest.NewRequest(method, tr.url+path, nil)
+	if err := tr.v.ValidateResponse(req, r.Status, r.Header, r.Body); err != nil {
+		tr.t.Errorf("%v", err)
+	}
+	op := tr.v.OperationID(req)
+	tr.seen[op] = append(tr.seen[op], r.Status)
+	return r
+}
+
+// want calls and checks the status (and the code of an error answer).
+func (tr *tour) want(status int, code string, method, path, token string, body any, headers ...string) *response {
+	tr.t.Helper()
+	r := tr.call(method, path, token, body, headers...)
+	if r.Status != status || (code != "" && r.code(tr.t) != code) {
+		tr.t.Fatalf("%s %s: %d %s, want %d %s", method, path, r.Status, r.Body, status, code)
+	}
+	return r
+}
+
+// The e2e suite checks every answer it receives against the document; this
+// tour reaches the operations and errors that suite does not (keys, logs,
+// usage, account, the public routes, rate limits, a lost rate limiter),
+// and shows that every operation of the document answered successfully at
+// least once.
+func TestEveryOperationAnswersAsDocumented(t *testing.T) {
+	t.Parallel()
+	v, err := contract()
+	if err != nil {
+		t.Fatal(err)
+	}
+	box, err := webhook.NewSecretBox(bytes.Repeat([]byte{7}, 32))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := startAPI(t, func(o *api.Options) { o.SecretBox = box; o.WebhookAllowPrivate = true })
+	tr := &tour{apiEnv: e, t: t, v: v, seen: map[string][]int{}}
+	acct, tok := e.account("pro")
+
+	// Public routes.
+	tr.want(200, "", "GET", "/healthz", "", nil)
+	tr.want(200, "", "GET", "/readyz", "", nil)
+	tr.want(200, "", "GET", "/metrics", "", nil)
+	tr.want(200, "", "GET", "/api/v1/openapi.json", "", nil)
+	tr.want(200, "", "GET", "/docs", "", nil)
+	tr.want(404, "not_found", "GET", "/api/v1/nothing-here", tok, nil)
+	tr.want(405, "method_not_allowed", "PUT", "/api/v1/instances", tok, nil)
+
+	// Authentication, plans, scopes.
+	tr.want(401, "unauthorized", "GET", "/api/v1/instances", "", nil)
+	tr.want(401, "unauthorized", "GET", "/api/v1/instances", "moc_not_a_token", nil)
+	_, freeTok := e.account("free")
+	tr.want(403, "plan_required", "GET", "/api/v1/account", freeTok, nil)
+	readOnly := e.key(acct, apikey.PresetReadOnly)
+	tr.want(403, "insufficient_scope", "POST", "/api/v1/instances", readOnly, map[string]string{"subdomain": "nope"})
+	tr.want(403, "insufficient_scope", "POST", "/api/v1/keys", tok, map[string]any{"name": "x", "scopes": []string{"full"}},
+		"Authorization", "Bearer "+e.key(acct, apikey.KeysWrite))
+
+	// Keys.
+	tr.want(200, "", "GET", "/api/v1/keys", tok, nil)
+	create := map[string]any{"name": "ci-deploy", "scopes": []string{"write"}, "expires_at": time.Now().Add(24 * time.Hour).UTC()}
+	k := tr.want(201, "", "POST", "/api/v1/keys", tok, create, "Idempotency-Key", "tour-key-1")
+	if r := tr.want(201, "", "POST", "/api/v1/keys", tok, create, "Idempotency-Key", "tour-key-1"); r.Header.Get("Idempotent-Replayed") != "true" {
+		t.Errorf("replay without Idempotent-Replayed: %v", r.Header)
+	}
+	tr.want(422, "idempotency_key_reused", "POST", "/api/v1/keys", tok, map[string]any{"name": "other", "scopes": []string{"full"}}, "Idempotency-Key", "tour-key-1")
+	tr.want(400, "invalid_idempotency_key", "POST", "/api/v1/keys", tok, create, "Idempotency-Key", strings.Repeat("k", 300))
+	tr.want(400, "invalid_request", "POST", "/api/v1/keys", tok, `{"name": "x", "scope": ["full"]}`)
+	tr.want(413, "payload_too_large", "POST", "/api/v1/keys", tok, strings.Repeat(" ", 1<<20+1))
+	var key struct{ ID string }
+	k.json(t, &key)
+	tr.want(201, "", "POST", "/api/v1/keys/"+key.ID+"/rotate", tok, nil)
+	tr.want(404, "not_found", "POST", "/api/v1/keys/key_unknown/rotate", tok, nil)
+	tr.want(204, "", "DELETE", "/api/v1/keys/"+key.ID, tok, nil)
+
+	// Instances and operations (no worker runs here: operations stay pending).
+	tr.want(200, "", "GET", "/api/v1/instances", tok, nil)
+	tr.want(400, "invalid_request", "POST", "/api/v1/instances", tok, map[string]string{"subdomain": "tour", "fly_region": "mars"})
+	c := tr.want(202, "", "POST", "/api/v1/instances", tok, map[string]string{"subdomain": "tour", "fly_region": "lhr"})
+	tr.want(409, "subdomain_taken", "POST", "/api/v1/instances", tok, map[string]string{"subdomain": "tour"})
+	var op struct {
+		ID         string `json:"id"`
+		InstanceID string `json:"instance_id"`
+	}
+	c.json(t, &op)
+	inst := "/api/v1/instances/" + op.InstanceID
+	tr.want(200, "", "GET", inst, tok, nil)
+	tr.want(404, "not_found", "GET", "/api/v1/instances/inst_unknown", tok, nil)
+	for _, action := range []string{"start", "stop", "restart"} {
+		tr.want(202, "", "POST", inst+"/"+action, tok, nil)
+	}
+	tr.want(200, "", "GET", inst+"/events?limit=1", tok, nil)
+	tr.want(400, "invalid_cursor", "GET", inst+"/events?cursor=forged", tok, nil)
+	tr.want(200, "", "GET", "/api/v1/operations?instance_id="+op.InstanceID+"&status=pending&limit=2", tok, nil)
+	tr.want(400, "invalid_request", "GET", "/api/v1/operations?status=queued", tok, nil)
+	tr.want(200, "", "GET", "/api/v1/operations/"+op.ID, tok, nil)
+	tr.want(202, "", "DELETE", inst, tok, nil)
+	tr.want(409, "instance_deleting", "POST", inst+"/start", tok, nil)
+
+	// Webhooks.
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	t.Cleanup(hook.Close)
+	tr.want(200, "", "GET", "/api/v1/webhooks", tok, nil)
+	tr.want(400, "invalid_request", "POST", "/api/v1/webhooks", tok, map[string]any{"url": hook.URL, "events": []string{"nope"}})
+	w := tr.want(201, "", "POST", "/api/v1/webhooks", tok, map[string]any{"url": hook.URL, "events": []string{"operation.succeeded"}})
+	var ep struct{ ID string }
+	w.json(t, &ep)
+	wh := "/api/v1/webhooks/" + ep.ID
+	tr.want(200, "", "PATCH", wh, tok, map[string]any{"events": []string{"operation.succeeded", "operation.failed"}})
+	tr.want(202, "", "POST", wh+"/test", tok, nil)
+	tr.want(200, "", "GET", wh+"/deliveries?status=pending", tok, nil)
+	tr.want(200, "", "PATCH", wh, tok, map[string]any{"enabled": false})
+	tr.want(409, "webhook_disabled", "POST", wh+"/test", tok, nil)
+	tr.want(204, "", "DELETE", wh, tok, nil)
+	tr.want(404, "not_found", "GET", wh+"/deliveries", tok, nil)
+
+	// Logs, usage, account.
+	tr.want(200, "", "GET", "/api/v1/logs?limit=5", tok, nil)
+	tr.want(400, "invalid_request", "GET", "/api/v1/logs?from=yesterday", tok, nil)
+	tr.want(200, "", "GET", "/api/v1/usage", tok, nil)
+	tr.want(400, "invalid_request", "GET", "/api/v1/usage?from=2026-13-01", tok, nil)
+	tr.want(200, "", "GET", "/api/v1/account", tok, nil)
+
+	// A rate limit, then a rate limiter that cannot answer.
+	limited := e.key(acct, apikey.PresetFull)
+	for i := 0; ; i++ {
+		if tr.call("GET", "/api/v1/account", limited, nil).Status == 429 {
+			break
+		}
+		if i > 150 {
+			t.Fatal("no 429 after 150 requests on a pro key (120/min)")
+		}
+	}
+	e.redis.Stop()
+	tr.want(503, "rate_limiter_unavailable", "GET", "/api/v1/instances", tok, nil)
+	e.redis.Start()
+
+	// Every operation of the document answered 2xx at least once.
+	for path, item := range v.Document().Paths.Map() {
+		for method, o := range item.Operations() {
+			if !slices.ContainsFunc(tr.seen[o.OperationID], func(s int) bool { return s >= 200 && s < 300 }) {
+				t.Errorf("%s %s (%s) was never answered successfully in this tour", method, path, o.OperationID)
+			}
 		}
 	}
 }

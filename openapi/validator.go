@@ -162,3 +162,14 @@ func RequiredScope(op *openapi3.Operation) (scope string, ok bool) {
 	}
 	return scopes[0], true
 }
+
+// OperationID answers the operationId of the document's operation for req,
+// or "" when the document has none: tests use it to show that they
+// exercised every operation.
+func (v *Validator) OperationID(req *http.Request) string {
+	route, _, err := v.router.FindRoute(req)
+	if err != nil {
+		return ""
+	}
+	return route.Operation.OperationID
+}
