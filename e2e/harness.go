@@ -25,6 +25,7 @@ import (
 	"github.com/myopenclaw/mocd/apikey"
 	"github.com/myopenclaw/mocd/fly"
 	"github.com/myopenclaw/mocd/flysim"
+	"github.com/myopenclaw/mocd/openapi"
 	"github.com/myopenclaw/mocd/ratelimit"
 	"github.com/myopenclaw/mocd/store"
 	"github.com/myopenclaw/mocd/testenv"
@@ -320,7 +321,26 @@ func (s *System) Do(t testing.TB, method, path, token string, body any, headers 
 	if err != nil {
 		t.Fatalf("e2e: read %s %s: %v", method, path, err)
 	}
-	return &Response{Status: resp.StatusCode, Header: resp.Header, Body: b}
+	r := &Response{Status: resp.StatusCode, Header: resp.Header, Body: b}
+	checkContract(t, req, r)
+	return r
+}
+
+// contract is openapi/openapi.yaml, loaded once for every test.
+var contract = sync.OnceValues(openapi.NewValidator)
+
+// checkContract fails the test when an answer strays from the OpenAPI
+// document: a route, status, header or field it does not describe. Every
+// answer passes here, so the document cannot drift from the code.
+func checkContract(t testing.TB, req *http.Request, r *Response) {
+	t.Helper()
+	v, err := contract()
+	if err == nil {
+		err = v.ValidateResponse(req, r.Status, r.Header, r.Body)
+	}
+	if err != nil {
+		t.Errorf("e2e: the answer breaks the API's OpenAPI document: %v", err)
+	}
 }
 
 // Operation is the public Operation object as a client decodes it.
