@@ -36,8 +36,9 @@ lint:
 		echo "lint: shellcheck not installed; skipping the shell scripts"; \
 	fi
 
-## bench: the load benchmark against a running mocd
+## bench: PostgreSQL + Redis up, then the load harness (cmd/mocdbench): writes BENCHMARKS.md (ARGS="-duration 5s" for flags)
 bench:
+	bash scripts/services.sh
 	go run ./cmd/mocdbench $(ARGS)
 
 ## openapi-lint: lints the OpenAPI document when scripts/openapi-lint.sh exists

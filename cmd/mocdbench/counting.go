@@ -3,7 +3,9 @@ package main
 import (
 	"context"
 	"fmt"
+	"math"
 	"net/http"
+	"os"
 	"time"
 )
 
@@ -127,5 +129,26 @@ func (b *bench) countAll(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	return b.countPass(ctx, scE2E, b.opts.countE2E, b.e2eUnit(c, "count-e2e", b.opts.pollEvery), drained)
+	if err := b.countPass(ctx, scE2E, b.opts.countE2E, b.e2eUnit(c, "count-e2e", b.opts.pollEvery), drained); err != nil {
+		return err
+	}
+	b.checkScripts()
+	return nil
+}
+
+// checkScripts warns when a pgbench script no longer has as many
+// statements as the api sends for its request: the store changed and the
+// script must follow, or the reference measures something else.
+func (b *bench) checkScripts() {
+	for script, name := range map[string]string{pgbenchScript: scAccept, pgbenchPollScript: scPoll} {
+		src, err := os.ReadFile(script)
+		c, ok := b.counted[name]
+		if err != nil || !ok || c.Requests == 0 {
+			continue
+		}
+		sent := float64(c.Per["api-pg"].Statements()) / float64(c.Requests)
+		if n := scriptStatements(src); math.Abs(sent-float64(n)) > 0.01 {
+			fmt.Fprintf(os.Stderr, "mocdbench: WARNING: %s has %d statements but the api sent %.2f per %s request; update the script from store/\n", script, n, sent, name)
+		}
+	}
 }

@@ -137,12 +137,12 @@ type result struct {
 	CPU       cpuUse
 }
 
-// PerSec is units per second.
+// PerSec is successful units per second.
 func (r result) PerSec() float64 {
 	if r.Elapsed <= 0 {
 		return 0
 	}
-	return float64(r.Units) / r.Elapsed.Seconds()
+	return float64(r.Units-r.Errors) / r.Elapsed.Seconds()
 }
 
 // ReqPerSec is HTTP requests per second.

@@ -18,6 +18,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
 )
 
 // The references: what this machine allows, measured in the same run by
@@ -25,8 +26,7 @@ import (
 
 // refResults holds every reference's measurement.
 type refResults struct {
-	pgbench      result
-	pgbenchErr   string
+	pgbench      []pgbenchRun
 	asynqClosed  result // one task in flight per client, as in end-to-end
 	asynqOpen    result // producers flat out: the queue's ceiling
 	asynqEnqueue result // the enqueue calls of the open run
@@ -38,13 +38,19 @@ type refResults struct {
 // runReferences measures pgbench, raw Asynq and a bare Gin handler while
 // mocd's api and worker are stopped.
 func (b *bench) runReferences(ctx context.Context) error {
-	b.step("reference: pgbench running the statements of one accept (bench/accept.sql)")
-	if err := b.runPgbench(ctx); err != nil {
-		if ctx.Err() != nil {
-			return ctx.Err()
+	for _, v := range pgbenchVariants {
+		b.step("reference: pgbench, " + v.name)
+		run := pgbenchRun{variant: v}
+		res, err := b.runPgbench(ctx, v)
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			run.err = err.Error()
+			fmt.Fprintf(os.Stderr, "mocdbench: pgbench reference skipped: %v\n", err)
 		}
-		b.refs.pgbenchErr = err.Error()
-		fmt.Fprintf(os.Stderr, "mocdbench: pgbench reference skipped: %v\n", err)
+		run.res = res
+		b.refs.pgbench = append(b.refs.pgbench, run)
 	}
 	b.step("reference: raw Asynq enqueue + process of no-op tasks")
 	if err := b.runAsynq(ctx); err != nil {
@@ -65,33 +71,95 @@ func (b *bench) runReferences(ctx context.Context) error {
 	return nil
 }
 
-// pgbenchScript is the script's path, relative to the repository root.
-const pgbenchScript = "bench/accept.sql"
+// The pgbench scripts, relative to the repository root.
+const (
+	pgbenchScript     = "bench/accept.sql"
+	pgbenchPollScript = "bench/poll.sql"
+)
+
+// pgbenchVariant is one way of running the script. The first is the
+// reference; the others measure what a change to the accept path would
+// buy, on the same machine in the same run.
+type pgbenchVariant struct {
+	name   string
+	script string
+	mode   string // pgbench -M
+	// asyncClaim wraps the Idempotency-Key claim in
+	// SET synchronous_commit = off / on: its commit then does not wait for
+	// the WAL flush (two more round trips, no fsync wait).
+	asyncClaim bool
+}
+
+var pgbenchVariants = []pgbenchVariant{
+	{name: "bench/accept.sql, -M extended (as lib/pq sends)", script: pgbenchScript, mode: "extended"},
+	{name: "bench/accept.sql, -M prepared", script: pgbenchScript, mode: "prepared"},
+	{name: "bench/accept.sql, claim without waiting for its WAL flush", script: pgbenchScript, mode: "extended", asyncClaim: true},
+	{name: "bench/poll.sql, -M extended (as lib/pq sends)", script: pgbenchPollScript, mode: "extended"},
+	{name: "bench/poll.sql, -M prepared", script: pgbenchPollScript, mode: "prepared"},
+}
+
+type pgbenchRun struct {
+	variant pgbenchVariant
+	res     result
+	err     string
+}
+
+// pgbenchTPS is the transactions per second of a script run as lib/pq
+// sends it (-M extended, nothing changed): the reference of the scenario.
+func (b *bench) pgbenchTPS(script string) float64 {
+	for _, r := range b.refs.pgbench {
+		if r.variant.script == script && r.variant.mode == "extended" && !r.variant.asyncClaim && r.err == "" {
+			return r.res.PerSec()
+		}
+	}
+	return 0
+}
 
 // runPgbench runs bench/accept.sql on a database of its own on the same
 // server (mocd's worker would otherwise carry out the operations it
 // inserts), with as many clients as the HTTP scenarios and per-transaction
 // logs for the percentiles.
-func (b *bench) runPgbench(ctx context.Context) error {
+func (b *bench) runPgbench(ctx context.Context, v pgbenchVariant) (result, error) {
+	var res result
 	bin, err := exec.LookPath("pgbench")
 	if err != nil {
-		return errors.New("pgbench not found on PATH (Debian: apt-get install postgresql-client)")
+		return res, errors.New("pgbench not found on PATH (Debian ships it with the server: apt-get install postgresql)")
 	}
-	script, err := filepath.Abs(pgbenchScript)
+	src, err := os.ReadFile(v.script)
 	if err != nil {
-		return err
+		return res, err
+	}
+	if v.asyncClaim {
+		var lines []string
+		for _, l := range strings.Split(string(src), "\n") {
+			if strings.HasPrefix(l, "WITH claim AS") {
+				lines = append(lines, "SET synchronous_commit = off;", l, "SET synchronous_commit = on;")
+				continue
+			}
+			lines = append(lines, l)
+		}
+		src = []byte(strings.Join(lines, "\n"))
+	}
+	logDir, err := os.MkdirTemp("", "mocdbench-pgbench-")
+	if err != nil {
+		return res, err
+	}
+	defer os.RemoveAll(logDir)
+	script := filepath.Join(logDir, "script.sql")
+	if err := os.WriteFile(script, src, 0o644); err != nil {
+		return res, err
 	}
 	dbURL, drop, err := createDatabase(ctx, "mocd_bench_pgb_")
 	if err != nil {
-		return err
+		return res, err
 	}
 	defer drop()
 	if err := b.mocdRun(ctx, b.mocdEnv(dbURL, b.redis, ""), nil, "migrate"); err != nil {
-		return err
+		return res, err
 	}
 	db, err := sql.Open("postgres", dbURL)
 	if err != nil {
-		return err
+		return res, err
 	}
 	_, err = db.ExecContext(ctx, `
 		INSERT INTO accounts (id, email, plan) VALUES ('acct_pgbench', 'pgbench@example.com', 'business');
@@ -99,46 +167,41 @@ func (b *bench) runPgbench(ctx context.Context) error {
 			VALUES ('key_pgbench', 'acct_pgbench', 'admin', 'moc_key_pgbench', '\x00', '{instance:write}');
 		INSERT INTO instances (id, account_id, subdomain, status, fly_region)
 			SELECT 'inst_pgb_' || g, 'acct_pgbench', 'pgb-' || g, 'running', 'iad'
-			FROM generate_series(0, `+strconv.Itoa(b.opts.clients-1)+`) AS g;`)
+			FROM generate_series(0, `+strconv.Itoa(b.opts.clients-1)+`) AS g;
+		INSERT INTO operations (id, account_id, instance_id, type, status, started_at, finished_at)
+			VALUES ('op_pgbench_poll', 'acct_pgbench', 'inst_pgb_0', 'instance.restart', 'succeeded', now(), now());`)
 	db.Close()
 	if err != nil {
-		return fmt.Errorf("seed the pgbench database: %w", err)
+		return res, fmt.Errorf("seed the pgbench database: %w", err)
 	}
-	logDir, err := os.MkdirTemp("", "mocdbench-pgbench-")
-	if err != nil {
-		return err
-	}
-	defer os.RemoveAll(logDir)
 	total := b.opts.warmup + b.opts.duration
 	start := time.Now()
-	cmd := exec.CommandContext(ctx, bin, "-n", "-M", "extended", "-c", strconv.Itoa(b.opts.clients), "-j", "2",
+	cmd := exec.CommandContext(ctx, bin, "-n", "-M", v.mode, "-c", strconv.Itoa(b.opts.clients), "-j", "2",
 		"-T", strconv.Itoa(int(total.Seconds()+0.5)), "-f", script, "-l", "--log-prefix", filepath.Join(logDir, "pgb"), dbURL)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
-		return fmt.Errorf("pgbench: %w\n%s", err, out)
+		return res, fmt.Errorf("pgbench: %w\n%s", err, out)
 	}
-	if err := os.WriteFile(filepath.Join(b.outDir, "pgbench.txt"), out, 0o644); err != nil {
-		return err
+	f, err := os.OpenFile(filepath.Join(b.outDir, "pgbench.txt"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err == nil {
+		fmt.Fprintf(f, "== %s\n%s\n", v.name, out)
+		f.Close()
 	}
 	// Each log line: client_id transaction_no latency_us script_no epoch_s epoch_us.
 	from := start.Add(b.opts.warmup)
 	to := from.Add(b.opts.duration)
-	files, _ := filepath.Glob(filepath.Join(logDir, "pgb*"))
-	var res result
+	files, _ := filepath.Glob(filepath.Join(logDir, "pgb.*"))
 	for _, f := range files {
 		if err := readPgbenchLog(f, from, to, &res); err != nil {
-			return err
+			return res, err
 		}
 	}
 	if res.Units == 0 {
-		return fmt.Errorf("pgbench logged no transactions:\n%s", out)
+		return res, fmt.Errorf("pgbench logged no transactions:\n%s", out)
 	}
-	// The window is the measured part of pgbench's own run, which may have
-	// started a little after start.
 	res.Elapsed = b.opts.duration
 	sortDurations(res.Latencies)
-	b.refs.pgbench = res
-	return nil
+	return res, nil
 }
 
 func readPgbenchLog(path string, from, to time.Time, res *result) error {
@@ -248,11 +311,12 @@ func (b *bench) runAsynq(ctx context.Context) error {
 	return nil
 }
 
-// rdbDB1Flush empties Redis database 1 after the Asynq reference.
+// rdbDB1Flush empties Redis database 1 after the Asynq reference, with a
+// client of its own: a SELECT on a pooled connection of b.rdb would stay
+// with that connection.
 func (b *bench) rdbDB1Flush(ctx context.Context) {
-	c := b.rdb.Conn()
+	c := redis.NewClient(&redis.Options{Addr: b.redis, DB: 1})
 	defer c.Close()
-	c.Select(ctx, 1)
 	c.FlushDB(ctx)
 }
 

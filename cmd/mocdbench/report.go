@@ -112,7 +112,8 @@ type row struct {
 }
 
 func (b *bench) rows() []row {
-	pgTPS := b.refs.pgbench.PerSec()
+	pgTPS := b.pgbenchTPS(pgbenchScript)
+	pgPoll := b.pgbenchTPS(pgbenchPollScript)
 	ginRPS := b.refs.gin.PerSec()
 	asynqClosed := b.refs.asynqClosed.PerSec()
 	var rows []row
@@ -132,6 +133,8 @@ func (b *bench) rows() []row {
 		switch name {
 		case scAccept, scReplay:
 			w.ratio = ratio(r.PerSec(), pgTPS) + " pgbench, " + ratio(r.PerSec(), ginRPS) + " Gin"
+		case scPoll:
+			w.ratio = ratio(r.PerSec(), ginRPS) + " Gin, " + ratio(r.PerSec(), pgPoll) + " pgbench"
 		case scE2E:
 			w.rate = fmt.Sprintf("%.0f ops/s", r.PerSec())
 			w.ratio = ratio(r.PerSec(), asynqClosed) + " Asynq (closed loop)"
@@ -174,7 +177,9 @@ func (b *bench) refRows() []row {
 		}
 		rows = append(rows, w)
 	}
-	add("pgbench: bench/accept.sql", "tx/s", b.refs.pgbench, b.refs.pgbenchErr)
+	for _, r := range b.refs.pgbench {
+		add("pgbench: "+r.variant.name, "tx/s", r.res, r.err)
+	}
 	add("Asynq no-op, closed loop", "tasks/s", b.refs.asynqClosed, b.refs.asynqErr)
 	add("Asynq no-op, queue flat out", "tasks/s", b.refs.asynqOpen, b.refs.asynqErr)
 	add("bare Gin, constant answer", "req/s", b.refs.gin, b.refs.ginErr)
@@ -190,7 +195,7 @@ func (b *bench) summaryTable() string {
 	}
 	sb.WriteString("\nreferences\n")
 	for _, r := range b.refRows() {
-		fmt.Fprintf(&sb, "%-30s %14s %9s %9s\n", r.name, r.rate, r.p50, r.p99)
+		fmt.Fprintf(&sb, "%-70s %14s %9s %9s\n", r.name, r.rate, r.p50, r.p99)
 	}
 	if e2e, ok := b.timed[scE2E]; ok {
 		fmt.Fprintf(&sb, "\nend-to-end, accept→succeeded as the server recorded it: p50 %s, p99 %s (queued before a worker started it: p50 %s, p99 %s)\n",
@@ -237,6 +242,11 @@ func (b *bench) report(m machine) string {
 		p("| %s | %s | %s | %s |\n", r.name, r.rate, r.p50, r.p99)
 	}
 	p("\n")
+	for _, name := range scenarioOrder {
+		if r := b.timed[name]; r.Errors > 0 {
+			p("- **%s**: %d errors, the first: %s\n", name, r.Errors, truncate(r.FirstErr, 200))
+		}
+	}
 	if e2e, ok := b.timed[scE2E]; ok {
 		p("- **end-to-end**: each client restarts one of its own instances and polls the\n")
 		p("  operation every %s until it has succeeded, then the next; %d operations,\n", o.pollEvery, e2e.Units)
@@ -308,13 +318,26 @@ func (b *bench) report(m machine) string {
 
 	p("## The pgbench script\n\n")
 	p("`bench/accept.sql`, run as `pgbench -n -M extended -c %d -j 2 -T %d -f bench/accept.sql -l`\n", o.clients, int((o.warmup+o.duration).Seconds()+0.5))
-	p("on a database of its own on the same server (the first %s of its log are left out):\n\n", o.warmup)
-	if src, err := os.ReadFile(pgbenchScript); err == nil {
-		p("```sql\n%s```\n\n", src)
-		if c, ok := b.counted[scAccept]; ok && c.Requests > 0 {
+	p("on a fresh database of its own on the same server (the first %s of its log are\n", o.warmup)
+	p("left out). The other accept rows run the same script with `-M prepared`\n")
+	p("(statements parsed and planned once per connection), and with the claim\n")
+	p("statement between `SET synchronous_commit = off` and `= on` (two more round\n")
+	p("trips, no wait for the WAL flush); `bench/poll.sql` holds a poll's two\n")
+	p("statements.\n\n")
+	for _, script := range []string{pgbenchScript, pgbenchPollScript} {
+		src, err := os.ReadFile(script)
+		if err != nil {
+			continue
+		}
+		p("`%s`:\n\n```sql\n%s```\n\n", script, src)
+		name := scAccept
+		if script == pgbenchPollScript {
+			name = scPoll
+		}
+		if c, ok := b.counted[name]; ok && c.Requests > 0 {
 			sent := float64(c.Per["api-pg"].Statements()) / float64(c.Requests)
-			p("The script has %d statements; in the counting pass the api sent %.2f per accept\n", scriptStatements(src), sent)
-			p("(the list under *Round trips per request*).\n\n")
+			p("It has %d statements; in the counting pass the api sent %.2f per %s request\n", scriptStatements(src), sent, name)
+			p("(listed under *Round trips per request*).\n\n")
 		}
 	}
 

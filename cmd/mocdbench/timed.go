@@ -51,7 +51,7 @@ func (b *bench) runTimed(ctx context.Context) error {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		if r.Units == 0 {
+		if r.Units == r.Errors {
 			return fmt.Errorf("scenario %s: nothing succeeded: %s", name, r.FirstErr)
 		}
 		return nil
