@@ -33,10 +33,18 @@ func NewDeliveryTask(deliveryID string, attempt int, at time.Time) (*asynq.Task,
 		asynq.TaskID(DeliveryTaskID(deliveryID, attempt)),
 		asynq.Queue(QueueWebhooks),
 		asynq.ProcessAt(at),
-		asynq.MaxRetry(0), // retries follow the Standard Webhooks schedule, scheduled by the handler
+		// A receiver's failure is recorded and its retry is a new task,
+		// on the Standard Webhooks schedule; Asynq's retries only repeat
+		// an attempt that could not be made (Postgres down, say).
+		asynq.MaxRetry(deliveryMaxRetry),
 		asynq.Timeout(DeliveryTimeout),
 	}
 }
+
+// deliveryMaxRetry bounds Asynq's retries of one attempt that could not
+// be made; after them the task is archived and the worker's relay, which
+// finds the delivery still pending, queues it afresh.
+const deliveryMaxRetry = 5
 
 // DeliveryTaskID is the TaskID of attempt number attempt of a delivery.
 func DeliveryTaskID(deliveryID string, attempt int) string {

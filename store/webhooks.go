@@ -272,22 +272,6 @@ func ClaimWebhookAttempt(ctx context.Context, db sqlx.ExtContext, deliveryID str
 	return nil
 }
 
-// DeferWebhookAttempt puts off attempt number attempt+1 of a pending
-// delivery until until, without making it: the relay queues it then.
-// ErrNotFound: the delivery is no longer at that attempt.
-func DeferWebhookAttempt(ctx context.Context, db sqlx.ExtContext, deliveryID string, attempt int, until time.Time) error {
-	const q = `UPDATE webhook_deliveries SET next_attempt_at = $3
-		WHERE id = $1 AND status = 'pending' AND attempts = $2`
-	res, err := db.ExecContext(ctx, q, deliveryID, attempt, until)
-	if err != nil {
-		return mapErr(err)
-	}
-	if n, _ := res.RowsAffected(); n == 0 {
-		return ErrNotFound
-	}
-	return nil
-}
-
 // FailWebhookDelivery ends a pending delivery without a further attempt
 // (its endpoint was disabled, say). ErrNotFound: it was not pending.
 func FailWebhookDelivery(ctx context.Context, db sqlx.ExtContext, deliveryID, reason string) error {

@@ -42,7 +42,7 @@ const (
 	DefaultWebhookConcurrency = 50
 	// DefaultWebhookPerEndpoint is how many attempts to one slow endpoint
 	// one worker makes at once: a hung receiver holds at most that many
-	// slots, and its other deliveries are put off instead of taking more.
+	// slots, and its other deliveries wait in Redis instead of taking more.
 	// An endpoint whose last attempt answered within SlowAttempt is not
 	// capped, so bursts to healthy receivers go at full speed.
 	DefaultWebhookPerEndpoint = 10
@@ -138,6 +138,8 @@ func (d *deliverer) start(ctx context.Context) (*asynq.Server, error) {
 		TaskCheckInterval:        d.w.opts.PollInterval,
 		DelayedTaskCheckInterval: d.w.opts.PollInterval,
 		ShutdownTimeout:          d.w.opts.ShutdownTimeout,
+		RetryDelayFunc:           retryDelivery,
+		IsFailure:                func(err error) bool { return !errors.As(err, new(*endpointBusy)) },
 		Logger:                   asynqLogger{d.w.log.With("component", "asynq-webhooks")},
 		LogLevel:                 asynq.WarnLevel,
 		BaseContext:              func() context.Context { return context.WithoutCancel(ctx) },
@@ -146,6 +148,27 @@ func (d *deliverer) start(ctx context.Context) (*asynq.Server, error) {
 		return nil, fmt.Errorf("start webhook delivery server: %w", err)
 	}
 	return srv, nil
+}
+
+// endpointBusy puts an attempt off without making it: its endpoint is slow
+// and already holds its share of this worker's slots. It is not a failure
+// (Config.IsFailure), so it never uses up the task's Asynq retries.
+type endpointBusy struct{ wait time.Duration }
+
+func (e *endpointBusy) Error() string {
+	return fmt.Sprintf("endpoint busy; trying again in %s", e.wait.Round(time.Millisecond))
+}
+
+// retryDelivery is when Asynq runs a delivery task again: after the wait
+// of a busy endpoint, or with Asynq's backoff when Postgres or Redis failed
+// (never for the receiver's failures: those are recorded, and the next
+// attempt follows the Standard Webhooks schedule as a task of its own).
+func retryDelivery(n int, err error, t *asynq.Task) time.Duration {
+	var busy *endpointBusy
+	if errors.As(err, &busy) {
+		return busy.wait
+	}
+	return asynq.DefaultRetryDelayFunc(n, err, t)
 }
 
 // maxAttempts is the first attempt plus one per retry of the schedule.
@@ -177,7 +200,8 @@ func (d *deliverer) lease() time.Duration {
 
 // handle makes one attempt of a delivery. Whatever happens to the
 // receiver, it returns nil once the outcome is recorded; an error means
-// Postgres or the configuration failed, and the relay retries the attempt.
+// the endpoint is busy, or Postgres or the configuration failed, and Asynq
+// (or, after its retries, the relay) runs the task again.
 func (d *deliverer) handle(ctx context.Context, t *asynq.Task) error {
 	var p jobs.DeliveryPayload
 	if err := json.Unmarshal(t.Payload(), &p); err != nil || p.DeliveryID == "" {
@@ -226,12 +250,8 @@ func (d *deliverer) handle(ctx context.Context, t *asynq.Task) error {
 	}
 	if wait, ok := d.acquire(tgt.EndpointID); !ok {
 		// The endpoint is slow and holds its share of this worker's
-		// slots: put the attempt off; the relay queues it when due.
-		err := store.DeferWebhookAttempt(ctx, db, tgt.ID, p.Attempt, time.Now().Add(wait))
-		if err != nil && !errors.Is(err, store.ErrNotFound) {
-			return fmt.Errorf("put off delivery %s: %w", tgt.ID, err)
-		}
-		return nil
+		// slots: Asynq runs this task again after wait.
+		return &endpointBusy{wait: wait}
 	}
 	if err := store.ClaimWebhookAttempt(ctx, db, tgt.ID, p.Attempt, d.lease()); err != nil {
 		d.release(tgt.EndpointID, 0)
@@ -291,8 +311,9 @@ func (d *deliverer) fail(ctx context.Context, deliveryID, reason string) error {
 }
 
 // acquire takes a slot for an attempt to the endpoint, or answers how long
-// to put the attempt off: about as long as the endpoint's attempts take,
-// with jitter, so that its backlog returns spread out.
+// to put the attempt off: about as long as the endpoint's attempts take
+// (at least a second), with jitter, so that its backlog returns spread out
+// and a hung endpoint's backlog costs one look every 15 to 30 seconds.
 func (d *deliverer) acquire(endpointID string) (time.Duration, bool) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -438,13 +459,14 @@ func printable(b []byte) string {
 	return s[:cut]
 }
 
-// relayBatch bounds one read of overdue deliveries.
+// deliveryRelayBatch bounds one read of overdue deliveries.
 const deliveryRelayBatch = 500
 
 // relay queues the next attempt of every pending delivery that is overdue
-// by more than Grace: its task was lost (Redis flushed, the enqueue after
-// a commit failed), its worker died during an attempt, or the per-endpoint
-// cap turned it away. An attempt whose worker died is recorded as such.
+// by more than Grace and has no live task: its task was lost (Redis
+// flushed, the enqueue after a commit failed), its worker died during an
+// attempt, or Asynq archived it. An attempt whose worker died is recorded
+// as such.
 func (d *deliverer) relay(ctx context.Context) error {
 	due, err := store.DueWebhookDeliveries(ctx, d.w.st.DB, d.opts.Grace, deliveryRelayBatch)
 	if err != nil {
