@@ -31,13 +31,8 @@ type page[T any] struct {
 // its filters). after is 0 for the first page; otherwise rows with a smaller
 // seq come next (newest first).
 func (s *Server) pageParams(c *gin.Context, scope string) (limit int, before int64, err error) {
-	limit = defaultLimit
-	if v := c.Query("limit"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > maxLimit {
-			return 0, 0, badRequest("limit must be an integer from 1 to %d", maxLimit)
-		}
-		limit = n
+	if limit, err = pageLimit(c); err != nil {
+		return 0, 0, err
 	}
 	if v := c.Query("cursor"); v != "" {
 		before, err = s.openCursor(scope, v)
@@ -46,6 +41,19 @@ func (s *Server) pageParams(c *gin.Context, scope string) (limit int, before int
 		}
 	}
 	return limit, before, nil
+}
+
+// pageLimit reads limit: 1 to maxLimit, default defaultLimit.
+func pageLimit(c *gin.Context) (int, error) {
+	v := c.Query("limit")
+	if v == "" {
+		return defaultLimit, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 || n > maxLimit {
+		return 0, badRequest("limit must be an integer from 1 to %d", maxLimit)
+	}
+	return n, nil
 }
 
 var errBadCursor = &Error{Status: http.StatusBadRequest, Code: "invalid_cursor", Message: "cursor is invalid or belongs to another list; start again without it"}

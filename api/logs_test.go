@@ -202,7 +202,7 @@ func TestLogsCursorForgedOrForeign(t *testing.T) {
 	// A replica with another pepper issues cursors this one refuses: the
 	// cursor of a server whose pepper was rotated is stale.
 	rotated := startAPIOn(t, e.st, e.redis, func(o *api.Options) { o.Pepper = []byte("another-pepper-9876543210") })
-	stale := rotated.srv.SealCursor("logs|"+acctA+"|||", 1<<40)
+	stale := rotated.srv.SealLogCursor("logs|"+acctA+"|||", time.Now(), 1<<40)
 
 	for name, cur := range map[string]string{
 		"random":        "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
@@ -211,8 +211,9 @@ func TestLogsCursorForgedOrForeign(t *testing.T) {
 		"truncated":     good[:len(good)-2],
 		"another list":  e.srv.SealCursor("ops||", 1<<40),
 		"stale":         stale,
-		"empty seq":     e.srv.SealCursor("logs|"+acctA+"|||", 0),
-		"negative seq":  e.srv.SealCursor("logs|"+acctA+"|||", -5),
+		"seq-only":      e.srv.SealCursor("logs|"+acctA+"|||", 1<<40),
+		"empty seq":     e.srv.SealLogCursor("logs|"+acctA+"|||", time.Now(), 0),
+		"negative seq":  e.srv.SealLogCursor("logs|"+acctA+"|||", time.Now(), -5),
 		"extra garbage": good + "AAAA",
 	} {
 		if r, _ := e.getLogs(tokA, "?cursor="+url.QueryEscape(cur)); r.Status != 400 || r.code(t) != "invalid_cursor" {
@@ -319,6 +320,11 @@ func TestLogsPagingWhileWriting(t *testing.T) {
 	var order []string
 	cursor := ""
 	pages := 0
+	// The writer is one goroutine writing one entry after the other: once
+	// the first page is served and `written` reads n, entries live-0 to
+	// live-n may be older than the first page's end; live-(n+1) and later
+	// began after it was served, so they are newer and never come later.
+	var newest int64 = -1
 	for {
 		before := written.Load()
 		q := "?limit=37"
@@ -329,12 +335,21 @@ func TestLogsPagingWhileWriting(t *testing.T) {
 		if r.Status != 200 {
 			t.Fatalf("page %d: %d %s", pages, r.Status, r.Body)
 		}
+		if pages == 0 {
+			newest = written.Load()
+		}
 		for _, en := range p.Data {
 			seen[en.RequestID]++
 			if strings.HasPrefix(en.RequestID, "seed-") {
 				order = append(order, en.RequestID)
-			} else if pages > 0 {
-				t.Fatalf("page %d holds %s, written after the first page", pages, en.RequestID)
+				continue
+			}
+			var n int64
+			if _, err := fmt.Sscanf(en.RequestID, "live-%d", &n); err != nil {
+				t.Fatalf("unexpected entry %s", en.RequestID)
+			}
+			if pages > 0 && n > newest {
+				t.Fatalf("page %d holds %s, written after the first page was served (live-%d)", pages, en.RequestID, newest)
 			}
 		}
 		pages++
@@ -392,5 +407,43 @@ func TestLogsScope(t *testing.T) {
 		if r := e.do("GET", c.path, e.key(acct, c.scope), nil); r.Status != 200 {
 			t.Errorf("%s with %s alone: %d %s", c.path, c.scope, r.Status, r.Body)
 		}
+	}
+}
+
+// TestLogsSameInstant: entries of the same microsecond are ordered by
+// their sequence, and paging through them one at a time serves each once.
+func TestLogsSameInstant(t *testing.T) {
+	t.Parallel()
+	e := startAPI(t)
+	acct, tok := e.account("pro", apikey.PresetFull)
+	ctx := context.Background()
+	for i := 0; i < 5; i++ {
+		if err := store.InsertAudit(ctx, e.st.DB, store.AuditEntry{
+			AccountID: acct, KeyID: "key_x", KeyName: "x", Method: "POST", Path: "/api/v1/keys",
+			Status: 201, ClientIP: "10.0.0.1", RequestID: fmt.Sprintf("same-%d", i),
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := e.st.DB.ExecContext(ctx, `UPDATE audit_log SET created_at = '2025-03-10T10:00:00.123456Z' WHERE account_id = $1`, acct); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	q := "?limit=1"
+	for {
+		r, p := e.getLogs(tok, q)
+		if r.Status != 200 {
+			t.Fatal(r.Status, string(r.Body))
+		}
+		for _, en := range p.Data {
+			got = append(got, en.RequestID)
+		}
+		if p.NextCursor == nil {
+			break
+		}
+		q = "?limit=1&cursor=" + url.QueryEscape(*p.NextCursor)
+	}
+	if fmt.Sprint(got) != "[same-4 same-3 same-2 same-1 same-0]" {
+		t.Fatalf("paged %v", got)
 	}
 }

@@ -1,6 +1,6 @@
 -- +goose Up
 -- Every authenticated request that changed something, written in the same
--- transaction as the change. seq orders the log (keyset paging); id is the
+-- transaction as the change. seq breaks ties of created_at; id is the
 -- public handle, random so that it says nothing about the platform's volume.
 -- No index on id: no route reads one entry by it, and every index is paid
 -- for on the request path.
@@ -18,8 +18,11 @@ CREATE TABLE audit_log (
     request_id   text NOT NULL,
     created_at   timestamptz NOT NULL DEFAULT now()
 );
-CREATE INDEX audit_log_account_seq ON audit_log (account_id, seq DESC);
-CREATE INDEX audit_log_account_key_seq ON audit_log (account_id, key_id, seq DESC);
+-- The log reads newest first by (created_at, seq): a time range and a
+-- cursor are then both bounds of one range of these indexes, however deep
+-- or however far back.
+CREATE INDEX audit_log_account_created ON audit_log (account_id, created_at, seq);
+CREATE INDEX audit_log_account_key_created ON audit_log (account_id, key_id, created_at, seq);
 -- For retention: the oldest entries of every account, in batches.
 CREATE INDEX audit_log_created ON audit_log (created_at);
 

@@ -45,28 +45,48 @@ type AuditFilter struct {
 	To    time.Time
 }
 
+// AuditPosition is a place in an account's audit log: the entry a page
+// ended with. The log is ordered by (created_at, seq), newest first; seq
+// breaks ties between entries of the same microsecond.
+type AuditPosition struct {
+	CreatedAt time.Time
+	Seq       int64
+}
+
+// Position is where a page that ends with e ends.
+func (e AuditEntry) Position() AuditPosition {
+	return AuditPosition{CreatedAt: e.CreatedAt, Seq: e.Seq}
+}
+
 const auditCols = `seq, id, account_id, created_at, key_id, key_name, method, path, status, operation_id, client_ip, request_id`
 
-// ListAudit returns up to limit entries of an account, newest first, with
-// seq below before (0: from the newest). It walks the (account_id[, key_id],
-// seq DESC) index from the cursor on, so a deep page costs what the first
-// one does; a time range filters the rows that walk meets.
-func ListAudit(ctx context.Context, db sqlx.ExtContext, accountID string, f AuditFilter, before int64, limit int) ([]AuditEntry, error) {
-	// Both halves are written out rather than folded into "$2 = '' OR
-	// key_id = $2", so each has the one plan that uses its index.
+// ListAudit returns up to limit entries of an account, newest first,
+// after the position after (zero: from the newest). Paging is by keyset on
+// (created_at, seq) over the index (account_id[, key_id], created_at,
+// seq): the time range and the cursor are both bounds of one index range,
+// so the first page, a page a million entries deep and a page of a range
+// long past each read one page of index and rows.
+func ListAudit(ctx context.Context, db sqlx.ExtContext, accountID string, f AuditFilter, after AuditPosition, limit int) ([]AuditEntry, error) {
+	// Two statements rather than "$2 = '' OR key_id = $2", so that each
+	// has the one plan that uses its index.
 	const all = `SELECT ` + auditCols + ` FROM audit_log
 		WHERE account_id = $1
 			AND ($2::timestamptz IS NULL OR created_at >= $2::timestamptz)
 			AND ($3::timestamptz IS NULL OR created_at < $3::timestamptz)
-			AND ($4::bigint = 0 OR seq < $4::bigint)
-		ORDER BY seq DESC LIMIT $5`
+			AND ($4::bigint = 0 OR (created_at, seq) < ($5::timestamptz, $4::bigint))
+		ORDER BY created_at DESC, seq DESC LIMIT $6`
 	const byKey = `SELECT ` + auditCols + ` FROM audit_log
-		WHERE account_id = $1 AND key_id = $6
+		WHERE account_id = $1 AND key_id = $7
 			AND ($2::timestamptz IS NULL OR created_at >= $2::timestamptz)
 			AND ($3::timestamptz IS NULL OR created_at < $3::timestamptz)
-			AND ($4::bigint = 0 OR seq < $4::bigint)
-		ORDER BY seq DESC LIMIT $5`
-	args := []any{accountID, nullTime(f.From), nullTime(f.To), before, limit}
+			AND ($4::bigint = 0 OR (created_at, seq) < ($5::timestamptz, $4::bigint))
+		ORDER BY created_at DESC, seq DESC LIMIT $6`
+	var afterTime *time.Time
+	if after.Seq != 0 {
+		t := after.CreatedAt.UTC()
+		afterTime = &t
+	}
+	args := []any{accountID, nullTime(f.From), nullTime(f.To), after.Seq, afterTime, limit}
 	q := all
 	if f.KeyID != "" {
 		q, args = byKey, append(args, f.KeyID)
