@@ -5,6 +5,8 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"net/http"
 	"strings"
 	"time"
@@ -102,7 +104,11 @@ func (s *Server) idempotencyMiddleware(c *gin.Context) {
 			}
 		}
 		hb, _ := json.Marshal(h)
-		if err := store.CompleteIdempotencyKey(bg, s.opts.Store.DB, claim.accountID, claim.key, status, hb, rec2.body.Bytes()); err != nil {
+		body, sealed, err := s.sealAnswer(rec2.body.Bytes())
+		if err == nil {
+			err = store.CompleteIdempotencyKey(bg, s.opts.Store.DB, claim.accountID, claim.key, status, hb, body, sealed)
+		}
+		if err != nil {
 			s.log.WarnContext(bg, "store idempotent response", "request_id", requestID(c), "error", err)
 		}
 	}()
@@ -130,6 +136,19 @@ func (s *Server) answerExisting(c *gin.Context, rec store.IdempotencyRecord, fp 
 		writeError(c, s.log, errIdempotencyInUse)
 		return
 	}
+	body := rec.Body
+	if rec.Sealed {
+		if s.opts.SecretBox == nil {
+			writeError(c, s.log, errors.New("a sealed idempotent answer, but no MOC_SECRET_KEY to open it"))
+			return
+		}
+		plain, err := s.opts.SecretBox.Open(rec.Body)
+		if err != nil {
+			writeError(c, s.log, fmt.Errorf("open idempotent answer: %w", err))
+			return
+		}
+		body = []byte(plain)
+	}
 	var h http.Header
 	_ = json.Unmarshal(rec.Headers, &h)
 	for k, vs := range h {
@@ -139,8 +158,8 @@ func (s *Server) answerExisting(c *gin.Context, rec store.IdempotencyRecord, fp 
 	}
 	c.Header("Idempotent-Replayed", "true")
 	c.Status(*rec.StatusCode)
-	if len(rec.Body) > 0 {
-		c.Writer.Write(rec.Body)
+	if len(body) > 0 {
+		c.Writer.Write(body)
 	} else {
 		c.Writer.WriteHeaderNow()
 	}
@@ -163,7 +182,26 @@ func (s *Server) storeIdempotentResponse(ctx context.Context, tx *sqlx.Tx, c *gi
 	if err != nil {
 		return err
 	}
-	return store.CompleteIdempotencyKey(ctx, tx, claim.accountID, claim.key, status, hb, body)
+	body, sealed, err := s.sealAnswer(body)
+	if err != nil {
+		return err
+	}
+	return store.CompleteIdempotencyKey(ctx, tx, claim.accountID, claim.key, status, hb, body, sealed)
+}
+
+// sealAnswer encrypts a stored answer with MOC_SECRET_KEY's box: some
+// answers (a new key's token, a webhook secret) are shown once and must not
+// rest in clear in the idempotency table. Without a box (some tests) the
+// body is stored as is.
+func (s *Server) sealAnswer(body []byte) ([]byte, bool, error) {
+	if s.opts.SecretBox == nil || len(body) == 0 {
+		return body, false, nil
+	}
+	sealed, err := s.opts.SecretBox.Seal(string(body))
+	if err != nil {
+		return nil, false, fmt.Errorf("seal idempotent answer: %w", err)
+	}
+	return sealed, true, nil
 }
 
 // markIdempotentStored tells the middleware that the answer was committed

@@ -9,6 +9,7 @@ import (
 
 	"github.com/myopenclaw/mocd/api"
 	"github.com/myopenclaw/mocd/store"
+	"github.com/myopenclaw/mocd/webhook"
 )
 
 func countKeys(t *testing.T, e *apiEnv, tok string) int {
@@ -189,4 +190,31 @@ func TestPruneIdempotencyKeys(t *testing.T) {
 
 func requestFingerprint(method, uri, body string) []byte {
 	return api.Fingerprint(method, uri, []byte(body))
+}
+
+// TestStoredAnswersAreSealed: an answer shown once (a new key's token) is
+// replayed to the retry but does not rest in clear in the database.
+func TestStoredAnswersAreSealed(t *testing.T) {
+	t.Parallel()
+	box, err := webhook.NewSecretBox(bytes.Repeat([]byte{9}, 32))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := startAPI(t, func(o *api.Options) { o.SecretBox = box })
+	_, tok := e.account("pro")
+	body := map[string]any{"name": "sealed", "scopes": []string{"read-only"}}
+	first := e.do("POST", "/api/v1/keys", tok, body, "Idempotency-Key", "seal-me")
+	again := e.do("POST", "/api/v1/keys", tok, body, "Idempotency-Key", "seal-me")
+	var created struct{ Token string }
+	first.json(t, &created)
+	if again.Status != 201 || !bytes.Equal(first.Body, again.Body) || created.Token == "" {
+		t.Fatalf("replay: %d %s", again.Status, again.Body)
+	}
+	var stored []byte
+	if err := e.st.DB.GetContext(context.Background(), &stored, `SELECT response_body FROM idempotency_keys WHERE key = 'seal-me'`); err != nil {
+		t.Fatal(err)
+	}
+	if len(stored) == 0 || bytes.Contains(stored, []byte(created.Token)) || bytes.Contains(stored, []byte(`"token"`)) {
+		t.Fatalf("stored answer is not sealed: %q", stored)
+	}
 }

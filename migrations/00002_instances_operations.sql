@@ -61,6 +61,9 @@ CREATE TABLE idempotency_keys (
     status_code      integer,
     response_headers jsonb,
     response_body    bytea,
+    -- The body is sealed with MOC_SECRET_KEY: answers such as a new API
+    -- key's token or a webhook secret must not rest in clear.
+    response_sealed  boolean NOT NULL DEFAULT false,
     locked_at        timestamptz NOT NULL DEFAULT now(),
     created_at       timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (account_id, key)

@@ -17,6 +17,7 @@ type IdempotencyRecord struct {
 	StatusCode  *int   `db:"status_code"`
 	Headers     []byte `db:"response_headers"`
 	Body        []byte `db:"response_body"`
+	Sealed      bool   `db:"response_sealed"`
 }
 
 // ClaimIdempotencyKey claims (account, key) for a new request in one round
@@ -35,10 +36,11 @@ func ClaimIdempotencyKey(ctx context.Context, db sqlx.ExtContext, accountID, key
 				WHERE k.status_code IS NULL AND k.locked_at < now() - make_interval(secs => $6)
 			RETURNING true AS claimed)
 		SELECT true AS claimed, '' AS method, '' AS path, ''::bytea AS fingerprint,
-			NULL::integer AS status_code, NULL::jsonb AS response_headers, NULL::bytea AS response_body
+			NULL::integer AS status_code, NULL::jsonb AS response_headers, NULL::bytea AS response_body,
+			false AS response_sealed
 		FROM claim
 		UNION ALL
-		SELECT false, method, path, fingerprint, status_code, response_headers, response_body
+		SELECT false, method, path, fingerprint, status_code, response_headers, response_body, response_sealed
 		FROM idempotency_keys WHERE account_id = $1 AND key = $2 AND NOT EXISTS (SELECT 1 FROM claim)`
 	rows, err := db.QueryxContext(ctx, q, accountID, key, method, path, fingerprint, staleAfter.Seconds())
 	if err != nil {
@@ -63,12 +65,13 @@ func ClaimIdempotencyKey(ctx context.Context, db sqlx.ExtContext, accountID, key
 
 // CompleteIdempotencyKey stores the answer of the request that holds the
 // claim. Handlers that change state call it inside their own transaction.
-func CompleteIdempotencyKey(ctx context.Context, db sqlx.ExtContext, accountID, key string, status int, headers json.RawMessage, body []byte) error {
-	const q = `UPDATE idempotency_keys SET status_code = $3, response_headers = $4, response_body = $5
+// sealed says body is encrypted by the caller.
+func CompleteIdempotencyKey(ctx context.Context, db sqlx.ExtContext, accountID, key string, status int, headers json.RawMessage, body []byte, sealed bool) error {
+	const q = `UPDATE idempotency_keys SET status_code = $3, response_headers = $4, response_body = $5, response_sealed = $6
 		WHERE account_id = $1 AND key = $2 AND status_code IS NULL`
 	// jsonb goes as text: with binary_parameters a []byte would be sent in
 	// jsonb's binary format.
-	_, err := db.ExecContext(ctx, q, accountID, key, status, string(headers), body)
+	_, err := db.ExecContext(ctx, q, accountID, key, status, string(headers), body, sealed)
 	return mapErr(err)
 }
 
