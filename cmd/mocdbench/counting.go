@@ -147,7 +147,9 @@ func (b *bench) checkScripts() {
 			continue
 		}
 		sent := float64(c.Per["api-pg"].Statements()) / float64(c.Requests)
-		if n := scriptStatements(src); math.Abs(sent-float64(n)) > 0.01 {
+		// The api's periodic flush of key uses adds a statement every few
+		// seconds: a few hundredths per request.
+		if n := scriptStatements(src); math.Abs(sent-float64(n)) > 0.2 {
 			fmt.Fprintf(os.Stderr, "mocdbench: WARNING: %s has %d statements but the api sent %.2f per %s request; update the script from store/\n", script, n, sent, name)
 		}
 	}

@@ -9,7 +9,7 @@
 // It counts Postgres and Redis round trips per request on the wire, takes
 // CPU profiles of the api, prints a table and writes BENCHMARKS.md.
 //
-//	go run ./cmd/mocdbench [-clients 16] [-duration 12s] [-out BENCHMARKS.md]
+//	go run ./cmd/mocdbench [-clients 16] [-duration 10s] [-out BENCHMARKS.md]
 //
 // Everything it starts it stops, on success, failure or Ctrl-C, and the
 // database it created is dropped.
@@ -82,7 +82,7 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	fs.SetOutput(stderr)
 	fs.IntVar(&o.clients, "clients", 16, "concurrent HTTP clients (and pgbench clients)")
 	fs.DurationVar(&o.warmup, "warmup", 2*time.Second, "unmeasured warm-up of each timed scenario")
-	fs.DurationVar(&o.duration, "duration", 12*time.Second, "measured time of each timed scenario")
+	fs.DurationVar(&o.duration, "duration", 10*time.Second, "measured time of each timed scenario")
 	fs.IntVar(&o.accountsPerClient, "accounts-per-client", 3, "business accounts each client spreads its requests over (rate limits are per account)")
 	fs.IntVar(&o.keysPerAccount, "keys-per-account", 3, "API keys per account (rate limits are per key too)")
 	fs.IntVar(&o.instancesPerAccount, "instances-per-account", 3, "instances per account")

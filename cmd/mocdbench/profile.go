@@ -179,7 +179,7 @@ func (b *bench) profileRunErr(ctx context.Context, name string, unit func(c *htt
 	if err != nil {
 		return pr, err
 	}
-	env := append(b.mocdEnv(b.dbURL, b.redis, listen), "MOCDBENCH_PPROF_LISTEN="+pprofAddr)
+	env := append(b.mocdEnv(withAppName(b.dbURL, appAPI), b.redis, listen), "MOCDBENCH_PPROF_LISTEN="+pprofAddr)
 	p, err := startProc(b.outDir, "api-profiled", env, b.self, "serve-api")
 	if err != nil {
 		return pr, err

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"database/sql"
 	"errors"
@@ -28,8 +29,8 @@ import (
 type refResults struct {
 	pgbench      []pgbenchRun
 	asynqClosed  result // one task in flight per client, as in end-to-end
-	asynqOpen    result // producers flat out: the queue's ceiling
-	asynqEnqueue result // the enqueue calls of the open run
+	asynqEnqueue result // enqueue calls flat out, no server running
+	asynqFull    result // a server working off a full queue
 	asynqErr     string
 	gin          result
 	ginErr       string
@@ -174,14 +175,42 @@ func (b *bench) runPgbench(ctx context.Context, v pgbenchVariant) (result, error
 	if err != nil {
 		return res, fmt.Errorf("seed the pgbench database: %w", err)
 	}
-	total := b.opts.warmup + b.opts.duration
+	// One second more than the window, so that the window (and the CPU
+	// samples at its edges) fall inside the run.
+	total := b.opts.warmup + b.opts.duration + time.Second
 	start := time.Now()
 	cmd := exec.CommandContext(ctx, bin, "-n", "-M", v.mode, "-c", strconv.Itoa(b.opts.clients), "-j", "2",
 		"-T", strconv.Itoa(int(total.Seconds()+0.5)), "-f", script, "-l", "--log-prefix", filepath.Join(logDir, "pgb"), dbURL)
-	out, err := cmd.CombinedOutput()
+	var output bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &output, &output
+	if err := cmd.Start(); err != nil {
+		return res, fmt.Errorf("pgbench: %w", err)
+	}
+	// CPU of pgbench and of the backends serving it, over the window its
+	// log is read for.
+	name := databaseName(dbURL)
+	groups := func() map[string][]int {
+		var pg []int
+		if pids, err := backendPIDs(ctx, b.db, name); err == nil {
+			for _, p := range pids {
+				pg = append(pg, p...)
+			}
+		}
+		return map[string][]int{"postgres": pg, "pgbench": {cmd.Process.Pid}}
+	}
+	cpu := make(chan cpuUse, 1)
+	go func() {
+		time.Sleep(time.Until(start.Add(b.opts.warmup)))
+		a := takeCPU(groups)
+		time.Sleep(time.Until(start.Add(b.opts.warmup + b.opts.duration)))
+		cpu <- cpuBetween(a, takeCPU(groups))
+	}()
+	err = cmd.Wait()
+	out := output.Bytes()
 	if err != nil {
 		return res, fmt.Errorf("pgbench: %w\n%s", err, out)
 	}
+	res.CPU = <-cpu
 	f, err := os.OpenFile(filepath.Join(b.outDir, "pgbench.txt"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err == nil {
 		fmt.Fprintf(f, "== %s\n%s\n", v.name, out)
@@ -237,10 +266,13 @@ const asynqQueue = "bench"
 
 // runAsynq measures Asynq itself on the same Redis: no-op tasks enqueued
 // by an asynq.Client and processed by an asynq.Server configured as mocd's
-// worker is (concurrency 20, 100ms poll interval). Closed loop: each of
-// the clients enqueues one task and waits until it has been processed, as
-// the end-to-end scenario does with operations. Open: producers enqueue
-// flat out, and what the server processes is the queue's ceiling.
+// worker is (concurrency 20, 100ms poll interval).
+//
+//   - closed loop: each client enqueues one task and waits until it has
+//     been processed, as the end-to-end scenario does with operations;
+//   - enqueue: clients enqueue flat out with no server running;
+//   - full queue: a server then works off what they queued, with nothing
+//     else running, as mocd's worker works off the accept backlog.
 func (b *bench) runAsynq(ctx context.Context) error {
 	ropt := asynq.RedisClientOpt{Addr: b.redis, DB: 1}
 	defer b.rdbDB1Flush(ctx)
@@ -254,22 +286,28 @@ func (b *bench) runAsynq(ctx context.Context) error {
 		}
 		return nil
 	})
-	srv := asynq.NewServer(ropt, asynq.Config{
-		Concurrency:              20,
-		Queues:                   map[string]int{asynqQueue: 1},
-		TaskCheckInterval:        100 * time.Millisecond,
-		DelayedTaskCheckInterval: 100 * time.Millisecond,
-		LogLevel:                 asynq.WarnLevel,
-	})
-	if err := srv.Start(mux); err != nil {
-		return fmt.Errorf("start asynq server: %w", err)
+	newServer := func() (*asynq.Server, error) {
+		srv := asynq.NewServer(ropt, asynq.Config{
+			Concurrency:              20,
+			Queues:                   map[string]int{asynqQueue: 1},
+			TaskCheckInterval:        100 * time.Millisecond,
+			DelayedTaskCheckInterval: 100 * time.Millisecond,
+			LogLevel:                 asynq.WarnLevel,
+		})
+		if err := srv.Start(mux); err != nil {
+			return nil, fmt.Errorf("start asynq server: %w", err)
+		}
+		return srv, nil
 	}
-	defer srv.Shutdown()
 	client := asynq.NewClient(ropt)
 	defer client.Close()
 	spec := loadSpec{clients: b.opts.clients, warmup: b.opts.warmup, duration: b.opts.duration}
 	var seq atomic.Int64
 
+	srv, err := newServer()
+	if err != nil {
+		return err
+	}
 	b.refs.asynqClosed = drive(ctx, spec, func(ctx context.Context, w, i int) outcome {
 		key := "c" + strconv.FormatInt(seq.Add(1), 10)
 		done := make(chan struct{})
@@ -287,27 +325,35 @@ func (b *bench) runAsynq(ctx context.Context) error {
 			return outcome{requests: 1, err: ctx.Err()}
 		}
 	}, nil)
-	if b.refs.asynqClosed.Units == 0 {
+	srv.Shutdown()
+	if b.refs.asynqClosed.Units == b.refs.asynqClosed.Errors {
 		return fmt.Errorf("no task processed: %s", b.refs.asynqClosed.FirstErr)
 	}
 
-	// Open: count what the server finishes inside the window.
-	from := make(chan int64, 1)
-	go func() {
-		select {
-		case <-time.After(b.opts.warmup):
-			from <- processed.Load()
-		case <-ctx.Done():
-			from <- 0
-		}
-	}()
+	var queued atomic.Int64
 	b.refs.asynqEnqueue = drive(ctx, spec, func(ctx context.Context, w, i int) outcome {
 		key := "o" + strconv.FormatInt(seq.Add(1), 10)
 		_, err := client.EnqueueContext(ctx, asynq.NewTask("bench:noop", []byte(key)), asynq.Queue(asynqQueue))
+		if err == nil {
+			queued.Add(1)
+		}
 		return outcome{ok: err == nil, requests: 1, err: err}
 	}, nil)
-	n := int(processed.Load() - <-from)
-	b.refs.asynqOpen = result{Units: n, Requests: n, Elapsed: b.refs.asynqEnqueue.Elapsed}
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	before := processed.Load()
+	t0 := time.Now()
+	if srv, err = newServer(); err != nil {
+		return err
+	}
+	// Work off the queue for the scenario's duration at most.
+	for time.Since(t0) < b.opts.duration && processed.Load()-before < queued.Load() && ctx.Err() == nil {
+		time.Sleep(10 * time.Millisecond)
+	}
+	n := int(processed.Load() - before)
+	b.refs.asynqFull = result{Units: n, Requests: n, Elapsed: time.Since(t0)}
+	srv.Shutdown()
 	return nil
 }
 

@@ -181,7 +181,8 @@ func (b *bench) refRows() []row {
 		add("pgbench: "+r.variant.name, "tx/s", r.res, r.err)
 	}
 	add("Asynq no-op, closed loop", "tasks/s", b.refs.asynqClosed, b.refs.asynqErr)
-	add("Asynq no-op, queue flat out", "tasks/s", b.refs.asynqOpen, b.refs.asynqErr)
+	add("Asynq: enqueue only, flat out", "tasks/s", b.refs.asynqEnqueue, b.refs.asynqErr)
+	add("Asynq no-op: a full queue worked off", "tasks/s", b.refs.asynqFull, b.refs.asynqErr)
 	add("bare Gin, constant answer", "req/s", b.refs.gin, b.refs.ginErr)
 	return rows
 }
@@ -218,7 +219,8 @@ func (b *bench) report(m machine) string {
 	p("| commit | %s |\n", m.commit)
 	p("| machine | %s, %d cores, %s memory |\n", m.cpu, m.cores, m.memory)
 	p("| software | %s, PostgreSQL %s, Redis %s, %s |\n", m.goVersion, m.postgres, m.redis, m.pgbench)
-	p("| load average | %s before the run, %s after |\n", m.loadBefore, m.loadAfter)
+	p("| load average | %s before the run, %s after (others' work on the machine makes figures noisy) |\n", m.loadBefore, m.loadAfter)
+	p("| run time | %s for the whole `make bench` run after the build |\n", time.Since(b.started).Round(time.Second))
 	p("| settings | %d concurrent clients (HTTP, pgbench and Asynq alike), %s warm-up + %s measured per scenario, FLYSIM_DELAY=0, end-to-end polls every %s |\n",
 		o.clients, o.warmup, o.duration, o.pollEvery)
 	p("| data | %d business accounts × %d keys × %d instances; a scale account with %d operations |\n",
@@ -266,7 +268,7 @@ func (b *bench) report(m machine) string {
 	if d := b.drain; d.Backlog > 0 {
 		p("- **accept backlog**: accepts outrun the worker (operations of one instance run\n")
 		p("  one at a time, in accept order). After the scenario %d operations were\n", d.Backlog)
-		p("  unfinished; the worker finished %d of them in %s (%.0f ops/s with a full queue)", d.Done, d.Elapsed.Round(time.Second), float64(d.Done)/d.Elapsed.Seconds())
+		p("  unfinished; the worker finished %d of them in %s (%.0f ops/s with a full queue)", d.Done, d.Elapsed.Round(100*time.Millisecond), float64(d.Done)/d.Elapsed.Seconds())
 		if d.Err != "" {
 			p(" and had not caught up when the wait ended")
 		}
@@ -279,11 +281,13 @@ func (b *bench) report(m machine) string {
 
 	p("## Where the CPU went\n\n")
 	p("CPU time per request (end-to-end: per operation) of each process during the\n")
-	p("measured window, from /proc; Postgres is the backends serving this run's\n")
-	p("database. \"others\" is busy time of the machine not charged to any of them\n")
-	p("(other work on a shared machine, and kernel time such as loopback networking).\n\n")
-	p("| scenario | api | worker | postgres | redis | flysim | harness (client) | others | machine busy |\n")
-	p("|---|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	p("measured window, from /proc. \"pg/api\" and \"pg/worker\" are the Postgres\n")
+	p("backends serving the api's and the worker's connections (told apart by\n")
+	p("application_name). \"others\" is busy time of the machine charged to none of\n")
+	p("them: other work on a shared machine, and kernel time such as loopback\n")
+	p("networking.\n\n")
+	p("| scenario | api | pg/api | worker | pg/worker | redis | flysim | harness (client) | others | machine busy |\n")
+	p("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	cpuRow := func(name string, r result) {
 		if r.Units == 0 || r.CPU.Capacity == 0 {
 			return
@@ -298,8 +302,8 @@ func (b *bench) report(m machine) string {
 			}
 			return per(g[k])
 		}
-		p("| %s | %s | %s | %s | %s | %s | %s | %s | %.0f%% |\n", name, dash("api"), dash("worker"), dash("postgres"), dash("redis"), dash("flysim"),
-			dash("harness"), per(r.CPU.Others), 100*float64(r.CPU.Busy)/float64(r.CPU.Capacity))
+		p("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %.0f%% |\n", name, dash("api"), dash("postgres/api"), dash("worker"), dash("postgres/worker"),
+			dash("redis"), dash("flysim"), dash("harness"), per(r.CPU.Others), 100*float64(r.CPU.Busy)/float64(r.CPU.Capacity))
 	}
 	for _, name := range scenarioOrder {
 		cpuRow(name, b.timed[name])
@@ -309,15 +313,27 @@ func (b *bench) report(m machine) string {
 		per := func(d time.Duration) string {
 			return fmt.Sprintf("%.3f ms", float64(d)/float64(time.Millisecond)/float64(r.Units))
 		}
-		p("| bare Gin | %s (Gin) | – | – | – | – | %s | %s | %.0f%% |\n", per(g["gin"]), per(g["harness"]), per(r.CPU.Others), 100*float64(r.CPU.Busy)/float64(r.CPU.Capacity))
+		p("| bare Gin | %s (Gin) | – | – | – | – | – | %s | %s | %.0f%% |\n", per(g["gin"]), per(g["harness"]), per(r.CPU.Others), 100*float64(r.CPU.Busy)/float64(r.CPU.Capacity))
+	}
+	for _, run := range b.refs.pgbench {
+		r := run.res
+		if r.Units == 0 || r.CPU.Capacity == 0 {
+			continue
+		}
+		per := func(d time.Duration) string {
+			return fmt.Sprintf("%.3f ms", float64(d)/float64(time.Millisecond)/float64(r.Units))
+		}
+		p("| pgbench: %s | – | %s | – | – | – | – | %s (pgbench) | %s | %.0f%% |\n", run.variant.name, per(r.CPU.ByGroup["postgres"]),
+			per(r.CPU.ByGroup["pgbench"]), per(r.CPU.Others), 100*float64(r.CPU.Busy)/float64(r.CPU.Capacity))
 	}
 	p("\n")
 
+	b.reportFindings(p)
 	b.reportCounts(p)
 	b.reportProfiles(p)
 
 	p("## The pgbench script\n\n")
-	p("`bench/accept.sql`, run as `pgbench -n -M extended -c %d -j 2 -T %d -f bench/accept.sql -l`\n", o.clients, int((o.warmup+o.duration).Seconds()+0.5))
+	p("`bench/accept.sql`, run as `pgbench -n -M extended -c %d -j 2 -T %d -f bench/accept.sql -l`\n", o.clients, int((o.warmup+o.duration+time.Second).Seconds()+0.5))
 	p("on a fresh database of its own on the same server (the first %s of its log are\n", o.warmup)
 	p("left out). The other accept rows run the same script with `-M prepared`\n")
 	p("(statements parsed and planned once per connection), and with the claim\n")
@@ -503,4 +519,110 @@ func scriptStatements(src []byte) int {
 		}
 	}
 	return n
+}
+
+// pgbenchRun finds a variant's run.
+func (b *bench) pgbenchRunOf(script, mode string, asyncClaim bool) (pgbenchRun, bool) {
+	for _, r := range b.refs.pgbench {
+		if r.variant.script == script && r.variant.mode == mode && r.variant.asyncClaim == asyncClaim && r.err == "" && r.res.Units > 0 {
+			return r, true
+		}
+	}
+	return pgbenchRun{}, false
+}
+
+// cpuPer is a group's CPU per successful unit, in milliseconds.
+func cpuPer(r result, group string) float64 {
+	n := r.Units - r.Errors
+	if n <= 0 {
+		return 0
+	}
+	return float64(r.CPU.ByGroup[group]) / float64(time.Millisecond) / float64(n)
+}
+
+// reportFindings states, with this run's figures, where the time of the
+// accept, poll and end-to-end paths goes.
+func (b *bench) reportFindings(p func(string, ...any)) {
+	p("## Where the time goes\n\n")
+	ext, okExt := b.pgbenchRunOf(pgbenchScript, "extended", false)
+	prep, okPrep := b.pgbenchRunOf(pgbenchScript, "prepared", false)
+	async, okAsync := b.pgbenchRunOf(pgbenchScript, "extended", true)
+	pollExt, okPollExt := b.pgbenchRunOf(pgbenchPollScript, "extended", false)
+	pollPrep, okPollPrep := b.pgbenchRunOf(pgbenchPollScript, "prepared", false)
+	if a, ok := b.timed[scAccept]; ok && a.CPU.Capacity > 0 {
+		p("- **accept**: per accepted call, CPU of the api %.2f ms and of its Postgres\n", cpuPer(a, "api"))
+		p("  backends %.2f ms; the worker carrying the operation out meanwhile: %.2f ms,\n", cpuPer(a, "postgres/api"), cpuPer(a, "worker"))
+		p("  its Postgres backends %.2f ms, flysim %.2f ms.", cpuPer(a, "postgres/worker"), cpuPer(a, "flysim"))
+		if okExt {
+			p(" pgbench's Postgres backends spend %.2f ms\n", cpuPer(ext.res, "postgres"))
+			p("  on the same statements, so the api's own Postgres work is what pgbench does;\n")
+			p("  the accept rate is %s pgbench's because the worker's share and the Go processes\n", ratio(a.PerSec(), ext.res.PerSec()))
+			p("  run on the same %d cores.", runtime.NumCPU())
+		}
+		p(" Each accept is %s Postgres round trips (two\n", b.perRequest(scAccept, "api-pg"))
+		p("  commits: the Idempotency-Key claim commits on its own, before the change's\n")
+		p("  transaction) and %s Redis round trips (rate limit, enqueue).\n", b.perRequest(scAccept, "api-redis"))
+	}
+	if okExt && okPrep {
+		p("- **Postgres parses and plans every statement**: lib/pq with binary_parameters sends\n")
+		p("  each query as an unnamed statement. With `-M prepared`, the accept's statements run\n")
+		p("  at %.0f tx/s instead of %.0f (%s), %.2f ms of Postgres CPU each instead of %.2f",
+			prep.res.PerSec(), ext.res.PerSec(), ratio(prep.res.PerSec(), ext.res.PerSec()), cpuPer(prep.res, "postgres"), cpuPer(ext.res, "postgres"))
+		if okPollExt && okPollPrep {
+			p(";\n  a poll's two at %.0f tx/s instead of %.0f (%s), %.2f ms instead of %.2f",
+				pollPrep.res.PerSec(), pollExt.res.PerSec(), ratio(pollPrep.res.PerSec(), pollExt.res.PerSec()), cpuPer(pollPrep.res, "postgres"), cpuPer(pollExt.res, "postgres"))
+		}
+		p(".\n  Statements prepared once per connection (database/sql `Prepare`, or pgx's\n")
+		p("  statement cache) would cut the largest single cost of both paths.\n")
+	}
+	if okExt && okAsync {
+		p("- **the claim's commit waits for a WAL flush**: committing the claim with\n")
+		p("  synchronous_commit off gives %.0f tx/s instead of %.0f (%s) despite two more\n", async.res.PerSec(), ext.res.PerSec(), ratio(async.res.PerSec(), ext.res.PerSec()))
+		p("  round trips. A claim lost in a crash is harmless (the request it guarded has\n")
+		p("  not committed either: its own commit flushes the WAL up to and past the claim).\n")
+	}
+	if r, ok := b.timed[scPoll]; ok && r.CPU.Capacity > 0 {
+		p("- **poll**: per request, CPU of the api %.2f ms, Postgres %.2f ms, Redis %.2f ms,\n", cpuPer(r, "api"), cpuPer(r, "postgres/api"), cpuPer(r, "redis"))
+		p("  the client %.2f ms and %.2f ms charged to no process (loopback networking, other\n", cpuPer(r, "harness"), float64(r.CPU.Others)/float64(time.Millisecond)/float64(max(r.Units-r.Errors, 1)))
+		p("  work); bare Gin answers with %.3f ms of server CPU. A poll makes %s Postgres round\n", cpuPer(b.refs.gin, "gin"), b.perRequest(scPoll, "api-pg"))
+		p("  trips (authentication, the operation) and %s to Redis (rate limit); the api's\n", b.perRequest(scPoll, "api-redis"))
+		if pr, ok := b.profiles[scPoll]; ok && pr.Err == "" && pr.Total > 0 {
+			p("  profile has %.0f%% of its samples in system calls, the socket reads and writes\n", 100*float64(pr.Syscalls)/float64(pr.Total))
+			p("  of those round trips and of the HTTP exchange.\n")
+		} else {
+			p("  cost is mostly those round trips.\n")
+		}
+	}
+	if r, ok := b.timed[scE2E]; ok && len(r.Server) > 0 {
+		p("- **end-to-end**: accept→succeeded p50 %s as the server recorded it, of which %s\n", ms(percentile(r.Server, 50)), ms(percentile(r.Queued, 50)))
+		p("  waiting in the queue before a worker started the operation. Asynq's server polls\n")
+		p("  its queues: when it finds them empty it sleeps TaskCheckInterval/2 plus a random\n")
+		p("  jitter of up to TaskCheckInterval (50–150 ms at the worker's 100 ms), and with\n")
+		p("  at most one operation per client in flight the queue is mostly empty. Asynq\n")
+		p("  alone, closed loop, takes %s (p50) from enqueue to processed.", ms(percentile(b.refs.asynqClosed.Latencies, 50)))
+		p(" Each operation\n  costs the worker %s Postgres and %s Redis round trips (the idle polling included).\n", b.perUnit(scE2E, "worker-pg"), b.perUnit(scE2E, "worker-redis"))
+	}
+	if d := b.drain; d.Backlog > 0 && d.Elapsed > 0 && b.refs.asynqFull.Units > 0 {
+		p("- **backlog**: the worker worked off the accept backlog at %.0f ops/s; Asynq works off\n", float64(d.Done)/d.Elapsed.Seconds())
+		p("  a full queue of no-op tasks at %.0f tasks/s.\n", b.refs.asynqFull.PerSec())
+	}
+	p("\n")
+}
+
+// perRequest is a counted scenario's round trips per HTTP request.
+func (b *bench) perRequest(name, proxy string) string {
+	c, ok := b.counted[name]
+	if !ok || c.Requests == 0 {
+		return "?"
+	}
+	return fmt.Sprintf("%.0f", float64(c.Per[proxy].RoundTrips)/float64(c.Requests))
+}
+
+// perUnit is a counted scenario's round trips per unit (operation).
+func (b *bench) perUnit(name, proxy string) string {
+	c, ok := b.counted[name]
+	if !ok || c.Units == 0 {
+		return "?"
+	}
+	return fmt.Sprintf("%.1f", float64(c.Per[proxy].RoundTrips)/float64(c.Units))
 }

@@ -194,7 +194,7 @@ func (b *bench) startSystem(ctx context.Context, counted bool) error {
 	if err != nil {
 		return err
 	}
-	apiDB, apiRedis, workerDB, workerRedis := b.dbURL, b.redis, b.dbURL, b.redis
+	apiDB, apiRedis, workerDB, workerRedis := withAppName(b.dbURL, appAPI), b.redis, withAppName(b.dbURL, appWorker), b.redis
 	suffix := ""
 	if counted {
 		suffix = "-counted"
@@ -215,10 +215,10 @@ func (b *bench) startSystem(ctx context.Context, counted bool) error {
 			b.proxies[name] = w
 			b.clean.add(w.Close)
 		}
-		if apiDB, err = withHost(b.dbURL, b.proxies["api-pg"].Addr()); err != nil {
+		if apiDB, err = withHost(apiDB, b.proxies["api-pg"].Addr()); err != nil {
 			return err
 		}
-		if workerDB, err = withHost(b.dbURL, b.proxies["worker-pg"].Addr()); err != nil {
+		if workerDB, err = withHost(workerDB, b.proxies["worker-pg"].Addr()); err != nil {
 			return err
 		}
 		apiRedis, workerRedis = b.proxies["api-redis"].Addr(), b.proxies["worker-redis"].Addr()
@@ -324,7 +324,7 @@ func (b *bench) seed(ctx context.Context) error {
 	if sc.instances, err = insertInstances(ctx, b.db, sc.accountID, "scale", 10); err != nil {
 		return err
 	}
-	if err := seedOperations(ctx, b.db, sc.accountID, sc.instances, b.opts.scaleOps); err != nil {
+	if err := seedOperations(ctx, b.dbURL, sc.accountID, sc.instances, b.opts.scaleOps); err != nil {
 		return err
 	}
 	b.scale = sc

@@ -12,21 +12,29 @@ func (b *bench) spec() loadSpec {
 	return loadSpec{clients: b.opts.clients, warmup: b.opts.warmup, duration: b.opts.duration}
 }
 
-// cpuGroups are the processes whose CPU the timed scenarios report.
+// cpuGroups are the processes whose CPU the timed scenarios report. The
+// Postgres backends are split by the process they serve.
 func (b *bench) cpuGroups(ctx context.Context) cpuGroups {
 	name := databaseName(b.dbURL)
 	return func() map[string][]int {
 		pg, _ := backendPIDs(ctx, b.db, name)
 		return map[string][]int{
-			"api":      {b.apiP.pid()},
-			"worker":   {b.workerP.pid()},
-			"flysim":   {b.flysimP.pid()},
-			"redis":    {b.redisP.pid()},
-			"postgres": pg,
-			"harness":  {os.Getpid()},
+			"api":             {b.apiP.pid()},
+			"worker":          {b.workerP.pid()},
+			"flysim":          {b.flysimP.pid()},
+			"redis":           {b.redisP.pid()},
+			"postgres/api":    pg[appAPI],
+			"postgres/worker": pg[appWorker],
+			"harness":         {os.Getpid()},
 		}
 	}
 }
+
+// application_name of each mocd process's Postgres sessions.
+const (
+	appAPI    = "mocd-api"
+	appWorker = "mocd-worker"
+)
 
 // drainResult is how the worker worked off the accept scenario's backlog.
 type drainResult struct {
