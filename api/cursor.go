@@ -35,7 +35,7 @@ func (s *Server) pageParams(c *gin.Context, scope string) (limit int, before int
 		return 0, 0, err
 	}
 	if v := c.Query("cursor"); v != "" {
-		before, err = s.openCursor(scope, v)
+		before, err = s.openCursor(accountScope(c, scope), v)
 		if err != nil {
 			return 0, 0, err
 		}
@@ -57,6 +57,11 @@ func pageLimit(c *gin.Context) (int, error) {
 }
 
 var errBadCursor = &Error{Status: http.StatusBadRequest, Code: "invalid_cursor", Message: "cursor is invalid or belongs to another list; start again without it"}
+
+// accountScope binds a list's cursors to the caller's account as well.
+func accountScope(c *gin.Context, scope string) string {
+	return principal(c).AccountID + "|" + scope
+}
 
 func (s *Server) sealCursor(scope string, seq int64) string {
 	var b [8 + 16]byte
@@ -90,14 +95,14 @@ func (s *Server) cursorMAC(scope string, seq []byte) []byte {
 
 // newPage builds the answer from limit+1 fetched rows: the extra row only
 // says that another page exists.
-func newPage[T any](s *Server, scope string, rows []T, limit int, seqOf func(T) int64) page[T] {
+func newPage[T any](c *gin.Context, s *Server, scope string, rows []T, limit int, seqOf func(T) int64) page[T] {
 	p := page[T]{Data: rows}
 	if p.Data == nil {
 		p.Data = []T{}
 	}
 	if len(rows) > limit {
 		p.Data = rows[:limit]
-		next := s.sealCursor(scope, seqOf(rows[limit-1]))
+		next := s.sealCursor(accountScope(c, scope), seqOf(rows[limit-1]))
 		p.NextCursor = &next
 	}
 	return p

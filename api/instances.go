@@ -257,6 +257,6 @@ func (s *Server) listInstanceEvents(c *gin.Context) error {
 	if err != nil {
 		return err
 	}
-	c.JSON(http.StatusOK, newPage(s, scope, rows, limit, func(e store.InstanceEvent) int64 { return e.Seq }))
+	c.JSON(http.StatusOK, newPage(c, s, scope, rows, limit, func(e store.InstanceEvent) int64 { return e.Seq }))
 	return nil
 }

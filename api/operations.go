@@ -44,6 +44,6 @@ func (s *Server) listOperations(c *gin.Context) error {
 	if err != nil {
 		return err
 	}
-	c.JSON(http.StatusOK, newPage(s, scope, rows, limit, func(o store.Operation) int64 { return o.Seq }))
+	c.JSON(http.StatusOK, newPage(c, s, scope, rows, limit, func(o store.Operation) int64 { return o.Seq }))
 	return nil
 }

@@ -386,6 +386,6 @@ func (s *Server) listDeliveries(c *gin.Context) error {
 	for i, d := range rows {
 		out[i] = toDeliveryJSON(d, byDelivery[d.ID])
 	}
-	c.JSON(http.StatusOK, newPage(s, scope, out, limit, func(d deliveryJSON) int64 { return d.seq }))
+	c.JSON(http.StatusOK, newPage(c, s, scope, out, limit, func(d deliveryJSON) int64 { return d.seq }))
 	return nil
 }

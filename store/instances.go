@@ -86,7 +86,7 @@ func GetInstance(ctx context.Context, db sqlx.ExtContext, accountID, instanceID 
 // status and every new operation on it goes through this lock.
 func LockInstance(ctx context.Context, tx sqlx.ExtContext, accountID, instanceID string) (Instance, error) {
 	const q = `SELECT ` + instanceCols + ` FROM instances i JOIN accounts a ON a.id = i.account_id
-		WHERE i.id = $1 AND i.account_id = $2 FOR UPDATE OF i`
+		WHERE i.id = $1 AND i.account_id = $2 FOR NO KEY UPDATE OF i`
 	var out Instance
 	err := sqlx.GetContext(ctx, tx, &out, q, instanceID, accountID)
 	return out, mapErr(err)
@@ -115,7 +115,7 @@ func ListInstances(ctx context.Context, db sqlx.ExtContext, accountID string) ([
 // and each sees the count its predecessors committed: the quota holds under
 // any concurrency.
 func LockAccountForQuota(ctx context.Context, tx sqlx.ExtContext, accountID string) (live int, err error) {
-	const lock = `SELECT id FROM accounts WHERE id = $1 FOR UPDATE`
+	const lock = `SELECT id FROM accounts WHERE id = $1 FOR NO KEY UPDATE`
 	var got string
 	if err := sqlx.GetContext(ctx, tx, &got, lock, accountID); err != nil {
 		return 0, mapErr(err)

@@ -2,6 +2,8 @@ package store
 
 import (
 	"context"
+	"maps"
+	"slices"
 	"time"
 
 	"github.com/jmoiron/sqlx"
@@ -100,11 +102,12 @@ func TouchKeys(ctx context.Context, db sqlx.ExtContext, used map[string]time.Tim
 	if len(used) == 0 {
 		return nil
 	}
-	ids := make([]string, 0, len(used))
+	// Sorted, so that two replicas flushing at once lock rows in the same
+	// order and cannot deadlock.
+	ids := slices.Sorted(maps.Keys(used))
 	times := make([]string, 0, len(used))
-	for k, t := range used {
-		ids = append(ids, k)
-		times = append(times, t.UTC().Format(time.RFC3339Nano))
+	for _, k := range ids {
+		times = append(times, used[k].UTC().Format(time.RFC3339Nano))
 	}
 	const q = `UPDATE api_keys k SET last_used_at = u.t
 		FROM unnest($1::text[], $2::timestamptz[]) AS u(id, t)

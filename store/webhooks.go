@@ -49,7 +49,7 @@ func InsertWebhookEndpoint(ctx context.Context, db sqlx.ExtContext, e WebhookEnd
 // transaction and counts its endpoints, so that concurrent creates cannot
 // together pass the per-account limit.
 func LockAccountWebhooks(ctx context.Context, tx sqlx.ExtContext, accountID string) (int, error) {
-	const lock = `SELECT id FROM accounts WHERE id = $1 FOR UPDATE`
+	const lock = `SELECT id FROM accounts WHERE id = $1 FOR NO KEY UPDATE`
 	var got string
 	if err := sqlx.GetContext(ctx, tx, &got, lock, accountID); err != nil {
 		return 0, mapErr(err)
