@@ -220,7 +220,7 @@ func (b *bench) report(m machine) string {
 	p("| machine | %s, %d cores, %s memory |\n", m.cpu, m.cores, m.memory)
 	p("| software | %s, PostgreSQL %s, Redis %s, %s |\n", m.goVersion, m.postgres, m.redis, m.pgbench)
 	p("| load average | %s before the run, %s after (others' work on the machine makes figures noisy) |\n", m.loadBefore, m.loadAfter)
-	p("| run time | %s for the whole `make bench` run after the build |\n", time.Since(b.started).Round(time.Second))
+	p("| run time | %s for this run, building mocd included |\n", time.Since(b.started).Round(time.Second))
 	p("| settings | %d concurrent clients (HTTP, pgbench and Asynq alike), %s warm-up + %s measured per scenario, FLYSIM_DELAY=0, end-to-end polls every %s |\n",
 		o.clients, o.warmup, o.duration, o.pollEvery)
 	p("| data | %d business accounts × %d keys × %d instances; a scale account with %d operations |\n",
