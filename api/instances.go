@@ -175,16 +175,12 @@ func (s *Server) lifecycle(opType, transitional string) handlerFunc {
 		}
 		p := principal(c)
 		return s.change(c, func(ctx context.Context, tx *sqlx.Tx) (result, error) {
-			inst, err := store.LockInstance(ctx, tx, p.AccountID, instID)
+			inst, deleting, err := store.LockInstanceForCall(ctx, tx, p.AccountID, instID)
 			if err != nil {
 				return result{}, err
 			}
 			if inst.Status == store.StatusDeleted {
 				return result{}, errNotFound
-			}
-			deleting, err := store.HasUnfinishedDelete(ctx, tx, inst.ID)
-			if err != nil {
-				return result{}, err
 			}
 			if deleting {
 				return result{}, errInstanceDeleting

@@ -140,16 +140,6 @@ func ListOperations(ctx context.Context, db sqlx.ExtContext, accountID string, f
 	return out, mapErr(err)
 }
 
-// HasUnfinishedDelete reports whether a delete of the instance was accepted
-// and has not finished: every other call on it is then a conflict.
-func HasUnfinishedDelete(ctx context.Context, db sqlx.ExtContext, instanceID string) (bool, error) {
-	const q = `SELECT EXISTS (SELECT 1 FROM operations
-		WHERE instance_id = $1 AND type = 'instance.delete' AND status IN ('pending', 'running'))`
-	var ok bool
-	err := sqlx.GetContext(ctx, db, &ok, q, instanceID)
-	return ok, mapErr(err)
-}
-
 // OlderUnfinished reports whether an operation of the instance accepted
 // before seq has not finished: operations of one instance run one at a
 // time, in the order accepted.
