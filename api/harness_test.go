@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -30,7 +29,7 @@ type apiEnv struct {
 	redis *testenv.Redis
 	srv   *api.Server
 	url   string
-	logs  *lockedBuffer
+	logs  *testenv.Buffer
 }
 
 // startAPI runs an api on a fresh database and a private Redis. opts may
@@ -45,7 +44,7 @@ func startAPI(t testing.TB, opts ...func(*api.Options)) *apiEnv {
 // startAPIOn runs another api replica on the given database and Redis.
 func startAPIOn(t testing.TB, st *store.Store, r *testenv.Redis, opts ...func(*api.Options)) *apiEnv {
 	t.Helper()
-	logs := &lockedBuffer{}
+	logs := &testenv.Buffer{}
 	rc := r.Client()
 	o := api.Options{
 		Store:          st,
@@ -172,24 +171,6 @@ func (e *apiEnv) do(method, path, token string, body any, headers ...string) *re
 		e.t.Fatal(err)
 	}
 	return &response{Status: res.StatusCode, Header: res.Header, Body: b}
-}
-
-// lockedBuffer is an io.Writer safe for the server's goroutines.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 // eventually polls cond until it holds or the deadline passes.

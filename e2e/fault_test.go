@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"github.com/myopenclaw/mocd/testenv"
 	"net/http"
 	"os"
 	"os/exec"
@@ -278,7 +279,7 @@ func buildMocd(t *testing.T) string {
 // workerProcess is a `mocd worker` process.
 type workerProcess struct {
 	*exec.Cmd
-	out *lockedBuffer
+	out *testenv.Buffer
 }
 
 // Output is what the process logged so far.
@@ -299,7 +300,7 @@ func startWorkerProcess(t *testing.T, sys *System, bin string) *workerProcess {
 		"MOC_PEPPER=e2e-pepper-0123456789abcdef",
 		"MOC_SECRET_KEY=e2e-secret-key-0123456789abcdef",
 	)
-	out := &lockedBuffer{}
+	out := &testenv.Buffer{}
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -73,7 +73,7 @@ type System struct {
 
 	t      testing.TB
 	opts   Options
-	logs   *lockedBuffer
+	logs   *testenv.Buffer
 	client *http.Client
 
 	mu     sync.Mutex
@@ -95,7 +95,7 @@ func Start(t testing.TB, opts Options) *System {
 	if opts.ReconcileInterval == 0 {
 		opts.ReconcileInterval = 500 * time.Millisecond
 	}
-	s := &System{t: t, opts: opts, logs: &lockedBuffer{}, client: &http.Client{Timeout: 30 * time.Second}}
+	s := &System{t: t, opts: opts, logs: &testenv.Buffer{}, client: &http.Client{Timeout: 30 * time.Second}}
 	s.DatabaseURL = testenv.DatabaseURL(t)
 	st, err := store.Open(context.Background(), s.DatabaseURL)
 	if err != nil {
@@ -419,24 +419,6 @@ func (s *System) MachinesOf(instanceID string) []flysim.Machine {
 		}
 	}
 	return out
-}
-
-// lockedBuffer is a bytes.Buffer safe for concurrent writers.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 // String describes the System for test logs.

@@ -58,7 +58,7 @@ func TestDevRunsTheSystem(t *testing.T) {
 	})
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
-	var stdout, stderr syncBuffer
+	var stdout, stderr testenv.Buffer
 	var runErr error
 	wg.Add(1)
 	go func() {
@@ -123,21 +123,4 @@ func TestDevRunsTheSystem(t *testing.T) {
 	if res.StatusCode != 403 {
 		t.Fatalf("after set-plan free: %d, want 403", res.StatusCode)
 	}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
