@@ -16,7 +16,7 @@ import (
 
 // Errors returned by ValidateURL and by connections of NewHTTPClient, to be
 // tested with errors.Is. ErrInvalidURL and ErrForbiddenAddress are the
-// customer's mistake (answer 422); ErrUnresolvable may be a passing DNS
+// customer's mistake (the api answers 400); ErrUnresolvable may be a passing DNS
 // failure, so a sender retries on it rather than giving up.
 var (
 	ErrInvalidURL       = errors.New("webhook: invalid URL")

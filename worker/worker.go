@@ -140,8 +140,9 @@ func New(opts Options) *Worker {
 	return w
 }
 
-// Handle registers the handler of another task type (webhook deliveries,
-// for instance). Call it before Run.
+// Handle registers the handler of another task type on the lifecycle
+// queue's server (webhook deliveries have a server of their own). Call it
+// before Run.
 func (w *Worker) Handle(taskType string, h asynq.Handler) {
 	w.mux.Handle(taskType, h)
 }
