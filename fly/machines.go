@@ -52,6 +52,8 @@ type MachineConfig struct {
 	Guest    *Guest            `json:"guest,omitempty"`
 	Env      map[string]string `json:"env,omitempty"`
 	Metadata map[string]string `json:"metadata,omitempty"`
+	Mounts   []Mount           `json:"mounts,omitempty"`
+	Checks   map[string]Check  `json:"checks,omitempty"`
 }
 
 // Guest sizes a machine.
@@ -72,6 +74,8 @@ type Machine struct {
 	Config     MachineConfig `json:"config"`
 	CreatedAt  string        `json:"created_at"`
 	UpdatedAt  string        `json:"updated_at"`
+	// Checks is the status of each health check of Config.Checks.
+	Checks []CheckStatus `json:"checks,omitempty"`
 }
 
 // Lease is an exclusive hold on a machine's writes.

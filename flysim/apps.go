@@ -24,7 +24,8 @@ type app struct {
 	App
 	createdAt time.Time
 	machines  map[string]*machine
-	order     []string // machine ids in creation order, so lists are stable
+	order     []string  // machine ids in creation order, so lists are stable
+	volumes   []*Volume // in creation order (volumes.go)
 }
 
 // appNameRe is Fly's rule for app names; enforcing it here keeps mocd from
@@ -101,6 +102,11 @@ func (s *Server) deleteApp(w http.ResponseWriter, r *http.Request) {
 			m.lease = nil
 			s.moveLocked(m, "app deleted", StateDestroyed)
 		}
+	}
+	// Fly destroys an app's volumes with it.
+	for _, v := range a.volumes {
+		v.State = VolumePendingDestroy
+		v.AttachedMachineID = nil
 	}
 	delete(s.apps, a.Name)
 	w.WriteHeader(http.StatusAccepted)

@@ -14,6 +14,8 @@
 //	start:   stopped|created|suspended|failed → starting → started
 //	stop:    started|starting|restarting → stopping → stopped
 //	restart: started → restarting → started; from stopped|created it starts
+//	update:  started|stopped|created|suspended|failed → updating → starting → started
+//	         (→ updating → stopped with skip_launch; update.go has the rules)
 //	destroy: → destroying → destroyed (a running machine needs force=true or kill=true)
 //
 // A created machine enters starting one Delay after its creation and started
@@ -37,6 +39,15 @@
 // write to them answers 404. Deleting an app destroys its machines and forgets
 // the app; its paths then answer 404.
 //
+// Volumes (volumes.go) are created, listed, read and deleted under
+// /v1/apps/{app}/volumes and attached through config.mounts: one volume per
+// machine, in the machine's region, never one being destroyed, never one
+// attached to another live machine. A machine's config.checks are reported
+// in its "checks" list (checks.go): critical until the machine has been
+// started for one Delay, passing afterwards unless its image was declared
+// unhealthy (Options.UnhealthyImages, SetImageHealth, or the admin
+// endpoint below).
+//
 // Fly's rate limits are not emulated: use a Fault with status 429 instead.
 //
 // Every /v1 route requires a non-empty Authorization header (401 otherwise).
@@ -55,6 +66,8 @@
 //	POST   /_flysim/apps/{app}/machines/{id}/state  {"state":"stopped"} → Machine
 //	GET    /_flysim/calls    → {"POST /v1/apps/{app}/machines": 2, ...}
 //	DELETE /_flysim/calls    resets the counters
+//	POST   /_flysim/images/health {"image":"...","healthy":false} → {"unhealthy":[images]}
+//	GET    /_flysim/images/health → {"unhealthy":[images]}
 //
 // The same operations exist as Go methods for in-process tests: InjectFault,
 // ClearFaults, Machines, Machine, SetState, Calls and ResetCalls.
@@ -93,6 +106,9 @@ type Options struct {
 	Delay time.Duration
 	// Logger receives debug records of transitions and injected faults.
 	Logger *slog.Logger
+	// UnhealthyImages are images whose machines fail their health checks
+	// (see SetImageHealth).
+	UnhealthyImages []string
 }
 
 // Server is the emulator. It is an http.Handler and is safe for concurrent
@@ -102,15 +118,17 @@ type Server struct {
 	logger *slog.Logger
 	mux    *http.ServeMux
 
-	mu      sync.Mutex
-	apps    map[string]*app
-	faults  []*Fault
-	calls   map[string]int
-	changed chan struct{} // closed and replaced on every state change, to wake waiters
-	timers  map[*time.Timer]struct{}
-	closed  bool
-	done    chan struct{}
-	once    sync.Once
+	mu     sync.Mutex
+	apps   map[string]*app
+	faults []*Fault
+	calls  map[string]int
+	// unhealthy holds the images whose machines fail their checks.
+	unhealthy map[string]bool
+	changed   chan struct{} // closed and replaced on every state change, to wake waiters
+	timers    map[*time.Timer]struct{}
+	closed    bool
+	done      chan struct{}
+	once      sync.Once
 }
 
 // New returns an empty emulator.
@@ -120,14 +138,18 @@ func New(opts Options) *Server {
 		logger = slog.New(slog.DiscardHandler)
 	}
 	s := &Server{
-		delay:   opts.Delay,
-		logger:  logger,
-		mux:     http.NewServeMux(),
-		apps:    make(map[string]*app),
-		calls:   make(map[string]int),
-		changed: make(chan struct{}),
-		timers:  make(map[*time.Timer]struct{}),
-		done:    make(chan struct{}),
+		delay:     opts.Delay,
+		logger:    logger,
+		mux:       http.NewServeMux(),
+		apps:      make(map[string]*app),
+		calls:     make(map[string]int),
+		unhealthy: make(map[string]bool),
+		changed:   make(chan struct{}),
+		timers:    make(map[*time.Timer]struct{}),
+		done:      make(chan struct{}),
+	}
+	for _, img := range opts.UnhealthyImages {
+		s.unhealthy[img] = true
 	}
 	s.routes()
 	return s
@@ -140,6 +162,7 @@ func (s *Server) routes() {
 	s.api("POST /v1/apps/{app}/machines", s.createMachine)
 	s.api("GET /v1/apps/{app}/machines", s.listMachines)
 	s.api("GET /v1/apps/{app}/machines/{id}", s.getMachine)
+	s.api("POST /v1/apps/{app}/machines/{id}", s.updateMachine)
 	s.api("DELETE /v1/apps/{app}/machines/{id}", s.destroyMachine)
 	s.api("POST /v1/apps/{app}/machines/{id}/start", s.startMachine)
 	s.api("POST /v1/apps/{app}/machines/{id}/stop", s.stopMachine)
@@ -148,6 +171,10 @@ func (s *Server) routes() {
 	s.api("POST /v1/apps/{app}/machines/{id}/lease", s.acquireLease)
 	s.api("GET /v1/apps/{app}/machines/{id}/lease", s.getLease)
 	s.api("DELETE /v1/apps/{app}/machines/{id}/lease", s.releaseLease)
+	s.api("POST /v1/apps/{app}/volumes", s.createVolume)
+	s.api("GET /v1/apps/{app}/volumes", s.listVolumes)
+	s.api("GET /v1/apps/{app}/volumes/{volume}", s.getVolume)
+	s.api("DELETE /v1/apps/{app}/volumes/{volume}", s.deleteVolume)
 
 	s.mux.HandleFunc("POST /_flysim/faults", s.adminAddFault)
 	s.mux.HandleFunc("GET /_flysim/faults", s.adminListFaults)
@@ -156,6 +183,8 @@ func (s *Server) routes() {
 	s.mux.HandleFunc("POST /_flysim/apps/{app}/machines/{id}/state", s.adminSetState)
 	s.mux.HandleFunc("GET /_flysim/calls", s.adminCalls)
 	s.mux.HandleFunc("DELETE /_flysim/calls", s.adminResetCalls)
+	s.mux.HandleFunc("POST /_flysim/images/health", s.adminImageHealth)
+	s.mux.HandleFunc("GET /_flysim/images/health", s.adminListImageHealth)
 
 	// A JSON 404 rather than the mux's plain text, so clients always get a
 	// Fly-shaped error.

@@ -29,6 +29,7 @@ const (
 var knownStates = []string{
 	StateCreated, StateStarting, StateStarted, StateStopping, StateStopped,
 	StateSuspended, StateRestarting, StateDestroying, StateDestroyed, StateFailed,
+	StateUpdating,
 }
 
 // Machine is a machine as the API answers it.
@@ -45,6 +46,8 @@ type Machine struct {
 	CreatedAt  string         `json:"created_at"`
 	UpdatedAt  string         `json:"updated_at"`
 	Events     []MachineEvent `json:"events"`
+	// Checks is the status of each of config.checks (checks.go).
+	Checks []CheckStatus `json:"checks,omitempty"`
 	// Nonce is set only in the answer to a create call with lease_ttl.
 	Nonce string `json:"nonce,omitempty"`
 }
@@ -55,6 +58,8 @@ type MachineConfig struct {
 	Guest    *Guest            `json:"guest,omitempty"`
 	Env      map[string]string `json:"env,omitempty"`
 	Metadata map[string]string `json:"metadata,omitempty"`
+	Mounts   []Mount           `json:"mounts,omitempty"`
+	Checks   map[string]Check  `json:"checks,omitempty"`
 }
 
 // Guest is a machine's size.
@@ -87,6 +92,10 @@ type machine struct {
 	Machine
 	gen   uint64 // bumped by every new operation, so stale timers do nothing
 	lease *lease
+	// startedAt is when the machine last entered started; its checks
+	// pass one Delay later (checks.go).
+	startedAt time.Time
+	sim       *Server
 }
 
 type lease struct {
@@ -105,6 +114,11 @@ func (m *machine) snapshot() Machine {
 		c.Config.Guest = &g
 	}
 	c.Events = slices.Clone(c.Events)
+	c.Config.Mounts = slices.Clone(c.Config.Mounts)
+	c.Config.Checks = maps.Clone(c.Config.Checks)
+	if m.sim != nil {
+		c.Checks = m.sim.checksLocked(m)
+	}
 	return c
 }
 
@@ -123,6 +137,9 @@ func now() string { return time.Now().UTC().Format(time.RFC3339Nano) }
 func (s *Server) setLocked(m *machine, source, st string) {
 	m.State = st
 	m.UpdatedAt = now()
+	if st == StateStarted {
+		m.startedAt = time.Now()
+	}
 	ev := MachineEvent{Type: eventType(st), Status: st, Source: source, Timestamp: time.Now().UnixMilli()}
 	m.Events = append([]MachineEvent{ev}, m.Events...)
 	if len(m.Events) > maxEvents {
@@ -228,6 +245,10 @@ func (s *Server) createMachine(w http.ResponseWriter, r *http.Request) {
 		writeError(w, errorf(http.StatusUnprocessableEntity, "invalid", "invalid config.image, must not be empty"))
 		return
 	}
+	if e := validateChecks(in.Config.Checks); e != nil {
+		writeError(w, e)
+		return
+	}
 	if in.Config.Guest == nil {
 		in.Config.Guest = &Guest{CPUKind: "shared", CPUs: 1, MemoryMB: 256}
 	}
@@ -243,6 +264,10 @@ func (s *Server) createMachine(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	id := newMachineID()
+	if e := s.attachLocked(a, id, in.Region, in.Config.Mounts); e != nil {
+		writeError(w, e)
+		return
+	}
 	if in.Name == "" {
 		in.Name = "flysim-" + id
 	}
@@ -258,7 +283,7 @@ func (s *Server) createMachine(w http.ResponseWriter, r *http.Request) {
 		ImageRef:   parseImageRef(in.Config.Image),
 		CreatedAt:  ts,
 		Events:     []MachineEvent{},
-	}}
+	}, sim: s}
 	a.machines[id] = m
 	a.order = append(a.order, id)
 	if in.LeaseTTL > 0 {

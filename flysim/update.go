@@ -1,0 +1,97 @@
+package flysim
+
+import (
+	"net/http"
+	"strings"
+)
+
+// StateUpdating is the transient state of a machine whose config is being
+// replaced (FLY-MACHINES.md, transient states).
+const StateUpdating = "updating"
+
+// updateMachine follows POST /v1/apps/{app}/machines/{id} (fly-go
+// flaps.Update, body fly.LaunchMachineInput; flyctl internal/machine/update.go
+// then waits for the machine to settle and for its checks to pass).
+//
+// Rules, each as strict as Fly:
+//   - the body replaces the whole config: config.image is required, and a
+//     config without guest gets the default guest, as a create does;
+//   - a machine held by a lease refuses the update without the lease's
+//     fly-machine-lease-nonce (409), like every other write;
+//   - a destroyed machine is 404; a machine between states (starting,
+//     stopping, restarting, updating, destroying) is 412, as Fly refuses
+//     to update a machine that is busy;
+//   - the region cannot change (a machine with a volume cannot move; the
+//     Machines API places updates on the machine's own host);
+//   - mounts follow the volume rules of attachLocked; checks those of
+//     validateChecks;
+//   - the machine gets a new version and instance_id (fly.Machine: "unique
+//     for each version of the machine");
+//   - it then runs the new config: updating → starting → started, unless
+//     skip_launch, when it ends stopped (flyctl's --skip-start maps to
+//     skip_launch; without it an update starts a stopped machine).
+func (s *Server) updateMachine(w http.ResponseWriter, r *http.Request) {
+	var in struct {
+		Name       string        `json:"name"`
+		Region     string        `json:"region"`
+		Config     MachineConfig `json:"config"`
+		SkipLaunch bool          `json:"skip_launch"`
+	}
+	if e := decodeBody(r, &in); e != nil {
+		writeError(w, e)
+		return
+	}
+	if strings.TrimSpace(in.Config.Image) == "" {
+		writeError(w, errorf(http.StatusUnprocessableEntity, "invalid", "invalid config.image, must not be empty"))
+		return
+	}
+	if e := validateChecks(in.Config.Checks); e != nil {
+		writeError(w, e)
+		return
+	}
+	if in.Config.Guest == nil {
+		in.Config.Guest = &Guest{CPUKind: "shared", CPUs: 1, MemoryMB: 256}
+	}
+
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	m, e := s.writableLocked(r)
+	if e != nil {
+		writeError(w, e)
+		return
+	}
+	a, e := s.appLocked(r)
+	if e != nil {
+		writeError(w, e)
+		return
+	}
+	switch m.State {
+	case StateStarted, StateStopped, StateCreated, StateSuspended, StateFailed:
+	default:
+		writeError(w, errorf(http.StatusPreconditionFailed, "failed_precondition",
+			"unable to update machine from current state: '%s'", m.State))
+		return
+	}
+	if in.Region != "" && in.Region != m.Region {
+		writeError(w, errorf(http.StatusBadRequest, "invalid",
+			"cannot move machine %s from region %s to %s; create a new machine instead", m.ID, m.Region, in.Region))
+		return
+	}
+	if e := s.attachLocked(a, m.ID, m.Region, in.Config.Mounts); e != nil {
+		writeError(w, e)
+		return
+	}
+	if in.Name != "" {
+		m.Name = in.Name
+	}
+	m.Config = in.Config
+	m.ImageRef = parseImageRef(in.Config.Image)
+	m.Version = newULID()
+	m.InstanceID = newULID()
+	if in.SkipLaunch {
+		s.moveLocked(m, "user", StateUpdating, StateStopped)
+	} else {
+		s.moveLocked(m, "user", StateUpdating, StateStarting, StateStarted)
+	}
+	writeJSON(w, http.StatusOK, m.snapshot())
+}
