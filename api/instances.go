@@ -2,14 +2,11 @@ package api
 
 import (
 	"context"
-	"errors"
-	"log/slog"
 	"net/http"
 	"slices"
 	"strings"
 
 	"github.com/gin-gonic/gin"
-	"github.com/hibiken/asynq"
 	"github.com/jmoiron/sqlx"
 
 	"github.com/myopenclaw/mocd/apikey"
@@ -18,11 +15,6 @@ import (
 	"github.com/myopenclaw/mocd/plan"
 	"github.com/myopenclaw/mocd/store"
 )
-
-// Enqueuer queues tasks; *asynq.Client satisfies it.
-type Enqueuer interface {
-	EnqueueContext(ctx context.Context, task *asynq.Task, opts ...asynq.Option) (*asynq.TaskInfo, error)
-}
 
 // Scopes of the instance and operation routes.
 const (
@@ -210,23 +202,13 @@ func (s *Server) accepted(op store.Operation) result {
 		body:        op,
 		location:    "/api/v1/operations/" + op.ID,
 		operationID: op.ID,
-		afterCommit: func(ctx context.Context) { s.enqueueOperation(ctx, op.ID) },
-	}
-}
-
-// enqueueOperation queues the operation's task. A conflict means the relay
-// was quicker; any other failure is only logged, because the operation is
-// already committed and the worker's relay enqueues it within a second or
-// so (Redis down, for instance, must not turn an accepted call into an
-// error the client would retry).
-func (s *Server) enqueueOperation(ctx context.Context, opID string) {
-	if s.opts.Enqueuer == nil {
-		return
-	}
-	task, opts := jobs.NewOperationTask(opID)
-	_, err := s.opts.Enqueuer.EnqueueContext(ctx, task, opts...)
-	if err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) {
-		s.log.WarnContext(ctx, "enqueue operation; the relay will retry", slog.String("operation_id", opID), slog.Any("error", err))
+		// A failure to enqueue is only logged (jobs.Enqueue): the
+		// operation is committed and the relay queues it, and Redis down
+		// must not turn an accepted call into an error the client retries.
+		afterCommit: func(ctx context.Context) {
+			task, opts := jobs.NewOperationTask(op.ID)
+			jobs.Enqueue(ctx, s.opts.Enqueuer, s.log, task, opts...)
+		},
 	}
 }
 

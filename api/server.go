@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/myopenclaw/mocd/jobs"
 	"github.com/myopenclaw/mocd/ratelimit"
 	"github.com/myopenclaw/mocd/store"
 	"github.com/myopenclaw/mocd/webhook"
@@ -45,9 +46,9 @@ type Options struct {
 	FailedAuthsPerMinute int
 	// IdempotencyLockTimeout: see DefaultIdempotencyLockTimeout.
 	IdempotencyLockTimeout time.Duration
-	// Enqueuer queues the task of each accepted operation (an
-	// *asynq.Client); nil leaves it to the worker's relay.
-	Enqueuer Enqueuer
+	// Enqueuer queues the task of each accepted operation and webhook
+	// delivery (an *asynq.Client); nil leaves them to the worker's relay.
+	Enqueuer jobs.Enqueuer
 	// BaseDomain is the domain of instance URLs; default store.DefaultBaseDomain.
 	BaseDomain string
 	// SecretBox seals webhook signing secrets (MOC_SECRET_KEY); required

@@ -4,14 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"log/slog"
 	"net/http"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/gin-gonic/gin"
-	"github.com/hibiken/asynq"
 	"github.com/jmoiron/sqlx"
 
 	"github.com/myopenclaw/mocd/apikey"
@@ -326,24 +324,14 @@ func (s *Server) testWebhook(c *gin.Context) error {
 		return result{
 			status:      http.StatusAccepted,
 			body:        toDeliveryJSON(d, nil),
-			afterCommit: func(ctx context.Context) { s.enqueueDelivery(ctx, d.ID) },
+			afterCommit: func(ctx context.Context) {
+				task, opts := jobs.NewDeliveryTask(d.ID, 0, time.Now())
+				jobs.Enqueue(ctx, s.opts.Enqueuer, s.log, task, opts...)
+			},
 		}, nil
 	})
 }
 
-// enqueueDelivery queues the first attempt of a committed delivery. As for
-// operations, a failure is only logged: the worker's relay queues every
-// pending delivery whose task is missing.
-func (s *Server) enqueueDelivery(ctx context.Context, deliveryID string) {
-	if s.opts.Enqueuer == nil {
-		return
-	}
-	task, opts := jobs.NewDeliveryTask(deliveryID, 0, time.Now())
-	_, err := s.opts.Enqueuer.EnqueueContext(ctx, task, opts...)
-	if err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) {
-		s.log.WarnContext(ctx, "enqueue webhook delivery; the relay will retry", slog.String("delivery_id", deliveryID), slog.Any("error", err))
-	}
-}
 
 // listDeliveries serves an endpoint's deliveries, newest first, optionally
 // in one status, each with its attempts.

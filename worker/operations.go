@@ -215,8 +215,6 @@ func (w *Worker) queueEvent(ctx context.Context, tx *sqlx.Tx, accountID, eventID
 func (w *Worker) enqueueDeliveries(ctx context.Context, ids []string) {
 	for _, d := range ids {
 		task, opts := jobs.NewDeliveryTask(d, 0, time.Now())
-		if _, err := w.client.EnqueueContext(ctx, task, opts...); err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) {
-			w.log.WarnContext(ctx, "enqueue webhook delivery; the relay will retry", slog.String("delivery_id", d), slog.Any("error", err))
-		}
+		jobs.Enqueue(ctx, w.client, w.log, task, opts...)
 	}
 }

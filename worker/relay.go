@@ -66,33 +66,28 @@ func (w *Worker) relay(ctx context.Context) error {
 // it, and rescues it when its task is stuck with a dead worker.
 func (w *Worker) ensureQueued(ctx context.Context, op store.Operation) error {
 	task, opts := jobs.NewOperationTask(op.ID)
-	_, err := w.client.EnqueueContext(ctx, task, opts...)
-	if err == nil {
+	added, err := jobs.Enqueue(ctx, w.client, nil, task, opts...)
+	if err != nil {
+		return err
+	}
+	if added {
 		w.log.InfoContext(ctx, "relay: queued an operation whose task was missing", slog.String("operation_id", op.ID))
 		w.clearSuspect(op.ID)
 		return store.MarkEnqueued(ctx, w.st.DB, op.ID)
 	}
-	if !errors.Is(err, asynq.ErrTaskIDConflict) {
-		return err
-	}
 	if op.Status == store.OpPending && time.Since(op.CreatedAt) < archivedCheckAfter {
 		return nil // queued, and too young to be stuck
 	}
-	info, err := w.insp.GetTaskInfo(jobs.QueueLifecycle, op.ID)
+	replaced, state, err := jobs.Requeue(ctx, w.client, w.insp, task, opts...)
 	if err != nil {
-		return nil // gone since the enqueue: the next pass queues it
+		return err
 	}
-	if info.State == asynq.TaskStateArchived {
-		// Asynq gave up on the task (its retries ran out while the
-		// worker could not even record the failure): its id stays taken
-		// until the task is deleted, so delete it and queue it afresh.
-		if err := w.insp.DeleteTask(jobs.QueueLifecycle, op.ID); err != nil {
-			return err
-		}
+	if replaced {
 		w.log.WarnContext(ctx, "relay: re-queued an operation whose task asynq had archived", slog.String("operation_id", op.ID))
-		return w.ensureQueued(ctx, op)
+		w.clearSuspect(op.ID)
+		return store.MarkEnqueued(ctx, w.st.DB, op.ID)
 	}
-	if op.Status != store.OpRunning || info.State != asynq.TaskStateActive || !w.orphaned(ctx, op) {
+	if op.Status != store.OpRunning || state != asynq.TaskStateActive || !w.orphaned(ctx, op) {
 		w.clearSuspect(op.ID)
 		return nil
 	}
@@ -109,7 +104,7 @@ func (w *Worker) ensureQueued(ctx context.Context, op store.Operation) error {
 	}
 	w.clearSuspect(op.ID)
 	task, opts = jobs.NewRescueTask(op.ID, op.Attempts)
-	if _, err := w.client.EnqueueContext(ctx, task, opts...); err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) {
+	if _, err := jobs.Enqueue(ctx, w.client, nil, task, opts...); err != nil {
 		return err
 	}
 	w.log.WarnContext(ctx, "relay: rescued an operation whose worker died", slog.String("operation_id", op.ID), slog.Int("attempts", op.Attempts))

@@ -294,9 +294,7 @@ func (d *deliverer) handle(ctx context.Context, t *asynq.Task) error {
 	}
 	if out.Status == store.DeliveryPending {
 		task, opts := jobs.NewDeliveryTask(tgt.ID, out.Attempt, out.NextAttemptAt)
-		if _, err := d.w.client.EnqueueContext(rctx, task, opts...); err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) {
-			log.WarnContext(ctx, "enqueue the next webhook attempt; the relay will retry", slog.Any("error", err))
-		}
+		jobs.Enqueue(rctx, d.w.client, log, task, opts...)
 	}
 	return nil
 }
@@ -488,28 +486,19 @@ func (d *deliverer) relay(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// ensureQueued enqueues the delivery's next attempt. A conflict means its
-// task is still in Redis, which is fine unless Asynq archived it (its
-// handler failed, or its worker died): then it is replaced.
+// ensureQueued enqueues the delivery's next attempt. A task already in
+// Redis is fine unless Asynq archived it (its handler failed, or its
+// worker died): then it is replaced.
 func (d *deliverer) ensureQueued(ctx context.Context, dl store.DueWebhookDelivery) error {
 	task, opts := jobs.NewDeliveryTask(dl.ID, dl.Attempts, time.Now())
-	_, err := d.w.client.EnqueueContext(ctx, task, opts...)
-	if errors.Is(err, asynq.ErrTaskIDConflict) {
-		taskID := jobs.DeliveryTaskID(dl.ID, dl.Attempts)
-		info, ierr := d.w.insp.GetTaskInfo(jobs.QueueWebhooks, taskID)
-		if ierr != nil || info.State != asynq.TaskStateArchived {
-			return nil // queued, scheduled or running
-		}
-		if err := d.w.insp.DeleteTask(jobs.QueueWebhooks, taskID); err != nil && !errors.Is(err, asynq.ErrTaskNotFound) {
-			return err
-		}
-		_, err = d.w.client.EnqueueContext(ctx, task, opts...)
-	}
-	if errors.Is(err, asynq.ErrTaskIDConflict) {
-		return nil
-	}
+	added, err := jobs.Enqueue(ctx, d.w.client, nil, task, opts...)
 	if err != nil {
 		return err
+	}
+	if !added {
+		if added, _, err = jobs.Requeue(ctx, d.w.client, d.w.insp, task, opts...); !added || err != nil {
+			return err // queued, scheduled or running
+		}
 	}
 	d.w.log.InfoContext(ctx, "relay: queued a webhook attempt whose task was missing",
 		slog.String("delivery_id", dl.ID), slog.Int("attempt", dl.Attempts+1))
