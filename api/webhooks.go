@@ -322,8 +322,8 @@ func (s *Server) testWebhook(c *gin.Context) error {
 			return result{}, err
 		}
 		return result{
-			status:      http.StatusAccepted,
-			body:        toDeliveryJSON(d, nil),
+			status: http.StatusAccepted,
+			body:   toDeliveryJSON(d, nil),
 			afterCommit: func(ctx context.Context) {
 				task, opts := jobs.NewDeliveryTask(d.ID, 0, time.Now())
 				jobs.Enqueue(ctx, s.opts.Enqueuer, s.log, task, opts...)
@@ -331,7 +331,6 @@ func (s *Server) testWebhook(c *gin.Context) error {
 		}, nil
 	})
 }
-
 
 // listDeliveries serves an endpoint's deliveries, newest first, optionally
 // in one status, each with its attempts.
