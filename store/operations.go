@@ -27,10 +27,13 @@ const (
 	OpRunning   = "running"
 	OpSucceeded = "succeeded"
 	OpFailed    = "failed"
+	// OpCancelled is a pending operation its owner cancelled: it never ran
+	// and never will, and made no Fly call.
+	OpCancelled = "cancelled"
 )
 
 // OpStatuses lists every operation status, for validating filters.
-var OpStatuses = []string{OpPending, OpRunning, OpSucceeded, OpFailed}
+var OpStatuses = []string{OpPending, OpRunning, OpSucceeded, OpFailed, OpCancelled}
 
 // Operation is an operations row. Its JSON (MarshalJSON) is the public
 // Operation object of API.md, the one definition that the api answers with
@@ -59,7 +62,9 @@ type OperationError struct {
 }
 
 // Terminal reports whether the operation has finished.
-func (o Operation) Terminal() bool { return o.Status == OpSucceeded || o.Status == OpFailed }
+func (o Operation) Terminal() bool {
+	return o.Status == OpSucceeded || o.Status == OpFailed || o.Status == OpCancelled
+}
 
 // MarshalJSON writes the public Operation object: times in UTC, error null
 // or {"code", "message"}.
@@ -120,10 +125,13 @@ func OperationByID(ctx context.Context, db sqlx.ExtContext, opID string) (Operat
 	return out, mapErr(err)
 }
 
-// OperationFilter narrows ListOperations; empty fields match everything.
+// OperationFilter narrows ListOperations; zero fields match everything.
 type OperationFilter struct {
 	InstanceID string
 	Status     string
+	Type       string
+	// CreatedAfter is inclusive, CreatedBefore exclusive.
+	CreatedAfter, CreatedBefore time.Time
 }
 
 // ListOperations returns up to limit operations of an account, newest
@@ -134,9 +142,33 @@ func ListOperations(ctx context.Context, db sqlx.ExtContext, accountID string, f
 			AND ($2::text = '' OR instance_id = $2::text)
 			AND ($3::text = '' OR status = $3::text)
 			AND ($4::bigint = 0 OR seq < $4::bigint)
+			AND ($6::text = '' OR type = $6::text)
+			AND ($7::timestamptz IS NULL OR created_at >= $7::timestamptz)
+			AND ($8::timestamptz IS NULL OR created_at < $8::timestamptz)
 		ORDER BY seq DESC LIMIT $5`
 	out := []Operation{}
-	err := sqlx.SelectContext(ctx, db, &out, q, accountID, f.InstanceID, f.Status, before, limit)
+	err := sqlx.SelectContext(ctx, db, &out, q, accountID, f.InstanceID, f.Status, before, limit,
+		f.Type, nullTime(f.CreatedAfter), nullTime(f.CreatedBefore))
+	return out, mapErr(err)
+}
+
+// CancelOperation moves a pending operation to cancelled and answers it as
+// it now is. ErrNotFound means it is not pending (or not the account's):
+// the caller reads it again to tell which.
+func CancelOperation(ctx context.Context, db sqlx.ExtContext, accountID, opID string) (Operation, error) {
+	const q = `UPDATE operations SET status = 'cancelled', finished_at = now()
+		WHERE id = $1 AND account_id = $2 AND status = 'pending' RETURNING ` + opCols
+	var out Operation
+	err := sqlx.GetContext(ctx, db, &out, q, opID, accountID)
+	return out, mapErr(err)
+}
+
+// PendingOperationsOf lists the instance's pending operations, oldest first.
+func PendingOperationsOf(ctx context.Context, db sqlx.ExtContext, instanceID string) ([]Operation, error) {
+	const q = `SELECT ` + opCols + ` FROM operations
+		WHERE instance_id = $1 AND status = 'pending' ORDER BY seq`
+	out := []Operation{}
+	err := sqlx.SelectContext(ctx, db, &out, q, instanceID)
 	return out, mapErr(err)
 }
 

@@ -30,7 +30,7 @@ func PruneAudit(ctx context.Context, db sqlx.ExtContext, cutoff time.Time, batch
 func PruneOperations(ctx context.Context, db sqlx.ExtContext, cutoff time.Time, batch int) (int, error) {
 	const q = `DELETE FROM operations WHERE seq IN (
 		SELECT seq FROM operations
-		WHERE status IN ('succeeded', 'failed') AND finished_at < $1
+		WHERE status IN ('succeeded', 'failed', 'cancelled') AND finished_at < $1
 		LIMIT $2 FOR UPDATE SKIP LOCKED)`
 	return prune(ctx, db, "operations", q, cutoff, batch)
 }

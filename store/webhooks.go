@@ -129,19 +129,31 @@ func DisableWebhookEndpoint(ctx context.Context, db sqlx.ExtContext, endpointID,
 	return mapErr(err)
 }
 
-// QueueWebhookEvent writes one pending delivery of an event to every enabled
-// endpoint of the account subscribed to its type, and returns their ids. It
-// is the webhook outbox: callers pass the transaction of the change the
-// event reports, so the event exists exactly when the change does; the
-// worker's relay picks the rows up even if enqueueing them fails.
+// QueueWebhookEvent records an event in the account's feed (GET /events)
+// and writes one pending delivery of it to every enabled endpoint of the
+// account subscribed to its type, returning their ids. It is the webhook
+// outbox: callers pass the transaction of the change the event reports, so
+// the event exists exactly when the change does; the worker's relay picks
+// the deliveries up even if enqueueing them fails. payload is the envelope
+// receivers get.
+//
+// Before drawing the feed's seq it takes a per-account transaction lock,
+// held until the commit: one account's event-writing transactions then
+// commit in seq order, so a reader that sees seq N has already been able to
+// see every earlier event of the account, and a cursor never skips one
+// (GET /events/stream resumes without gaps). Different accounts never wait
+// on each other. One statement, one round trip.
 func QueueWebhookEvent(ctx context.Context, db sqlx.ExtContext, accountID, eventID, eventType string, payload []byte) ([]string, error) {
-	const q = `INSERT INTO webhook_deliveries (id, endpoint_id, account_id, event_id, event_type, payload)
+	const q = `WITH ordered AS (SELECT pg_advisory_xact_lock($6)),
+		feed AS (INSERT INTO events (id, account_id, type, payload)
+			SELECT $2, $5, $3, $4 FROM ordered RETURNING seq)
+		INSERT INTO webhook_deliveries (id, endpoint_id, account_id, event_id, event_type, payload)
 		SELECT $1 || '_' || e.id, e.id, e.account_id, $2, $3, $4
-		FROM webhook_endpoints e
+		FROM webhook_endpoints e, feed
 		WHERE e.account_id = $5 AND e.enabled AND $3 = ANY (e.events)
 		RETURNING id`
 	ids := []string{}
-	err := sqlx.SelectContext(ctx, db, &ids, q, id.Delivery+"_"+eventID, eventID, eventType, payload, accountID)
+	err := sqlx.SelectContext(ctx, db, &ids, q, id.Delivery+"_"+eventID, eventID, eventType, payload, accountID, feedLockKey(accountID))
 	return ids, mapErr(err)
 }
 

@@ -11,6 +11,7 @@ import (
 const (
 	EventOperationSucceeded    = "operation.succeeded"
 	EventOperationFailed       = "operation.failed"
+	EventOperationCancelled    = "operation.cancelled"
 	EventInstanceStatusChanged = "instance.status_changed"
 	EventTest                  = "webhook.test"
 )
@@ -18,6 +19,7 @@ const (
 var eventTypes = []string{
 	EventOperationSucceeded,
 	EventOperationFailed,
+	EventOperationCancelled,
 	EventInstanceStatusChanged,
 	EventTest,
 }

@@ -310,7 +310,7 @@ func TestValidEvent(t *testing.T) {
 			t.Errorf("ValidEvent(%q) = true", e)
 		}
 	}
-	if n := len(webhook.EventTypes()); n != 4 {
-		t.Errorf("%d event types, want 4", n)
+	if n := len(webhook.EventTypes()); n != 5 {
+		t.Errorf("%d event types, want 5", n)
 	}
 }

@@ -12,8 +12,8 @@ import (
 )
 
 const (
-	// DefaultRetention is how long audit entries, finished operations and
-	// finished webhook deliveries are kept (MOC_RETENTION).
+	// DefaultRetention is how long audit entries, finished operations,
+	// finished webhook deliveries and feed events are kept (MOC_RETENTION).
 	DefaultRetention = 90 * 24 * time.Hour
 	// RetentionInterval spaces the pruning passes. Rows therefore live at
 	// most this much longer than the retention.
@@ -47,6 +47,7 @@ func (w *Worker) prune(ctx context.Context) error {
 		{"audit entries", now.Add(-retention), store.PruneAudit},
 		{"operations", now.Add(-retention), store.PruneOperations},
 		{"webhook deliveries", now.Add(-retention), store.PruneWebhookDeliveries},
+		{"feed events", now.Add(-retention), store.PruneEvents},
 		{"idempotency keys", now.Add(-IdempotencyKeyTTL), store.PruneIdempotencyKeys},
 	}
 	var errs []error

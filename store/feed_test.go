@@ -1,0 +1,205 @@
+package store_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/jmoiron/sqlx"
+
+	"github.com/myopenclaw/mocd/id"
+	"github.com/myopenclaw/mocd/store"
+	"github.com/myopenclaw/mocd/testenv"
+)
+
+func TestFeedEvents(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	st := testenv.Store(t)
+	a, err := store.CreateAccount(ctx, st.DB, "feed@example.com", "pro")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := store.CreateAccount(ctx, st.DB, "feed-other@example.com", "pro")
+	if err != nil {
+		t.Fatal(err)
+	}
+	queue := func(accountID, typ string) {
+		t.Helper()
+		if _, err := store.QueueWebhookEvent(ctx, st.DB, accountID, id.New(id.Event), typ, []byte(`{"type":"`+typ+`"}`)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	queue(a.ID, "operation.succeeded")
+	queue(b.ID, "operation.succeeded")
+	queue(a.ID, "instance.status_changed")
+	queue(a.ID, "operation.failed")
+
+	all, err := store.ListFeedEvents(ctx, st.DB, a.ID, 0, nil, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(all) != 3 || all[0].Type != "operation.succeeded" || all[2].Type != "operation.failed" {
+		t.Fatalf("feed of a = %+v, want its 3 events oldest first", all)
+	}
+	for i, e := range all {
+		if e.AccountID != a.ID {
+			t.Fatalf("event %d of another account: %+v", i, e)
+		}
+		if i > 0 && e.Seq <= all[i-1].Seq {
+			t.Fatalf("not oldest first: %+v", all)
+		}
+	}
+	t.Run("after and limit page forward", func(t *testing.T) {
+		got, err := store.ListFeedEvents(ctx, st.DB, a.ID, all[0].Seq, nil, 1)
+		if err != nil || len(got) != 1 || got[0].Seq != all[1].Seq {
+			t.Fatalf("after first, limit 1 = %+v, %v", got, err)
+		}
+	})
+	t.Run("types filter", func(t *testing.T) {
+		got, err := store.ListFeedEvents(ctx, st.DB, a.ID, 0, []string{"operation.failed", "operation.succeeded"}, 10)
+		if err != nil || len(got) != 2 || got[1].Type != "operation.failed" {
+			t.Fatalf("types = %+v, %v", got, err)
+		}
+	})
+	t.Run("head", func(t *testing.T) {
+		head, err := store.FeedHead(ctx, st.DB, a.ID)
+		if err != nil || head != all[2].Seq {
+			t.Fatalf("head = %d, %v; want %d", head, err, all[2].Seq)
+		}
+	})
+	t.Run("pruning expires cursors below what it deleted", func(t *testing.T) {
+		if _, err := st.DB.ExecContext(ctx, `UPDATE events SET created_at = now() - interval '100 days' WHERE seq <= $1`, all[1].Seq); err != nil {
+			t.Fatal(err)
+		}
+		n, err := store.PruneEvents(ctx, st.DB, time.Now().Add(-90*24*time.Hour), 1000)
+		if err != nil || n != 3 { // a's first two and b's one
+			t.Fatalf("pruned %d, %v; want 3", n, err)
+		}
+		if _, err := store.ListFeedEvents(ctx, st.DB, a.ID, all[0].Seq, nil, 10); !errors.Is(err, store.ErrCursorExpired) {
+			t.Fatalf("cursor below the pruned horizon: err = %v, want ErrCursorExpired", err)
+		}
+		got, err := store.ListFeedEvents(ctx, st.DB, a.ID, all[1].Seq, nil, 10)
+		if err != nil || len(got) != 1 || got[0].Seq != all[2].Seq {
+			t.Fatalf("cursor at the horizon = %+v, %v", got, err)
+		}
+	})
+}
+
+// TestFeedSeqIsCommitOrderWithinAnAccount holds one account's event
+// transaction open: a second writer of the same account waits for its
+// commit (so it cannot commit a higher seq first, which a reader could
+// otherwise see before the lower one and skip it), while another account's
+// writer does not wait.
+func TestFeedSeqIsCommitOrderWithinAnAccount(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	st := testenv.Store(t)
+	a, err := store.CreateAccount(ctx, st.DB, "order@example.com", "pro")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := store.CreateAccount(ctx, st.DB, "order-other@example.com", "pro")
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, err := st.DB.BeginTxx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer first.Rollback()
+	if _, err := store.QueueWebhookEvent(ctx, first, a.ID, id.New(id.Event), "operation.succeeded", []byte(`{}`)); err != nil {
+		t.Fatal(err)
+	}
+
+	// Another account: not blocked.
+	if err := st.WithTx(ctx, func(tx *sqlx.Tx) error {
+		_, err := store.QueueWebhookEvent(ctx, tx, b.ID, id.New(id.Event), "operation.succeeded", []byte(`{}`))
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+
+	// The same account: blocked until first commits.
+	second := make(chan error, 1)
+	go func() {
+		second <- st.WithTx(ctx, func(tx *sqlx.Tx) error {
+			_, err := store.QueueWebhookEvent(ctx, tx, a.ID, id.New(id.Event), "operation.failed", []byte(`{}`))
+			return err
+		})
+	}()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		var waiting bool
+		if err := st.DB.GetContext(ctx, &waiting, `SELECT EXISTS (SELECT 1 FROM pg_locks
+			WHERE locktype = 'advisory' AND NOT granted AND database = (SELECT oid FROM pg_database WHERE datname = current_database()))`); err != nil {
+			t.Fatal(err)
+		}
+		if waiting {
+			break
+		}
+		select {
+		case err := <-second:
+			t.Fatalf("second writer of the account finished while the first was open (err %v)", err)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("second writer never waited on the account's lock")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err := first.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-second; err != nil {
+		t.Fatal(err)
+	}
+	got, err := store.ListFeedEvents(ctx, st.DB, a.ID, 0, nil, 10)
+	if err != nil || len(got) != 2 || got[0].Type != "operation.succeeded" || got[1].Type != "operation.failed" {
+		t.Fatalf("feed = %+v, %v; want commit order", got, err)
+	}
+}
+
+func TestCancelOperation(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	st := testenv.Store(t)
+	a, err := store.CreateAccount(ctx, st.DB, "cancel@example.com", "pro")
+	if err != nil {
+		t.Fatal(err)
+	}
+	inst, err := store.InsertInstance(ctx, st.DB, id.New(id.Instance), a.ID, "cancel-me", "iad", store.StatusRunning)
+	if err != nil {
+		t.Fatal(err)
+	}
+	op, err := store.InsertOperation(ctx, st.DB, id.New(id.Operation), a.ID, inst.ID, store.OpStop)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := store.CancelOperation(ctx, st.DB, "acct_other", op.ID); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("another account cancels: %v", err)
+	}
+	got, err := store.CancelOperation(ctx, st.DB, a.ID, op.ID)
+	if err != nil || got.Status != store.OpCancelled || got.FinishedAt == nil || got.StartedAt != nil || !got.Terminal() {
+		t.Fatalf("cancel = %+v, %v", got, err)
+	}
+	if _, err := store.CancelOperation(ctx, st.DB, a.ID, op.ID); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("cancel twice: %v", err)
+	}
+	if _, err := store.StartOperation(ctx, st.DB, op.ID); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("a cancelled operation started: %v", err)
+	}
+	list, err := store.ListOperations(ctx, st.DB, a.ID, store.OperationFilter{Status: store.OpCancelled, Type: store.OpStop}, 0, 10)
+	if err != nil || len(list) != 1 {
+		t.Fatalf("filter cancelled stops = %+v, %v", list, err)
+	}
+	list, err = store.ListOperations(ctx, st.DB, a.ID, store.OperationFilter{CreatedBefore: op.CreatedAt}, 0, 10)
+	if err != nil || len(list) != 0 {
+		t.Fatalf("created_before its own creation = %+v, %v", list, err)
+	}
+	list, err = store.ListOperations(ctx, st.DB, a.ID, store.OperationFilter{CreatedAfter: op.CreatedAt}, 0, 10)
+	if err != nil || len(list) != 1 {
+		t.Fatalf("created_after (inclusive) its own creation = %+v, %v", list, err)
+	}
+}
