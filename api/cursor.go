@@ -9,6 +9,8 @@ import (
 	"strconv"
 
 	"github.com/gin-gonic/gin"
+
+	"github.com/myopenclaw/mocd/api/wire"
 )
 
 // Cursor paging (API.md): ?limit=N&cursor=C → {"data": [...], "next_cursor"}.
@@ -20,12 +22,6 @@ const (
 	defaultLimit = 50
 	maxLimit     = 200
 )
-
-// page is the cursor-paged list shape.
-type page[T any] struct {
-	Data       []T     `json:"data"`
-	NextCursor *string `json:"next_cursor"`
-}
 
 // pageParams reads limit and cursor for the list named scope (the route and
 // its filters). after is 0 for the first page; otherwise rows with a smaller
@@ -93,17 +89,16 @@ func (s *Server) cursorMAC(scope string, seq []byte) []byte {
 	return m.Sum(nil)[:16]
 }
 
-// newPage builds the answer from limit+1 fetched rows: the extra row only
-// says that another page exists.
-func newPage[T any](c *gin.Context, s *Server, scope string, rows []T, limit int, seqOf func(T) int64) page[T] {
-	p := page[T]{Data: rows}
-	if p.Data == nil {
-		p.Data = []T{}
-	}
+// newPage builds the answer from limit+1 fetched rows, each made into its
+// wire object by newObject: the extra row only says that another page
+// exists.
+func newPage[R, T any](c *gin.Context, s *Server, scope string, rows []R, limit int, seqOf func(R) int64, newObject func(R) T) wire.Page[T] {
+	var p wire.Page[T]
 	if len(rows) > limit {
-		p.Data = rows[:limit]
+		rows = rows[:limit]
 		next := s.sealCursor(accountScope(c, scope), seqOf(rows[limit-1]))
 		p.NextCursor = &next
 	}
+	p.Data = wire.List(rows, newObject)
 	return p
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/gin-gonic/gin"
 	"github.com/jmoiron/sqlx"
 
+	"github.com/myopenclaw/mocd/api/wire"
 	"github.com/myopenclaw/mocd/apikey"
 	"github.com/myopenclaw/mocd/id"
 	"github.com/myopenclaw/mocd/jobs"
@@ -77,8 +78,8 @@ func errInstanceLimit(p *store.Principal, limit int) error {
 		"the %s plan allows %d instances; delete one or upgrade the plan", p.Plan, limit)
 }
 
-func (s *Server) instanceJSON(i store.Instance) store.Instance {
-	return i.WithURL(s.opts.BaseDomain)
+func (s *Server) instanceJSON(i store.Instance) wire.Instance {
+	return wire.NewInstance(i, s.opts.BaseDomain)
 }
 
 func (s *Server) listInstances(c *gin.Context) error {
@@ -86,11 +87,7 @@ func (s *Server) listInstances(c *gin.Context) error {
 	if err != nil {
 		return err
 	}
-	out := make([]store.Instance, 0, len(list))
-	for _, i := range list {
-		out = append(out, s.instanceJSON(i))
-	}
-	c.JSON(http.StatusOK, out)
+	c.JSON(http.StatusOK, wire.List(list, s.instanceJSON))
 	return nil
 }
 
@@ -199,7 +196,7 @@ func (s *Server) lifecycle(opType, transitional string) handlerFunc {
 func (s *Server) accepted(op store.Operation) result {
 	return result{
 		status:      http.StatusAccepted,
-		body:        op,
+		body:        wire.NewOperation(op),
 		location:    "/api/v1/operations/" + op.ID,
 		operationID: op.ID,
 		// A failure to enqueue is only logged (jobs.Enqueue): the
@@ -235,6 +232,6 @@ func (s *Server) listInstanceEvents(c *gin.Context) error {
 	if err != nil {
 		return err
 	}
-	c.JSON(http.StatusOK, newPage(c, s, scope, rows, limit, func(e store.InstanceEvent) int64 { return e.Seq }))
+	c.JSON(http.StatusOK, newPage(c, s, scope, rows, limit, func(e store.InstanceEvent) int64 { return e.Seq }, wire.NewInstanceEvent))
 	return nil
 }

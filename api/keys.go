@@ -10,53 +10,18 @@ import (
 	"github.com/gin-gonic/gin"
 	"github.com/jmoiron/sqlx"
 
+	"github.com/myopenclaw/mocd/api/wire"
 	"github.com/myopenclaw/mocd/apikey"
 	"github.com/myopenclaw/mocd/id"
 	"github.com/myopenclaw/mocd/store"
 )
-
-// keyJSON is the Key object: never the secret nor its hash.
-type keyJSON struct {
-	ID         string     `json:"id"`
-	Name       string     `json:"name"`
-	Prefix     string     `json:"prefix"`
-	Scopes     []string   `json:"scopes"`
-	CreatedAt  time.Time  `json:"created_at"`
-	LastUsedAt *time.Time `json:"last_used_at"`
-	ExpiresAt  *time.Time `json:"expires_at"`
-}
-
-// keyWithToken is the answer to create and rotate: the token, shown once.
-type keyWithToken struct {
-	keyJSON
-	Token string `json:"token"`
-}
-
-func toKeyJSON(k store.Key) keyJSON {
-	return keyJSON{
-		ID: k.ID, Name: k.Name, Prefix: k.Prefix, Scopes: []string(k.Scopes),
-		CreatedAt: k.CreatedAt.UTC(), LastUsedAt: utcPtr(k.LastUsedAt), ExpiresAt: utcPtr(k.ExpiresAt),
-	}
-}
-
-func utcPtr(t *time.Time) *time.Time {
-	if t == nil {
-		return nil
-	}
-	u := t.UTC()
-	return &u
-}
 
 func (s *Server) listKeys(c *gin.Context) error {
 	keys, err := store.ListKeys(c.Request.Context(), s.opts.Store.DB, principal(c).AccountID)
 	if err != nil {
 		return err
 	}
-	out := make([]keyJSON, 0, len(keys))
-	for _, k := range keys {
-		out = append(out, toKeyJSON(k))
-	}
-	c.JSON(http.StatusOK, out)
+	c.JSON(http.StatusOK, wire.List(keys, wire.NewKey))
 	return nil
 }
 
@@ -97,7 +62,7 @@ func (s *Server) createKey(c *gin.Context) error {
 		if err != nil {
 			return result{}, err
 		}
-		return result{status: http.StatusCreated, body: keyWithToken{keyJSON: toKeyJSON(k), Token: tok.Plain}}, nil
+		return result{status: http.StatusCreated, body: wire.KeyWithToken{Key: wire.NewKey(k), Token: tok.Plain}}, nil
 	})
 }
 
@@ -128,7 +93,7 @@ func (s *Server) rotateKey(c *gin.Context) error {
 		if k, err = store.RotateKey(ctx, tx, p.AccountID, k.ID, tok.Hash); err != nil {
 			return result{}, err
 		}
-		return result{status: http.StatusCreated, body: keyWithToken{keyJSON: toKeyJSON(k), Token: tok.Plain}}, nil
+		return result{status: http.StatusCreated, body: wire.KeyWithToken{Key: wire.NewKey(k), Token: tok.Plain}}, nil
 	})
 }
 

@@ -9,6 +9,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/myopenclaw/mocd/api/wire"
 	"github.com/myopenclaw/mocd/id"
 	"github.com/myopenclaw/mocd/store"
 )
@@ -50,12 +51,13 @@ func (s *Server) listLogs(c *gin.Context) error {
 	if err != nil {
 		return err
 	}
-	out := page[store.AuditEntry]{Data: rows}
+	var out wire.Page[wire.LogEntry]
 	if len(rows) > limit {
-		out.Data = rows[:limit]
+		rows = rows[:limit]
 		next := s.sealLogCursor(scope, rows[limit-1].Position())
 		out.NextCursor = &next
 	}
+	out.Data = wire.List(rows, wire.NewLogEntry)
 	c.JSON(http.StatusOK, out)
 	return nil
 }

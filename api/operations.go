@@ -7,6 +7,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/myopenclaw/mocd/api/wire"
 	"github.com/myopenclaw/mocd/id"
 	"github.com/myopenclaw/mocd/store"
 )
@@ -20,7 +21,7 @@ func (s *Server) getOperation(c *gin.Context) error {
 	if err != nil {
 		return err
 	}
-	c.JSON(http.StatusOK, op)
+	c.JSON(http.StatusOK, wire.NewOperation(op))
 	return nil
 }
 
@@ -44,6 +45,6 @@ func (s *Server) listOperations(c *gin.Context) error {
 	if err != nil {
 		return err
 	}
-	c.JSON(http.StatusOK, newPage(c, s, scope, rows, limit, func(o store.Operation) int64 { return o.Seq }))
+	c.JSON(http.StatusOK, newPage(c, s, scope, rows, limit, func(o store.Operation) int64 { return o.Seq }, wire.NewOperation))
 	return nil
 }

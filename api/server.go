@@ -49,7 +49,7 @@ type Options struct {
 	// Enqueuer queues the task of each accepted operation and webhook
 	// delivery (an *asynq.Client); nil leaves them to the worker's relay.
 	Enqueuer jobs.Enqueuer
-	// BaseDomain is the domain of instance URLs; default store.DefaultBaseDomain.
+	// BaseDomain is the domain of instance URLs; default wire.DefaultBaseDomain.
 	BaseDomain string
 	// SecretBox seals webhook signing secrets (MOC_SECRET_KEY); required
 	// to create webhook endpoints.

@@ -8,6 +8,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/myopenclaw/mocd/api/wire"
 	"github.com/myopenclaw/mocd/apikey"
 	"github.com/myopenclaw/mocd/store"
 )
@@ -25,41 +26,6 @@ const (
 	// maxUsageDays bounds one answer to about a year of days.
 	maxUsageDays = 366
 )
-
-// usageJSON is the answer of GET /api/v1/usage.
-type usageJSON struct {
-	From   string         `json:"from"`
-	To     string         `json:"to"`
-	Days   []usageDayJSON `json:"days"`
-	Totals usageTotals    `json:"totals"`
-}
-
-// usageDayJSON is one UTC day; every day of the range is listed, with empty
-// lists when nothing happened, so that charts need no gap filling.
-type usageDayJSON struct {
-	Date          string              `json:"date"`
-	Requests      []keyRequestsJSON   `json:"requests"`
-	InstanceHours []instanceHoursJSON `json:"instance_hours"`
-}
-
-type keyRequestsJSON struct {
-	KeyID    string `json:"key_id"`
-	KeyName  string `json:"key_name"`
-	Requests int64  `json:"requests"`
-}
-
-type instanceHoursJSON struct {
-	InstanceID string  `json:"instance_id"`
-	Hours      float64 `json:"hours"`
-}
-
-// usageTotals sums the range, overall and per key and per instance.
-type usageTotals struct {
-	Requests      int64               `json:"requests"`
-	InstanceHours float64             `json:"instance_hours"`
-	ByKey         []keyRequestsJSON   `json:"by_key"`
-	ByInstance    []instanceHoursJSON `json:"by_instance"`
-}
 
 // getUsage serves, per UTC day from `from` through `to` (YYYY-MM-DD, both
 // inclusive), the API requests of each key and the hours each instance
@@ -82,26 +48,26 @@ func (s *Server) getUsage(c *gin.Context) error {
 		return err
 	}
 
-	out := usageJSON{From: from.Format(store.DateLayout), To: to.Format(store.DateLayout), Days: make([]usageDayJSON, days)}
-	index := map[string]*usageDayJSON{}
+	out := wire.Usage{From: from.Format(store.DateLayout), To: to.Format(store.DateLayout), Days: make([]wire.UsageDay, days)}
+	index := map[string]*wire.UsageDay{}
 	for i := range out.Days {
 		d := &out.Days[i]
 		d.Date = from.Add(time.Duration(i) * 24 * time.Hour).Format(store.DateLayout)
-		d.Requests, d.InstanceHours = []keyRequestsJSON{}, []instanceHoursJSON{}
+		d.Requests, d.InstanceHours = []wire.KeyRequests{}, []wire.InstanceHours{}
 		index[d.Date] = d
 	}
-	byKey := map[string]*keyRequestsJSON{}
+	byKey := map[string]*wire.KeyRequests{}
 	for _, r := range reqs {
 		d, ok := index[r.Day]
 		if !ok {
 			continue
 		}
-		d.Requests = append(d.Requests, keyRequestsJSON{KeyID: r.KeyID, KeyName: r.KeyName, Requests: r.Requests})
+		d.Requests = append(d.Requests, wire.KeyRequests{KeyID: r.KeyID, KeyName: r.KeyName, Requests: r.Requests})
 		out.Totals.Requests += r.Requests
 		if k := byKey[r.KeyID]; k != nil {
 			k.Requests += r.Requests
 		} else {
-			byKey[r.KeyID] = &keyRequestsJSON{KeyID: r.KeyID, KeyName: r.KeyName, Requests: r.Requests}
+			byKey[r.KeyID] = &wire.KeyRequests{KeyID: r.KeyID, KeyName: r.KeyName, Requests: r.Requests}
 		}
 	}
 	// Sums are kept in seconds and rounded once, so the totals are the
@@ -113,19 +79,19 @@ func (s *Server) getUsage(c *gin.Context) error {
 		if !ok {
 			continue
 		}
-		d.InstanceHours = append(d.InstanceHours, instanceHoursJSON{InstanceID: r.InstanceID, Hours: hours(r.Seconds)})
+		d.InstanceHours = append(d.InstanceHours, wire.InstanceHours{InstanceID: r.InstanceID, Hours: hours(r.Seconds)})
 		totalSeconds += r.Seconds
 		byInstance[r.InstanceID] += r.Seconds
 	}
 	out.Totals.InstanceHours = hours(totalSeconds)
-	out.Totals.ByKey = []keyRequestsJSON{}
+	out.Totals.ByKey = []wire.KeyRequests{}
 	for _, k := range byKey {
 		out.Totals.ByKey = append(out.Totals.ByKey, *k)
 	}
 	sort.Slice(out.Totals.ByKey, func(i, j int) bool { return out.Totals.ByKey[i].KeyID < out.Totals.ByKey[j].KeyID })
-	out.Totals.ByInstance = []instanceHoursJSON{}
+	out.Totals.ByInstance = []wire.InstanceHours{}
 	for inst, sec := range byInstance {
-		out.Totals.ByInstance = append(out.Totals.ByInstance, instanceHoursJSON{InstanceID: inst, Hours: hours(sec)})
+		out.Totals.ByInstance = append(out.Totals.ByInstance, wire.InstanceHours{InstanceID: inst, Hours: hours(sec)})
 	}
 	sort.Slice(out.Totals.ByInstance, func(i, j int) bool {
 		return out.Totals.ByInstance[i].InstanceID < out.Totals.ByInstance[j].InstanceID

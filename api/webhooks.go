@@ -12,6 +12,7 @@ import (
 	"github.com/gin-gonic/gin"
 	"github.com/jmoiron/sqlx"
 
+	"github.com/myopenclaw/mocd/api/wire"
 	"github.com/myopenclaw/mocd/apikey"
 	"github.com/myopenclaw/mocd/id"
 	"github.com/myopenclaw/mocd/jobs"
@@ -38,82 +39,6 @@ const dnsTimeout = 5 * time.Second
 
 // DisabledByAPI is the disabled_reason of an endpoint disabled with PATCH.
 const DisabledByAPI = "disabled through the API"
-
-// endpointJSON is the Endpoint object; never the secret, sealed or not.
-type endpointJSON struct {
-	ID             string    `json:"id"`
-	URL            string    `json:"url"`
-	Events         []string  `json:"events"`
-	Enabled        bool      `json:"enabled"`
-	DisabledReason *string   `json:"disabled_reason"`
-	CreatedAt      time.Time `json:"created_at"`
-	UpdatedAt      time.Time `json:"updated_at"`
-}
-
-// endpointWithSecret is the answer to create: the secret, shown once.
-type endpointWithSecret struct {
-	endpointJSON
-	Secret string `json:"secret"`
-}
-
-func toEndpointJSON(e store.WebhookEndpoint) endpointJSON {
-	return endpointJSON{
-		ID: e.ID, URL: e.URL, Events: []string(e.Events), Enabled: e.Enabled, DisabledReason: e.DisabledReason,
-		CreatedAt: e.CreatedAt.UTC(), UpdatedAt: e.UpdatedAt.UTC(),
-	}
-}
-
-// attemptJSON is one recorded attempt of a delivery.
-type attemptJSON struct {
-	Attempt      int       `json:"attempt"`
-	StatusCode   *int      `json:"status_code"`
-	LatencyMS    int       `json:"latency_ms"`
-	ResponseBody *string   `json:"response_body"`
-	Error        *string   `json:"error"`
-	CreatedAt    time.Time `json:"created_at"`
-}
-
-// deliveryJSON is the Delivery object: one event sent to one endpoint,
-// with every attempt that reached an outcome, oldest first. id is the
-// webhook-id header the receiver saw.
-type deliveryJSON struct {
-	ID             string          `json:"id"`
-	EndpointID     string          `json:"endpoint_id"`
-	EventID        string          `json:"event_id"`
-	EventType      string          `json:"event_type"`
-	Status         string          `json:"status"`
-	Attempts       int             `json:"attempts"`
-	NextAttemptAt  *time.Time      `json:"next_attempt_at"`
-	LastStatusCode *int            `json:"last_status_code"`
-	FailureReason  *string         `json:"failure_reason"`
-	CreatedAt      time.Time       `json:"created_at"`
-	FinishedAt     *time.Time      `json:"finished_at"`
-	Payload        json.RawMessage `json:"payload"`
-	AttemptLog     []attemptJSON   `json:"attempt_log"`
-	seq            int64
-}
-
-func toDeliveryJSON(d store.WebhookDelivery, attempts []store.WebhookAttempt) deliveryJSON {
-	out := deliveryJSON{
-		ID: d.ID, EndpointID: d.EndpointID, EventID: d.EventID, EventType: d.EventType, Status: d.Status,
-		Attempts: d.Attempts, LastStatusCode: d.LastStatusCode, FailureReason: d.FailureReason,
-		CreatedAt: d.CreatedAt.UTC(), FinishedAt: utcPtr(d.FinishedAt), Payload: json.RawMessage(d.Payload),
-		AttemptLog: []attemptJSON{}, seq: d.Seq,
-	}
-	if !json.Valid(d.Payload) {
-		out.Payload = nil
-	}
-	if d.Status == store.DeliveryPending {
-		out.NextAttemptAt = utcPtr(&d.NextAttemptAt)
-	}
-	for _, a := range attempts {
-		out.AttemptLog = append(out.AttemptLog, attemptJSON{
-			Attempt: a.Attempt, StatusCode: a.StatusCode, LatencyMS: a.LatencyMS,
-			ResponseBody: a.ResponseBody, Error: a.Error, CreatedAt: a.CreatedAt.UTC(),
-		})
-	}
-	return out
-}
 
 // validEvents checks an events list and answers it without duplicates, in
 // the order given.
@@ -165,10 +90,7 @@ func (s *Server) listWebhooks(c *gin.Context) error {
 	if err != nil {
 		return err
 	}
-	out := make([]endpointJSON, 0, len(list))
-	for _, e := range list {
-		out = append(out, toEndpointJSON(e))
-	}
+	out := wire.List(list, wire.NewEndpoint)
 	c.JSON(http.StatusOK, out)
 	return nil
 }
@@ -221,7 +143,7 @@ func (s *Server) createWebhook(c *gin.Context) error {
 		}
 		return result{
 			status:   http.StatusCreated,
-			body:     endpointWithSecret{endpointJSON: toEndpointJSON(e), Secret: secret},
+			body:     wire.EndpointWithSecret{Endpoint: wire.NewEndpoint(e), Secret: secret},
 			location: "/api/v1/webhooks/" + e.ID,
 		}, nil
 	})
@@ -265,7 +187,7 @@ func (s *Server) updateWebhook(c *gin.Context) error {
 		if err != nil {
 			return result{}, err
 		}
-		return result{status: http.StatusOK, body: toEndpointJSON(e)}, nil
+		return result{status: http.StatusOK, body: wire.NewEndpoint(e)}, nil
 	})
 }
 
@@ -323,7 +245,7 @@ func (s *Server) testWebhook(c *gin.Context) error {
 		}
 		return result{
 			status: http.StatusAccepted,
-			body:   toDeliveryJSON(d, nil),
+			body:   wire.NewDelivery(d, nil),
 			afterCommit: func(ctx context.Context) {
 				task, opts := jobs.NewDeliveryTask(d.ID, 0, time.Now())
 				jobs.Enqueue(ctx, s.opts.Enqueuer, s.log, task, opts...)
@@ -369,10 +291,7 @@ func (s *Server) listDeliveries(c *gin.Context) error {
 	for _, a := range attempts {
 		byDelivery[a.DeliveryID] = append(byDelivery[a.DeliveryID], a)
 	}
-	out := make([]deliveryJSON, len(rows))
-	for i, d := range rows {
-		out[i] = toDeliveryJSON(d, byDelivery[d.ID])
-	}
-	c.JSON(http.StatusOK, newPage(c, s, scope, out, limit, func(d deliveryJSON) int64 { return d.seq }))
+	c.JSON(http.StatusOK, newPage(c, s, scope, rows, limit, func(d store.WebhookDelivery) int64 { return d.Seq },
+		func(d store.WebhookDelivery) wire.Delivery { return wire.NewDelivery(d, byDelivery[d.ID]) }))
 	return nil
 }

@@ -9,21 +9,21 @@ import (
 	"github.com/myopenclaw/mocd/id"
 )
 
-// AuditEntry is one authenticated request that changed something. Its JSON
-// is the item of GET /api/v1/logs.
+// AuditEntry is one authenticated request that changed something (its
+// public object is wire.LogEntry).
 type AuditEntry struct {
-	Seq         int64     `db:"seq" json:"-"`
-	ID          string    `db:"id" json:"id"`
-	AccountID   string    `db:"account_id" json:"-"`
-	CreatedAt   time.Time `db:"created_at" json:"created_at"`
-	KeyID       string    `db:"key_id" json:"key_id"`
-	KeyName     string    `db:"key_name" json:"key_name"`
-	Method      string    `db:"method" json:"method"`
-	Path        string    `db:"path" json:"path"`
-	Status      int       `db:"status" json:"status"`
-	OperationID *string   `db:"operation_id" json:"operation_id"`
-	ClientIP    string    `db:"client_ip" json:"client_ip"`
-	RequestID   string    `db:"request_id" json:"request_id"`
+	Seq         int64     `db:"seq"`
+	ID          string    `db:"id"`
+	AccountID   string    `db:"account_id"`
+	CreatedAt   time.Time `db:"created_at"`
+	KeyID       string    `db:"key_id"`
+	KeyName     string    `db:"key_name"`
+	Method      string    `db:"method"`
+	Path        string    `db:"path"`
+	Status      int       `db:"status"`
+	OperationID *string   `db:"operation_id"`
+	ClientIP    string    `db:"client_ip"`
+	RequestID   string    `db:"request_id"`
 }
 
 // InsertAudit records an entry; callers pass the transaction of the change

@@ -9,17 +9,17 @@ import (
 	"github.com/myopenclaw/mocd/id"
 )
 
-// InstanceEvent is one change of an instance's status. Its JSON is the item
-// of GET /api/v1/instances/:id/events.
+// InstanceEvent is one change of an instance's status (its public object
+// is wire.InstanceEvent).
 type InstanceEvent struct {
-	Seq         int64     `db:"seq" json:"-"`
-	ID          string    `db:"id" json:"id"`
-	AccountID   string    `db:"account_id" json:"-"`
-	InstanceID  string    `db:"instance_id" json:"instance_id"`
-	OperationID *string   `db:"operation_id" json:"operation_id"`
-	FromStatus  *string   `db:"from_status" json:"from_status"`
-	ToStatus    string    `db:"to_status" json:"to_status"`
-	CreatedAt   time.Time `db:"created_at" json:"created_at"`
+	Seq         int64     `db:"seq"`
+	ID          string    `db:"id"`
+	AccountID   string    `db:"account_id"`
+	InstanceID  string    `db:"instance_id"`
+	OperationID *string   `db:"operation_id"`
+	FromStatus  *string   `db:"from_status"`
+	ToStatus    string    `db:"to_status"`
+	CreatedAt   time.Time `db:"created_at"`
 }
 
 const eventCols = `seq, id, account_id, instance_id, operation_id, from_status, to_status, created_at`

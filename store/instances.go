@@ -21,38 +21,20 @@ const (
 	StatusFailed     = "failed"
 )
 
-// DefaultBaseDomain is the domain an instance's subdomain lives under.
-const DefaultBaseDomain = "myopenclaw.ai"
-
-// Instance is an instances row joined with its account's plan. Its JSON is
-// the public Instance object of API.md — the one definition the api answers
-// with and the worker puts in webhook payloads — once URL is set (see
-// WithURL); the Fly fields and the account stay private.
+// Instance is an instances row joined with its account's plan (its public
+// object is wire.Instance).
 type Instance struct {
-	ID           string     `db:"id" json:"id"`
-	AccountID    string     `db:"account_id" json:"-"`
-	Subdomain    string     `db:"subdomain" json:"subdomain"`
-	Status       string     `db:"status" json:"status"`
-	Plan         string     `db:"plan" json:"plan"`
-	FlyRegion    string     `db:"fly_region" json:"fly_region"`
-	URL          string     `db:"-" json:"url"`
-	FlyApp       *string    `db:"fly_app" json:"-"`
-	FlyMachineID *string    `db:"fly_machine_id" json:"-"`
-	CreatedAt    time.Time  `db:"created_at" json:"created_at"`
-	UpdatedAt    time.Time  `db:"updated_at" json:"updated_at"`
-	DeletedAt    *time.Time `db:"deleted_at" json:"-"`
-}
-
-// WithURL returns i with its public URL, https://<subdomain>.<baseDomain>
-// (DefaultBaseDomain when baseDomain is empty), and its times in UTC.
-func (i Instance) WithURL(baseDomain string) Instance {
-	if baseDomain == "" {
-		baseDomain = DefaultBaseDomain
-	}
-	i.URL = "https://" + i.Subdomain + "." + baseDomain
-	i.CreatedAt = i.CreatedAt.UTC()
-	i.UpdatedAt = i.UpdatedAt.UTC()
-	return i
+	ID           string     `db:"id"`
+	AccountID    string     `db:"account_id"`
+	Subdomain    string     `db:"subdomain"`
+	Status       string     `db:"status"`
+	Plan         string     `db:"plan"`
+	FlyRegion    string     `db:"fly_region"`
+	FlyApp       *string    `db:"fly_app"`
+	FlyMachineID *string    `db:"fly_machine_id"`
+	CreatedAt    time.Time  `db:"created_at"`
+	UpdatedAt    time.Time  `db:"updated_at"`
+	DeletedAt    *time.Time `db:"deleted_at"`
 }
 
 const instanceCols = `i.id, i.account_id, i.subdomain, i.status, a.plan, i.fly_region,

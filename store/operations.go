@@ -4,7 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"database/sql/driver"
-	"encoding/json"
 	"fmt"
 	"hash/fnv"
 	"time"
@@ -35,9 +34,7 @@ const (
 // OpStatuses lists every operation status, for validating filters.
 var OpStatuses = []string{OpPending, OpRunning, OpSucceeded, OpFailed, OpCancelled}
 
-// Operation is an operations row. Its JSON (MarshalJSON) is the public
-// Operation object of API.md, the one definition that the api answers with
-// and the worker puts in webhook payloads.
+// Operation is an operations row (its public object is wire.Operation).
 type Operation struct {
 	Seq          int64      `db:"seq"`
 	ID           string     `db:"id"`
@@ -57,43 +54,13 @@ type Operation struct {
 // OperationError is the error of a failed operation: a stable code and a
 // message a user can act on.
 type OperationError struct {
-	Code    string `json:"code"`
-	Message string `json:"message"`
+	Code    string
+	Message string
 }
 
 // Terminal reports whether the operation has finished.
 func (o Operation) Terminal() bool {
 	return o.Status == OpSucceeded || o.Status == OpFailed || o.Status == OpCancelled
-}
-
-// MarshalJSON writes the public Operation object: times in UTC, error null
-// or {"code", "message"}.
-func (o Operation) MarshalJSON() ([]byte, error) {
-	var opErr *OperationError
-	if o.ErrorCode != nil {
-		opErr = &OperationError{Code: *o.ErrorCode}
-		if o.ErrorMessage != nil {
-			opErr.Message = *o.ErrorMessage
-		}
-	}
-	return json.Marshal(struct {
-		ID         string          `json:"id"`
-		Type       string          `json:"type"`
-		Status     string          `json:"status"`
-		InstanceID string          `json:"instance_id"`
-		CreatedAt  time.Time       `json:"created_at"`
-		StartedAt  *time.Time      `json:"started_at"`
-		FinishedAt *time.Time      `json:"finished_at"`
-		Error      *OperationError `json:"error"`
-	}{o.ID, o.Type, o.Status, o.InstanceID, o.CreatedAt.UTC(), utc(o.StartedAt), utc(o.FinishedAt), opErr})
-}
-
-func utc(t *time.Time) *time.Time {
-	if t == nil {
-		return nil
-	}
-	u := t.UTC()
-	return &u
 }
 
 const opCols = `seq, id, account_id, instance_id, type, status, error_code, error_message,

@@ -11,6 +11,7 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/jmoiron/sqlx"
 
+	"github.com/myopenclaw/mocd/api/wire"
 	"github.com/myopenclaw/mocd/id"
 	"github.com/myopenclaw/mocd/jobs"
 	"github.com/myopenclaw/mocd/store"
@@ -150,7 +151,7 @@ func (w *Worker) finish(ctx context.Context, op store.Operation, final string, o
 		if opErr != nil {
 			typ = webhook.EventOperationFailed
 		}
-		ids, err := w.queueEvent(ctx, tx, op.AccountID, id.New(id.Event), typ, done)
+		ids, err := w.queueEvent(ctx, tx, op.AccountID, id.New(id.Event), typ, wire.NewOperation(done))
 		deliveries = append(deliveries, ids...)
 		return err
 	})
@@ -164,14 +165,6 @@ func (w *Worker) finish(ctx context.Context, op store.Operation, final string, o
 		slog.String("instance_id", op.InstanceID), slog.String("status", final), slog.Bool("failed", opErr != nil))
 	w.enqueueDeliveries(ctx, deliveries)
 	return nil
-}
-
-// statusChanged is the data of an instance.status_changed event.
-type statusChanged struct {
-	Instance    store.Instance `json:"instance"`
-	FromStatus  string         `json:"from_status"`
-	ToStatus    string         `json:"to_status"`
-	OperationID *string        `json:"operation_id"`
 }
 
 // changeStatus moves the locked instance to status, if it is not there
@@ -191,8 +184,8 @@ func (w *Worker) changeStatus(ctx context.Context, tx *sqlx.Tx, inst store.Insta
 	if err != nil {
 		return nil, err
 	}
-	return w.queueEvent(ctx, tx, inst.AccountID, ev.ID, webhook.EventInstanceStatusChanged, statusChanged{
-		Instance: now.WithURL(w.opts.BaseDomain), FromStatus: inst.Status, ToStatus: status, OperationID: ev.OperationID,
+	return w.queueEvent(ctx, tx, inst.AccountID, ev.ID, webhook.EventInstanceStatusChanged, wire.StatusChanged{
+		Instance: wire.NewInstance(now, w.opts.BaseDomain), FromStatus: inst.Status, ToStatus: status, OperationID: ev.OperationID,
 	})
 }
 

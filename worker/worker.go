@@ -54,7 +54,7 @@ type Options struct {
 	// Image is the OpenClaw image every machine runs.
 	Image string
 	// BaseDomain of instance URLs in webhook payloads; default
-	// store.DefaultBaseDomain.
+	// wire.DefaultBaseDomain.
 	BaseDomain string
 	Logger     *slog.Logger
 
