@@ -70,13 +70,14 @@ func toAPIError(err error) (*Error, bool) {
 	return newError(http.StatusInternalServerError, "internal_error", "internal error; the request id identifies it to support"), false
 }
 
-// writeError answers with the error shape. Unexpected errors are logged with
-// the request id; their text never reaches the client.
+// writeError answers with the error shape. Unexpected errors are logged
+// (with the request id, from the context); their text never reaches the
+// client.
 func writeError(c *gin.Context, log *slog.Logger, err error) {
 	apiErr, expected := toAPIError(err)
 	if !expected {
 		log.ErrorContext(c.Request.Context(), "request failed",
-			slog.String("request_id", requestID(c)), slog.String("path", c.FullPath()), slog.Any("error", err))
+			slog.String("path", c.FullPath()), slog.Any("error", err))
 	}
 	for k, vs := range apiErr.Header {
 		for _, v := range vs {

@@ -20,6 +20,15 @@ func TestHealthReadyMetricsAndRequestID(t *testing.T) {
 	if r.Header.Get("X-Request-Id") != "ci-run-42" {
 		t.Errorf("X-Request-Id not echoed: %q", r.Header.Get("X-Request-Id"))
 	}
+	// The access log line has it once, from the request's context.
+	eventually(t, "the access log line of ci-run-42", func() bool {
+		return strings.Contains(e.logs.String(), `"request_id":"ci-run-42"`)
+	})
+	for _, line := range strings.Split(e.logs.String(), "\n") {
+		if strings.Contains(line, "ci-run-42") && strings.Count(line, `"request_id"`) != 1 {
+			t.Errorf("log line with request_id not exactly once: %s", line)
+		}
+	}
 	if r := e.do("GET", "/api/v1/nothing-here", tok, nil); r.Status != 404 || r.code(t) != "not_found" || !strings.HasPrefix(r.Header.Get("X-Request-Id"), "req_") {
 		t.Errorf("unknown route: %d %s %q", r.Status, r.Body, r.Header.Get("X-Request-Id"))
 	}

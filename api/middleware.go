@@ -16,13 +16,13 @@ import (
 
 	"github.com/myopenclaw/mocd/apikey"
 	"github.com/myopenclaw/mocd/id"
+	"github.com/myopenclaw/mocd/logctx"
 	"github.com/myopenclaw/mocd/plan"
 	"github.com/myopenclaw/mocd/store"
 )
 
 // Context keys set by the middleware chain.
 const (
-	ctxRequestID = "mocd.request_id"
 	ctxPrincipal = "mocd.principal"
 	ctxBody      = "mocd.body"
 )
@@ -30,7 +30,9 @@ const (
 // maxBody is the largest request body accepted (API.md: 1 MiB).
 const maxBody = 1 << 20
 
-func requestID(c *gin.Context) string { return c.GetString(ctxRequestID) }
+// requestID is the request's id, carried by its context (logctx) so that
+// every log line written with that context has it.
+func requestID(c *gin.Context) string { return logctx.RequestID(c.Request.Context()) }
 
 // principal is the authenticated key of the request; every handler behind
 // authMiddleware has one.
@@ -39,13 +41,14 @@ func principal(c *gin.Context) *store.Principal {
 	return p.(*store.Principal)
 }
 
-// requestIDMiddleware echoes a sane caller-sent X-Request-Id or makes one.
+// requestIDMiddleware echoes a sane caller-sent X-Request-Id or makes one,
+// and puts it in the request's context, where the logger finds it.
 func (s *Server) requestIDMiddleware(c *gin.Context) {
 	rid := c.GetHeader("X-Request-Id")
 	if !validRequestID(rid) {
 		rid = "req_" + id.Random(20)
 	}
-	c.Set(ctxRequestID, rid)
+	c.Request = c.Request.WithContext(logctx.WithRequestID(c.Request.Context(), rid))
 	c.Header("X-Request-Id", rid)
 	c.Next()
 }
@@ -68,7 +71,6 @@ func (s *Server) accessLogMiddleware(c *gin.Context) {
 	start := time.Now()
 	c.Next()
 	attrs := []slog.Attr{
-		slog.String("request_id", requestID(c)),
 		slog.String("method", c.Request.Method),
 		slog.String("path", c.Request.URL.Path),
 		slog.Int("status", c.Writer.Status()),
@@ -89,7 +91,7 @@ func (s *Server) recoverMiddleware(c *gin.Context) {
 			if r == http.ErrAbortHandler {
 				panic(r)
 			}
-			s.log.ErrorContext(c.Request.Context(), "panic", slog.String("request_id", requestID(c)), slog.Any("panic", r))
+			s.log.ErrorContext(c.Request.Context(), "panic", slog.Any("panic", r))
 			if !c.Writer.Written() {
 				writeError(c, s.log, newError(http.StatusInternalServerError, "internal_error", "internal error; the request id identifies it to support"))
 			}

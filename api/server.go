@@ -18,6 +18,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/myopenclaw/mocd/jobs"
+	"github.com/myopenclaw/mocd/logctx"
 	"github.com/myopenclaw/mocd/ratelimit"
 	"github.com/myopenclaw/mocd/store"
 	"github.com/myopenclaw/mocd/webhook"
@@ -85,7 +86,7 @@ func New(opts Options) *Server {
 	gin.SetMode(gin.ReleaseMode)
 	s := &Server{
 		opts:      opts,
-		log:       opts.Logger,
+		log:       logctx.New(opts.Logger),
 		uses:      newKeyUses(),
 		authFails: newAuthFailures(),
 		metrics:   newMetrics(opts.Registry),

@@ -183,8 +183,8 @@ func (c *Client) do(ctx context.Context, cl call) error {
 		if dl, ok := ctx.Deadline(); ok && time.Until(dl) < wait {
 			return err
 		}
-		c.logger.Warn("fly: retrying", "method", cl.method, "path", cl.path,
-			"attempt", attempt+1, "wait", wait, "error", err)
+		c.logger.WarnContext(ctx, "fly: retrying", slog.String("method", cl.method), slog.String("path", cl.path),
+			slog.Int("attempt", attempt+1), slog.Duration("wait", wait), slog.Any("error", err))
 		t := time.NewTimer(wait)
 		select {
 		case <-t.C:

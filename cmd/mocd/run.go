@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/myopenclaw/mocd/config"
+	"github.com/myopenclaw/mocd/logctx"
 )
 
 const usage = `usage: mocd <command> [flags]
@@ -64,11 +65,14 @@ func loadConfig(mode config.Mode, getenv env) (config.Config, error) {
 	return cfg, nil
 }
 
-// newLogger logs JSON in production and text in dev, at the configured level.
+// newLogger logs JSON in production and text in dev, at the configured
+// level; every record logged with a request's context carries its id
+// (logctx).
 func newLogger(cfg config.Config, w io.Writer) *slog.Logger {
 	opts := &slog.HandlerOptions{Level: cfg.LogLevel}
+	var h slog.Handler = slog.NewJSONHandler(w, opts)
 	if cfg.Mode == config.ModeDev {
-		return slog.New(slog.NewTextHandler(w, opts))
+		h = slog.NewTextHandler(w, opts)
 	}
-	return slog.New(slog.NewJSONHandler(w, opts))
+	return slog.New(logctx.NewHandler(h))
 }
