@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"strings"
 	"time"
@@ -33,8 +34,8 @@ const ctxIdempotency = "mocd.idempotency"
 const DefaultIdempotencyLockTimeout = 2 * time.Minute
 
 type idempotencyClaim struct {
-	accountID, key string
-	stored         bool
+	apiKeyID, key string
+	stored        bool
 }
 
 var (
@@ -60,28 +61,36 @@ func (s *Server) idempotencyMiddleware(c *gin.Context) {
 	ctx, p := c.Request.Context(), principal(c)
 	path := c.Request.URL.Path
 	fp := fingerprint(c.Request.Method, c.Request.URL.RequestURI(), requestBody(c))
-	var rec store.IdempotencyRecord
-	for attempt := 0; ; attempt++ {
-		claimed, found, r, err := store.ClaimIdempotencyKey(ctx, s.opts.Store.DB, p.AccountID, key, c.Request.Method, path, fp, s.idempotencyLockTimeout())
+	// Route scope and plan were checked before this middleware runs, and
+	// the key is scoped to the API key that sent it: a replay never gives a
+	// caller an answer it could not obtain by making the request itself.
+	claimed := false
+	for attempt := 0; !claimed; attempt++ {
+		cl, err := store.ClaimIdempotencyKey(ctx, s.opts.Store.DB, p.AccountID, p.ID, key, c.Request.Method, path, fp, s.idempotencyLockTimeout())
 		if err != nil {
 			writeError(c, s.log, err)
 			return
 		}
-		if claimed {
-			break
-		}
-		if found {
-			rec = r
-			s.answerExisting(c, rec, fp)
-			return
-		}
-		if attempt == 5 {
+		switch {
+		case cl.Claimed:
+			claimed = true
+		case cl.Existing != nil:
+			took, err := s.answerExisting(c, p.ID, key, *cl.Existing, fp)
+			if err != nil {
+				writeError(c, s.log, err)
+				return
+			}
+			if !took {
+				return
+			}
+			claimed = true
+		case attempt == 5:
 			writeError(c, s.log, errIdempotencyInUse)
 			return
 		}
 	}
 
-	claim := &idempotencyClaim{accountID: p.AccountID, key: key}
+	claim := &idempotencyClaim{apiKeyID: p.ID, key: key}
 	c.Set(ctxIdempotency, claim)
 	rec2 := &recordingWriter{ResponseWriter: c.Writer}
 	c.Writer = rec2
@@ -94,7 +103,7 @@ func (s *Server) idempotencyMiddleware(c *gin.Context) {
 		defer cancel()
 		status := rec2.Status()
 		if status >= 500 || status == 499 || !rec2.Written() {
-			_ = store.ReleaseIdempotencyKey(bg, s.opts.Store.DB, claim.accountID, claim.key)
+			_ = store.ReleaseIdempotencyKey(bg, s.opts.Store.DB, claim.apiKeyID, claim.key)
 			return
 		}
 		h := http.Header{}
@@ -106,7 +115,7 @@ func (s *Server) idempotencyMiddleware(c *gin.Context) {
 		hb, _ := json.Marshal(h)
 		body, sealed, err := s.sealAnswer(rec2.body.Bytes())
 		if err == nil {
-			err = store.CompleteIdempotencyKey(bg, s.opts.Store.DB, claim.accountID, claim.key, status, hb, body, sealed)
+			err = store.CompleteIdempotencyKey(bg, s.opts.Store.DB, claim.apiKeyID, claim.key, status, hb, body, sealed)
 		}
 		if err != nil {
 			s.log.WarnContext(bg, "store idempotent response", "request_id", requestID(c), "error", err)
@@ -126,26 +135,36 @@ func (s *Server) idempotencyLockTimeout() time.Duration {
 }
 
 // answerExisting replays a finished request, or refuses a mismatched or
-// still-running one.
-func (s *Server) answerExisting(c *gin.Context, rec store.IdempotencyRecord, fp []byte) {
+// still-running one. It returns took=true, having written nothing, when the
+// stored answer can no longer be opened (sealed under a MOC_SECRET_KEY that
+// is neither the current nor a previous one) and the caller has taken the
+// key over: the request then runs afresh, which is better than a 500 on
+// every retry for a day.
+func (s *Server) answerExisting(c *gin.Context, apiKeyID, key string, rec store.IdempotencyRecord, fp []byte) (took bool, err error) {
 	if !bytes.Equal(rec.Fingerprint, fp) {
-		writeError(c, s.log, errIdempotencyReused)
-		return
+		return false, errIdempotencyReused
 	}
 	if rec.StatusCode == nil {
-		writeError(c, s.log, errIdempotencyInUse)
-		return
+		return false, errIdempotencyInUse
 	}
 	body := rec.Body
 	if rec.Sealed {
-		if s.opts.SecretBox == nil {
-			writeError(c, s.log, errors.New("a sealed idempotent answer, but no MOC_SECRET_KEY to open it"))
-			return
+		var plain string
+		err := errors.New("no MOC_SECRET_KEY")
+		if s.opts.SecretBox != nil {
+			plain, err = s.opts.SecretBox.Open(rec.Body)
 		}
-		plain, err := s.opts.SecretBox.Open(rec.Body)
 		if err != nil {
-			writeError(c, s.log, fmt.Errorf("open idempotent answer: %w", err))
-			return
+			s.log.WarnContext(c.Request.Context(), "a stored idempotent answer cannot be opened with the current or previous MOC_SECRET_KEY; the request runs afresh",
+				slog.String("request_id", requestID(c)), slog.String("key_id", apiKeyID))
+			took, terr := store.TakeOverIdempotencyKey(c.Request.Context(), s.opts.Store.DB, apiKeyID, key, fp, rec.Body)
+			if terr != nil {
+				return false, terr
+			}
+			if !took {
+				return false, errIdempotencyInUse
+			}
+			return true, nil
 		}
 		body = []byte(plain)
 	}
@@ -164,6 +183,7 @@ func (s *Server) answerExisting(c *gin.Context, rec store.IdempotencyRecord, fp 
 		c.Writer.WriteHeaderNow()
 	}
 	c.Abort()
+	return false, nil
 }
 
 // storeIdempotentResponse stores the answer in the handler's transaction
@@ -186,7 +206,7 @@ func (s *Server) storeIdempotentResponse(ctx context.Context, tx *sqlx.Tx, c *gi
 	if err != nil {
 		return err
 	}
-	return store.CompleteIdempotencyKey(ctx, tx, claim.accountID, claim.key, status, hb, body, sealed)
+	return store.CompleteIdempotencyKey(ctx, tx, claim.apiKeyID, claim.key, status, hb, body, sealed)
 }
 
 // sealAnswer encrypts a stored answer with MOC_SECRET_KEY's box: some

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/myopenclaw/mocd/api"
+	"github.com/myopenclaw/mocd/apikey"
 	"github.com/myopenclaw/mocd/store"
 	"github.com/myopenclaw/mocd/webhook"
 )
@@ -143,9 +144,9 @@ func TestIdempotencyStaleClaimIsTakenOver(t *testing.T) {
 	// What a killed process leaves behind: a claim with no answer.
 	ctx := context.Background()
 	fp := requestFingerprint("POST", "/api/v1/keys", body)
-	claimed, _, _, err := store.ClaimIdempotencyKey(ctx, e.st.DB, acct, "orphan", "POST", "/api/v1/keys", fp, time.Second)
-	if err != nil || !claimed {
-		t.Fatalf("claim: %v %v", claimed, err)
+	cl, err := store.ClaimIdempotencyKey(ctx, e.st.DB, acct, keyIDOf(t, tok), "orphan", "POST", "/api/v1/keys", fp, time.Second)
+	if err != nil || !cl.Claimed {
+		t.Fatalf("claim: %+v %v", cl, err)
 	}
 	if r := e.do("POST", "/api/v1/keys", tok, body, "Idempotency-Key", "orphan"); r.Status != 409 || r.code(t) != "idempotency_key_in_use" {
 		t.Fatalf("while claimed: %d %s", r.Status, r.Body)
@@ -186,6 +187,16 @@ func TestPruneIdempotencyKeys(t *testing.T) {
 	if total != 2 || len(left) != 1 || left[0] != "new" {
 		t.Fatalf("pruned %d, left %v", total, left)
 	}
+}
+
+// keyIDOf is the key id ("key_…") of a token.
+func keyIDOf(t testing.TB, tok string) string {
+	t.Helper()
+	kid, _, err := apikey.Parse(tok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return kid
 }
 
 func requestFingerprint(method, uri, body string) []byte {

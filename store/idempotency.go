@@ -2,7 +2,9 @@ package store
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
+	"errors"
 	"time"
 
 	"github.com/jmoiron/sqlx"
@@ -20,20 +22,30 @@ type IdempotencyRecord struct {
 	Sealed      bool   `db:"response_sealed"`
 }
 
-// ClaimIdempotencyKey claims (account, key) for a new request in one round
-// trip. It returns claimed=true when the caller now owns the key: it was
-// free, or its previous claim is older than staleAfter and never finished
-// (the process that held it died). Otherwise it returns the existing record.
-// found=false with claimed=false means a concurrent claim committed between
-// the two halves of the statement: the caller simply tries again.
-func ClaimIdempotencyKey(ctx context.Context, db sqlx.ExtContext, accountID, key, method, path string, fingerprint []byte, staleAfter time.Duration) (claimed, found bool, rec IdempotencyRecord, err error) {
+// IdempotencyClaim is the outcome of ClaimIdempotencyKey.
+type IdempotencyClaim struct {
+	// Claimed: the caller now owns the key and runs the request.
+	Claimed bool
+	// Existing is the key's record when another request holds or held it;
+	// nil with Claimed false means a concurrent claim committed between the
+	// two halves of the statement, and the caller simply tries again.
+	Existing *IdempotencyRecord
+}
+
+// ClaimIdempotencyKey claims (apiKeyID, key) for a new request in one round
+// trip. Keys are scoped to the API key that sent them (API.md), so one key
+// can never see, nor be refused because of, another key's request. The
+// claim succeeds when the key is free, or when its previous claim is older
+// than staleAfter and never finished (the process that held it died).
+// Otherwise the existing record is returned.
+func ClaimIdempotencyKey(ctx context.Context, db sqlx.ExtContext, accountID, apiKeyID, key, method, path string, fingerprint []byte, staleAfter time.Duration) (IdempotencyClaim, error) {
 	const q = `WITH claim AS (
-			INSERT INTO idempotency_keys AS k (account_id, key, method, path, fingerprint)
-			VALUES ($1, $2, $3, $4, $5)
-			ON CONFLICT (account_id, key) DO UPDATE
+			INSERT INTO idempotency_keys AS k (account_id, api_key_id, key, method, path, fingerprint)
+			VALUES ($1, $2, $3, $4, $5, $6)
+			ON CONFLICT (api_key_id, key) DO UPDATE
 				SET method = EXCLUDED.method, path = EXCLUDED.path, fingerprint = EXCLUDED.fingerprint,
 					locked_at = now(), created_at = now()
-				WHERE k.status_code IS NULL AND k.locked_at < now() - make_interval(secs => $6)
+				WHERE k.status_code IS NULL AND k.locked_at < now() - make_interval(secs => $7)
 			RETURNING true AS claimed)
 		SELECT true AS claimed, '' AS method, '' AS path, ''::bytea AS fingerprint,
 			NULL::integer AS status_code, NULL::jsonb AS response_headers, NULL::bytea AS response_body,
@@ -41,45 +53,59 @@ func ClaimIdempotencyKey(ctx context.Context, db sqlx.ExtContext, accountID, key
 		FROM claim
 		UNION ALL
 		SELECT false, method, path, fingerprint, status_code, response_headers, response_body, response_sealed
-		FROM idempotency_keys WHERE account_id = $1 AND key = $2 AND NOT EXISTS (SELECT 1 FROM claim)`
-	rows, err := db.QueryxContext(ctx, q, accountID, key, method, path, fingerprint, staleAfter.Seconds())
+		FROM idempotency_keys WHERE api_key_id = $2 AND key = $3 AND NOT EXISTS (SELECT 1 FROM claim)`
+	// The statement yields at most one row: the claim, or the record that
+	// refused it.
+	var r struct {
+		Claimed bool `db:"claimed"`
+		IdempotencyRecord
+	}
+	err := sqlx.GetContext(ctx, db, &r, q, accountID, apiKeyID, key, method, path, fingerprint, staleAfter.Seconds())
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return IdempotencyClaim{}, nil
+	case err != nil:
+		return IdempotencyClaim{}, mapErr(err)
+	case r.Claimed:
+		return IdempotencyClaim{Claimed: true}, nil
+	}
+	return IdempotencyClaim{Existing: &r.IdempotencyRecord}, nil
+}
+
+// TakeOverIdempotencyKey turns a finished record whose stored answer can no
+// longer be read (sealed with a MOC_SECRET_KEY nobody holds any more) back
+// into a claim owned by the caller. It succeeds only while the record still
+// holds exactly that unreadable body, so of several concurrent retries one
+// takes it over and the others find it in flight.
+func TakeOverIdempotencyKey(ctx context.Context, db sqlx.ExtContext, apiKeyID, key string, fingerprint, unreadable []byte) (bool, error) {
+	const q = `UPDATE idempotency_keys SET status_code = NULL, response_headers = NULL, response_body = NULL,
+			response_sealed = false, locked_at = now(), created_at = now()
+		WHERE api_key_id = $1 AND key = $2 AND fingerprint = $3 AND status_code IS NOT NULL AND response_body = $4`
+	res, err := db.ExecContext(ctx, q, apiKeyID, key, fingerprint, unreadable)
 	if err != nil {
-		return false, false, rec, mapErr(err)
+		return false, mapErr(err)
 	}
-	defer rows.Close()
-	for rows.Next() {
-		var r struct {
-			Claimed bool `db:"claimed"`
-			IdempotencyRecord
-		}
-		if err := rows.StructScan(&r); err != nil {
-			return false, false, rec, err
-		}
-		if r.Claimed {
-			return true, true, rec, nil
-		}
-		return false, true, r.IdempotencyRecord, nil
-	}
-	return false, false, rec, mapErr(rows.Err())
+	n, _ := res.RowsAffected()
+	return n == 1, nil
 }
 
 // CompleteIdempotencyKey stores the answer of the request that holds the
 // claim. Handlers that change state call it inside their own transaction.
 // sealed says body is encrypted by the caller.
-func CompleteIdempotencyKey(ctx context.Context, db sqlx.ExtContext, accountID, key string, status int, headers json.RawMessage, body []byte, sealed bool) error {
+func CompleteIdempotencyKey(ctx context.Context, db sqlx.ExtContext, apiKeyID, key string, status int, headers json.RawMessage, body []byte, sealed bool) error {
 	const q = `UPDATE idempotency_keys SET status_code = $3, response_headers = $4, response_body = $5, response_sealed = $6
-		WHERE account_id = $1 AND key = $2 AND status_code IS NULL`
+		WHERE api_key_id = $1 AND key = $2 AND status_code IS NULL`
 	// jsonb goes as text: with binary_parameters a []byte would be sent in
 	// jsonb's binary format.
-	_, err := db.ExecContext(ctx, q, accountID, key, status, string(headers), body, sealed)
+	_, err := db.ExecContext(ctx, q, apiKeyID, key, status, string(headers), body, sealed)
 	return mapErr(err)
 }
 
 // ReleaseIdempotencyKey forgets an unfinished claim, so that a retry of a
 // request that failed with a 5xx runs afresh.
-func ReleaseIdempotencyKey(ctx context.Context, db sqlx.ExtContext, accountID, key string) error {
-	const q = `DELETE FROM idempotency_keys WHERE account_id = $1 AND key = $2 AND status_code IS NULL`
-	_, err := db.ExecContext(ctx, q, accountID, key)
+func ReleaseIdempotencyKey(ctx context.Context, db sqlx.ExtContext, apiKeyID, key string) error {
+	const q = `DELETE FROM idempotency_keys WHERE api_key_id = $1 AND key = $2 AND status_code IS NULL`
+	_, err := db.ExecContext(ctx, q, apiKeyID, key)
 	return mapErr(err)
 }
 

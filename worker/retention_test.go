@@ -45,9 +45,11 @@ func TestRetentionJob(t *testing.T) {
 		VALUES ('op_stuck', $1, $2, 'instance.start', 'pending', now() - interval '30 days')`, acct.ID, inst)
 	exec(`INSERT INTO operations (id, account_id, instance_id, type, status, created_at, finished_at)
 		VALUES ('op_recent', $1, $2, 'instance.start', 'failed', now() - interval '12 days', now() - interval '1 day')`, acct.ID, inst)
-	exec(`INSERT INTO idempotency_keys (account_id, key, method, path, fingerprint, status_code, created_at) VALUES
-		($1, 'old', 'POST', '/api/v1/keys', '\x00', 201, now() - interval '25 hours'),
-		($1, 'new', 'POST', '/api/v1/keys', '\x00', 201, now() - interval '23 hours')`, acct.ID)
+	exec(`INSERT INTO api_keys (id, account_id, name, prefix, secret_hash, scopes)
+		VALUES ('key_retention', $1, 'x', 'moc_retention', '\x00', '{keys:write}')`, acct.ID)
+	exec(`INSERT INTO idempotency_keys (account_id, api_key_id, key, method, path, fingerprint, status_code, created_at) VALUES
+		($1, 'key_retention', 'old', 'POST', '/api/v1/keys', '\x00', 201, now() - interval '25 hours'),
+		($1, 'key_retention', 'new', 'POST', '/api/v1/keys', '\x00', 201, now() - interval '23 hours')`, acct.ID)
 	exec(`INSERT INTO webhook_endpoints (id, account_id, url, events, secret_sealed)
 		VALUES ('wh_1', $1, 'https://example.com/hook', '{operation.succeeded}', '\x00')`, acct.ID)
 	exec(`INSERT INTO webhook_deliveries (id, endpoint_id, account_id, event_id, event_type, payload, status, created_at, finished_at) VALUES
