@@ -36,6 +36,9 @@ func badRequest(format string, args ...any) *Error {
 
 var errNotFound = newError(http.StatusNotFound, "not_found", "no such resource")
 
+var errInstanceDeleting = newError(http.StatusConflict, "instance_deleting",
+	"the instance is being deleted; no other operation can be accepted")
+
 // conflicts maps a unique index to the answer a client can act on.
 var conflicts = map[string]*Error{
 	"instances_subdomain_live": newError(http.StatusConflict, "subdomain_taken", "that subdomain is already taken"),
@@ -56,6 +59,8 @@ func toAPIError(err error) (*Error, bool) {
 		return apiErr, true
 	case errors.Is(err, store.ErrNotFound):
 		return errNotFound, true
+	case errors.Is(err, store.ErrInstanceDeleting):
+		return errInstanceDeleting, true
 	case errors.As(err, &conflict):
 		if e, ok := conflicts[conflict.Constraint]; ok {
 			return e, true

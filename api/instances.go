@@ -69,9 +69,6 @@ func validSubdomain(s string) error {
 	return nil
 }
 
-var errInstanceDeleting = newError(http.StatusConflict, "instance_deleting",
-	"the instance is being deleted; no other operation can be accepted")
-
 // errInstanceLimit is the answer to a create over the plan's quota.
 func errInstanceLimit(p *store.Principal, limit int) error {
 	return newError(http.StatusForbidden, "instance_limit_reached",
@@ -164,17 +161,16 @@ func (s *Server) lifecycle(opType, transitional string) handlerFunc {
 		}
 		p := principal(c)
 		return s.change(c, func(ctx context.Context, tx *sqlx.Tx) (result, error) {
-			inst, deleting, err := store.LockInstanceForCall(ctx, tx, p.AccountID, instID)
+			inst, err := store.LockInstance(ctx, tx, p.AccountID, instID)
 			if err != nil {
 				return result{}, err
 			}
 			if inst.Status == store.StatusDeleted {
 				return result{}, errNotFound
 			}
-			if deleting {
-				return result{}, errInstanceDeleting
-			}
-			op, err := store.InsertOperation(ctx, tx, id.New(id.Operation), p.AccountID, inst.ID, opType)
+			// Checks for an unfinished delete in a statement that starts
+			// after the lock is held (see InsertCallOperation).
+			op, err := store.InsertCallOperation(ctx, tx, id.New(id.Operation), p.AccountID, inst.ID, opType)
 			if err != nil {
 				return result{}, err
 			}

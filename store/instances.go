@@ -74,22 +74,6 @@ func LockInstance(ctx context.Context, tx sqlx.ExtContext, accountID, instanceID
 	return out, mapErr(err)
 }
 
-// LockInstanceForCall is LockInstance for a new lifecycle call, which also
-// needs to know whether a delete of the instance was accepted and has not
-// finished: both in one round trip.
-func LockInstanceForCall(ctx context.Context, tx sqlx.ExtContext, accountID, instanceID string) (inst Instance, deleting bool, err error) {
-	const q = `SELECT ` + instanceCols + `, EXISTS (SELECT 1 FROM operations o
-			WHERE o.instance_id = i.id AND o.type = 'instance.delete' AND o.status IN ('pending', 'running')) AS deleting
-		FROM instances i JOIN accounts a ON a.id = i.account_id
-		WHERE i.id = $1 AND i.account_id = $2 FOR NO KEY UPDATE OF i`
-	var out struct {
-		Instance
-		Deleting bool `db:"deleting"`
-	}
-	err = sqlx.GetContext(ctx, tx, &out, q, instanceID, accountID)
-	return out.Instance, out.Deleting, mapErr(err)
-}
-
 // InstanceByID reads an instance whatever its account: for the worker,
 // which acts on ids it read from Postgres itself.
 func InstanceByID(ctx context.Context, db sqlx.ExtContext, instanceID string) (Instance, error) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"database/sql/driver"
+	"errors"
 	"fmt"
 	"hash/fnv"
 	"time"
@@ -73,6 +74,36 @@ func InsertOperation(ctx context.Context, db sqlx.ExtContext, id, accountID, ins
 		VALUES ($1, $2, $3, $4, 'pending') RETURNING ` + opCols
 	var out Operation
 	err := sqlx.GetContext(ctx, db, &out, q, id, accountID, instanceID, opType)
+	return out, mapErr(err)
+}
+
+// ErrInstanceDeleting is InsertCallOperation's refusal: a delete of the
+// instance was accepted and has not finished.
+var ErrInstanceDeleting = errors.New("store: a delete of the instance is under way")
+
+// InsertCallOperation is InsertOperation for a lifecycle call on an existing
+// instance whose row the transaction has locked (LockInstance): it inserts
+// the operation unless a delete of the instance was accepted and has not
+// finished, and then returns ErrInstanceDeleting.
+//
+// The check must be a statement that starts AFTER the lock is held. Under
+// READ COMMITTED every statement reads its own snapshot, taken when it
+// starts: a check folded into the locking SELECT read a snapshot taken
+// before that SELECT waited for the lock, so a delete accepted while it
+// waited went unseen and a start slipped in behind the delete (issue 12:
+// a deleted instance came back). Folding the check into this INSERT keeps
+// the accept at the same number of round trips.
+func InsertCallOperation(ctx context.Context, db sqlx.ExtContext, id, accountID, instanceID, opType string) (Operation, error) {
+	const q = `INSERT INTO operations (id, account_id, instance_id, type, status)
+		SELECT $1, $2, $3, $4, 'pending'
+		WHERE NOT EXISTS (SELECT 1 FROM operations o
+			WHERE o.instance_id = $3 AND o.type = 'instance.delete' AND o.status IN ('pending', 'running'))
+		RETURNING ` + opCols
+	var out Operation
+	err := sqlx.GetContext(ctx, db, &out, q, id, accountID, instanceID, opType)
+	if errors.Is(err, sql.ErrNoRows) {
+		return out, ErrInstanceDeleting
+	}
 	return out, mapErr(err)
 }
 
