@@ -33,12 +33,15 @@ const DevSecretKey = "mocd-dev-secret-key-not-for-production"
 
 // Config is every setting of every mocd process.
 type Config struct {
-	Mode                Mode
-	DatabaseURL         string
-	RedisURL            string
-	Listen              string
-	Pepper              string
-	SecretKey           string
+	Mode        Mode
+	DatabaseURL string
+	RedisURL    string
+	Listen      string
+	Pepper      string
+	SecretKey   string
+	// SecretKeyPrevious are earlier MOC_SECRET_KEYs, still accepted for
+	// opening what they sealed while a rotation completes.
+	SecretKeyPrevious   []string
 	TLSCert             string
 	TLSKey              string
 	TrustedProxies      []netip.Prefix
@@ -82,6 +85,11 @@ func Load(mode Mode, getenv func(string) string) (Config, error) {
 		FlyAPIBaseURL: get("FLY_API_BASE_URL", get("FLY_FLAPS_BASE_URL", "")),
 		InstanceImage: get("MOC_INSTANCE_IMAGE", "ghcr.io/openclaw/openclaw:latest"),
 		FlysimListen:  get("FLYSIM_LISTEN", "127.0.0.1:4280"),
+	}
+	for _, k := range strings.Split(get("MOC_SECRET_KEY_PREVIOUS", ""), ",") {
+		if k = strings.TrimSpace(k); k != "" {
+			c.SecretKeyPrevious = append(c.SecretKeyPrevious, k)
+		}
 	}
 	var errs []error
 	var err error
@@ -180,6 +188,7 @@ func (c Config) LogValue() slog.Value {
 		slog.String("listen", c.Listen),
 		slog.String("pepper", mask(c.Pepper)),
 		slog.String("secret_key", mask(c.SecretKey)),
+		slog.Int("secret_key_previous", len(c.SecretKeyPrevious)),
 		slog.Bool("tls", c.TLSCert != ""),
 		slog.Int("trusted_proxies", len(c.TrustedProxies)),
 		slog.Bool("insecure_http", c.InsecureHTTP),

@@ -25,8 +25,13 @@ var ErrSealedInvalid = errors.New("webhook: sealed secret cannot be opened (wron
 // does not let anyone forge webhooks. AES-256-GCM authenticates as well as
 // encrypts, so a tampered value fails to open instead of yielding garbage.
 // A SecretBox is safe for concurrent use.
+//
+// A box may also hold previous keys (WithPrevious) so that MOC_SECRET_KEY
+// can be rotated: it seals with its current key only and opens with the
+// current key or any previous one.
 type SecretBox struct {
-	aead cipher.AEAD
+	aead     cipher.AEAD
+	previous []cipher.AEAD
 }
 
 // NewSecretBox returns a SecretBox for a 32-byte key.
@@ -75,6 +80,38 @@ func SecretBoxFromString(s string) (*SecretBox, error) {
 	return NewSecretBox(key[:])
 }
 
+// SecretBoxFromStrings is SecretBoxFromString for the current key that also
+// opens what any of the previous keys sealed (MOC_SECRET_KEY and
+// MOC_SECRET_KEY_PREVIOUS). Empty previous entries are ignored.
+func SecretBoxFromStrings(current string, previous []string) (*SecretBox, error) {
+	b, err := SecretBoxFromString(current)
+	if err != nil {
+		return nil, err
+	}
+	var olds []*SecretBox
+	for i, p := range previous {
+		if strings.TrimSpace(p) == "" {
+			continue
+		}
+		old, err := SecretBoxFromString(p)
+		if err != nil {
+			return nil, fmt.Errorf("previous key %d: %w", i+1, err)
+		}
+		olds = append(olds, old)
+	}
+	return b.WithPrevious(olds...), nil
+}
+
+// WithPrevious returns a box that seals with b's key and opens with b's key
+// or the current key of any box in previous.
+func (b *SecretBox) WithPrevious(previous ...*SecretBox) *SecretBox {
+	out := &SecretBox{aead: b.aead, previous: append([]cipher.AEAD(nil), b.previous...)}
+	for _, p := range previous {
+		out.previous = append(out.previous, p.aead)
+	}
+	return out
+}
+
 // Seal encrypts plaintext under a fresh random nonce and returns the nonce
 // followed by the ciphertext and its tag. Sealing the same secret twice gives
 // different bytes, so equal secrets cannot be spotted in the database.
@@ -86,16 +123,40 @@ func (b *SecretBox) Seal(plaintext string) ([]byte, error) {
 	return b.aead.Seal(nonce, nonce, []byte(plaintext), nil), nil
 }
 
-// Open decrypts a value made by Seal. It returns ErrSealedInvalid when the
-// key is wrong or the value was altered or truncated.
+// Open decrypts a value made by Seal with the current key or a previous
+// one. It returns ErrSealedInvalid when no key opens it or the value was
+// altered or truncated.
 func (b *SecretBox) Open(sealed []byte) (string, error) {
-	n := b.aead.NonceSize()
-	if len(sealed) < n+b.aead.Overhead() {
-		return "", ErrSealedInvalid
+	plain, _, err := b.open(sealed)
+	return plain, err
+}
+
+// Reseal returns sealed re-encrypted under the current key when only a
+// previous key opens it, and changed=false when the current key already
+// does: what an operator's rotation needs to retire a previous key.
+func (b *SecretBox) Reseal(sealed []byte) (resealed []byte, changed bool, err error) {
+	plain, current, err := b.open(sealed)
+	if err != nil || current {
+		return sealed, false, err
 	}
-	plain, err := b.aead.Open(nil, sealed[:n], sealed[n:], nil)
+	out, err := b.Seal(plain)
 	if err != nil {
-		return "", ErrSealedInvalid
+		return sealed, false, err
 	}
-	return string(plain), nil
+	return out, true, nil
+}
+
+// open tries the current key, then the previous ones; current says which
+// opened it.
+func (b *SecretBox) open(sealed []byte) (plain string, current bool, err error) {
+	for i, aead := range append([]cipher.AEAD{b.aead}, b.previous...) {
+		n := aead.NonceSize()
+		if len(sealed) < n+aead.Overhead() {
+			return "", false, ErrSealedInvalid
+		}
+		if p, err := aead.Open(nil, sealed[:n], sealed[n:], nil); err == nil {
+			return string(p), i == 0, nil
+		}
+	}
+	return "", false, ErrSealedInvalid
 }

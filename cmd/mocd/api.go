@@ -56,7 +56,7 @@ func newAPI(d *deps) (*api.Server, io.Closer, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	box, err := webhook.SecretBoxFromString(d.cfg.SecretKey)
+	box, err := webhook.SecretBoxFromStrings(d.cfg.SecretKey, d.cfg.SecretKeyPrevious)
 	if err != nil {
 		return nil, nil, fmt.Errorf("MOC_SECRET_KEY: %w", err)
 	}

@@ -48,7 +48,7 @@ func runWorkerWith(ctx context.Context, d *deps) error {
 	if err != nil {
 		return err
 	}
-	box, err := webhook.SecretBoxFromString(d.cfg.SecretKey)
+	box, err := webhook.SecretBoxFromStrings(d.cfg.SecretKey, d.cfg.SecretKeyPrevious)
 	if err != nil {
 		return fmt.Errorf("MOC_SECRET_KEY: %w", err)
 	}
