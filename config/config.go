@@ -13,6 +13,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/myopenclaw/mocd/store"
 )
 
 // Mode says which process is starting: dev relaxes transport and secrets.
@@ -24,8 +26,8 @@ const (
 	ModeProd Mode = "prod"
 )
 
-// DevPepper is the dev-only token pepper; a production process refuses to
-// start without MOC_PEPPER.
+// DevPepper is the dev-only token pepper; outside dev, a command that
+// needs the pepper refuses to start without MOC_PEPPER (RequirePepper).
 const DevPepper = "mocd-dev-pepper-not-for-production"
 
 // DevSecretKey encrypts webhook secrets at rest in dev only.
@@ -58,8 +60,10 @@ type Config struct {
 	LogLevel            slog.Level
 }
 
-// Load reads the environment for the given mode. getenv is os.Getenv in
-// production and a map in tests.
+// Load reads the environment for the given mode and checks every value
+// set; in dev, the secrets default to dev-only values. Whether a setting a
+// command needs is there is the command's check (RequirePepper and the
+// others). getenv is os.Getenv in production and a map in tests.
 func Load(mode Mode, getenv func(string) string) (Config, error) {
 	if getenv == nil {
 		getenv = os.Getenv
@@ -140,15 +144,32 @@ func Load(mode Mode, getenv func(string) string) (Config, error) {
 		if c.SecretKey == "" {
 			c.SecretKey = DevSecretKey
 		}
-	} else {
-		if len(c.Pepper) < 16 {
-			errs = append(errs, errors.New("MOC_PEPPER is required (at least 16 characters; generate one with `openssl rand -hex 32`)"))
-		}
-		if len(c.SecretKey) < 16 {
-			errs = append(errs, errors.New("MOC_SECRET_KEY is required (at least 16 characters; generate one with `openssl rand -hex 32`)"))
-		}
+	}
+	if c.Pepper != "" && len(c.Pepper) < 16 {
+		errs = append(errs, errors.New("MOC_PEPPER: at least 16 characters (generate one with `openssl rand -hex 32`)"))
+	}
+	if c.SecretKey != "" && len(c.SecretKey) < 16 {
+		errs = append(errs, errors.New("MOC_SECRET_KEY: at least 16 characters (generate one with `openssl rand -hex 32`)"))
 	}
 	return c, errors.Join(errs...)
+}
+
+// RequirePepper checks that MOC_PEPPER is set: the api checks tokens with
+// it and mocd admin mints them with it, so both must use the same one.
+func (c Config) RequirePepper() error {
+	if c.Pepper == "" {
+		return errors.New("MOC_PEPPER is required: the HMAC key of API tokens, the same for the api and mocd admin (at least 16 characters; generate one with `openssl rand -hex 32`)")
+	}
+	return nil
+}
+
+// RequireSecretKey checks that MOC_SECRET_KEY is set: it seals webhook
+// signing secrets and stored idempotent answers.
+func (c Config) RequireSecretKey() error {
+	if c.SecretKey == "" {
+		return errors.New("MOC_SECRET_KEY is required: it encrypts webhook secrets and stored answers at rest (at least 16 characters; generate one with `openssl rand -hex 32`)")
+	}
+	return nil
 }
 
 // UseEmbeddedFlysim reports whether mocd dev should run the Machines API
@@ -157,12 +178,17 @@ func (c Config) UseEmbeddedFlysim() bool {
 	return c.Mode == ModeDev && c.FlyAPIBaseURL == "" && c.FlyAPIToken == ""
 }
 
-// RequireFly checks the settings a worker needs to reach a real Machines API.
+// RequireFly checks the settings a worker needs to reach a Machines API
+// other than mocd dev's embedded emulator: a token, which Fly checks on
+// every call (without it every operation would fail with a 401).
 func (c Config) RequireFly() error {
-	if c.FlyAPIToken == "" {
-		return errors.New("FLY_API_TOKEN is required for the worker (a Fly.io API token, or any value when FLY_API_BASE_URL points at `mocd flysim`)")
+	if c.FlyAPIToken != "" {
+		return nil
 	}
-	return nil
+	if c.Mode == ModeDev && c.FlyAPIBaseURL != "" {
+		return fmt.Errorf("FLY_API_TOKEN is required when FLY_API_BASE_URL (%s) points mocd dev at another Machines API: set FLY_API_TOKEN (any value for `mocd flysim`), or unset FLY_API_BASE_URL to use the embedded emulator", c.FlyAPIBaseURL)
+	}
+	return errors.New("FLY_API_TOKEN is required for the worker (a Fly.io API token, or any value when FLY_API_BASE_URL points at `mocd flysim`)")
 }
 
 func parseBool(s string) (bool, error) {
@@ -183,8 +209,8 @@ func (c Config) LogValue() slog.Value {
 	}
 	return slog.GroupValue(
 		slog.String("mode", string(c.Mode)),
-		slog.String("database_url", redactURL(c.DatabaseURL)),
-		slog.String("redis_url", redactURL(c.RedisURL)),
+		slog.String("database_url", store.Redact(c.DatabaseURL)),
+		slog.String("redis_url", store.Redact(c.RedisURL)),
 		slog.String("listen", c.Listen),
 		slog.String("pepper", mask(c.Pepper)),
 		slog.String("secret_key", mask(c.SecretKey)),

@@ -20,24 +20,19 @@ const adminUsage = `usage:
   mocd admin set-plan --account ID --plan pro|business|free
   mocd admin create-key --account ID [--name N] [--scopes full|read-only|write|scope,scope…] [--json]`
 
-// runAdmin runs operator commands against DATABASE_URL. Outside dev they need
-// MOC_PEPPER too, since they mint tokens the api must be able to check.
-func runAdmin(ctx context.Context, args []string, getenv env, stdout io.Writer) error {
+// runAdmin runs operator commands against DATABASE_URL. They mint tokens
+// the api must be able to check, so they need the api's MOC_PEPPER; mocd
+// dev admin (mode dev) uses mocd dev's dev pepper instead.
+func runAdmin(ctx context.Context, mode config.Mode, args []string, getenv env, stdout io.Writer) error {
 	if len(args) == 0 {
 		return errors.New(adminUsage)
 	}
-	mode := config.ModeProd
-	if getenv("MOC_PEPPER") == "" {
-		mode = config.ModeDev // the dev pepper, as `mocd dev` uses
+	cfg, err := loadConfig(mode, getenv, config.Config.RequirePepper)
+	if err != nil && mode != config.ModeDev && getenv("MOC_PEPPER") == "" {
+		return fmt.Errorf("%w; against mocd dev, run `mocd dev admin …`", err)
 	}
-	cfg, err := config.Load(mode, func(k string) string {
-		if k == "MOC_SECRET_KEY" && getenv(k) == "" {
-			return config.DevSecretKey // admin never touches webhook secrets
-		}
-		return getenv(k)
-	})
 	if err != nil {
-		return fmt.Errorf("configuration: %w", err)
+		return err
 	}
 	st, err := store.Open(ctx, cfg.DatabaseURL)
 	if err != nil {

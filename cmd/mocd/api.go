@@ -78,7 +78,7 @@ func newAPI(d *deps) (*api.Server, io.Closer, error) {
 }
 
 func runAPI(ctx context.Context, args []string, getenv env, stderr io.Writer) error {
-	cfg, err := loadConfig(config.ModeProd, getenv)
+	cfg, err := loadConfig(config.ModeProd, getenv, config.Config.RequirePepper, config.Config.RequireSecretKey)
 	if err != nil {
 		return err
 	}

@@ -21,6 +21,12 @@ func runDev(ctx context.Context, args []string, getenv env, stdout, stderr io.Wr
 	if err != nil {
 		return err
 	}
+	if !cfg.UseEmbeddedFlysim() {
+		// Pointed at another Machines API, dev needs what the worker needs.
+		if err := cfg.RequireFly(); err != nil {
+			return fmt.Errorf("configuration: %w", err)
+		}
+	}
 	log := newLogger(cfg, stderr)
 	if err := store.CreateDatabase(ctx, cfg.DatabaseURL); err != nil {
 		return err
@@ -67,7 +73,7 @@ mocd dev is running.
   API          http://%[1]s/api/v1   (health: http://%[1]s/readyz)
   Fly API      %[2]s
 Create an account and its first key (prints a token once):
-  go run ./cmd/mocd admin create-account --email you@example.com --plan pro --json
+  go run ./cmd/mocd dev admin create-account --email you@example.com --plan pro --json
 Then call the API:
   curl -s http://%[1]s/api/v1/keys -H "Authorization: Bearer $TOKEN"
 `, addr, d.cfg.FlyAPIBaseURL)

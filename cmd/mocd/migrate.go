@@ -11,8 +11,11 @@ import (
 
 func runMigrate(ctx context.Context, getenv env, stderr io.Writer) error {
 	// Migrations need only the database: no pepper, no Redis.
-	cfg, _ := config.Load(config.ModeDev, getenv)
-	log := newLogger(config.Config{Mode: config.ModeProd, LogLevel: cfg.LogLevel}, stderr)
+	cfg, err := loadConfig(config.ModeProd, getenv)
+	if err != nil {
+		return err
+	}
+	log := newLogger(cfg, stderr)
 	st, err := store.Open(ctx, cfg.DatabaseURL)
 	if err != nil {
 		return err

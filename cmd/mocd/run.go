@@ -21,6 +21,7 @@ commands:
   migrate   apply database migrations and exit
   flysim    run the Fly Machines API emulator alone
   admin     operator commands: create-account, set-plan, create-key
+            (mocd dev admin …: the same against mocd dev, with its dev pepper)
 
 Configuration comes from environment variables; see README.md.`
 
@@ -37,6 +38,9 @@ func run(ctx context.Context, args []string, getenv env, stdout, stderr io.Write
 	cmd, rest := args[0], args[1:]
 	switch cmd {
 	case "dev":
+		if len(rest) > 0 && rest[0] == "admin" {
+			return runAdmin(ctx, config.ModeDev, rest[1:], getenv, stdout)
+		}
 		return runDev(ctx, rest, getenv, stdout, stderr)
 	case "api":
 		return runAPI(ctx, rest, getenv, stderr)
@@ -47,7 +51,7 @@ func run(ctx context.Context, args []string, getenv env, stdout, stderr io.Write
 	case "flysim":
 		return runFlysim(ctx, getenv, stderr)
 	case "admin":
-		return runAdmin(ctx, rest, getenv, stdout)
+		return runAdmin(ctx, config.ModeProd, rest, getenv, stdout)
 	case "help", "-h", "--help":
 		fmt.Fprintln(stdout, usage)
 		return nil
@@ -56,9 +60,17 @@ func run(ctx context.Context, args []string, getenv env, stdout, stderr io.Write
 	return fmt.Errorf("unknown command %q", cmd)
 }
 
-// loadConfig reads the configuration, turning every problem into one line.
-func loadConfig(mode config.Mode, getenv env) (config.Config, error) {
+// loadConfig reads the configuration and checks the settings the command
+// needs (config's Require… methods), turning every problem into one line.
+func loadConfig(mode config.Mode, getenv env, needs ...func(config.Config) error) (config.Config, error) {
 	cfg, err := config.Load(mode, getenv)
+	if err == nil {
+		errs := make([]error, 0, len(needs))
+		for _, need := range needs {
+			errs = append(errs, need(cfg))
+		}
+		err = errors.Join(errs...)
+	}
 	if err != nil {
 		return cfg, fmt.Errorf("configuration: %s", strings.ReplaceAll(err.Error(), "\n", "; "))
 	}

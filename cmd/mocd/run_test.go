@@ -19,32 +19,85 @@ func envOf(m map[string]string) env {
 	return func(k string) string { return m[k] }
 }
 
-// TestMissingSettingStopsAtStart: a production process without its secrets
-// refuses to start, with one line naming what is missing.
+// TestMissingSettingStopsAtStart: each command without a setting it needs
+// refuses to start, with one line naming what to set; nothing it does not
+// need is asked for.
 func TestMissingSettingStopsAtStart(t *testing.T) {
-	for _, cmd := range []string{"api", "worker"} {
-		err := run(context.Background(), []string{cmd}, envOf(map[string]string{}), io.Discard, io.Discard)
-		if err == nil {
-			t.Fatalf("mocd %s started without MOC_PEPPER", cmd)
+	secrets := map[string]string{"MOC_PEPPER": strings.Repeat("p", 32), "MOC_SECRET_KEY": strings.Repeat("s", 32)}
+	with := func(extra map[string]string) map[string]string {
+		m := map[string]string{}
+		for k, v := range secrets {
+			m[k] = v
 		}
-		if msg := err.Error(); !strings.Contains(msg, "MOC_PEPPER is required") || strings.Contains(msg, "\n") {
-			t.Errorf("mocd %s: %q, want one line naming MOC_PEPPER", cmd, msg)
+		for k, v := range extra {
+			m[k] = v
 		}
+		return m
 	}
-	err := run(context.Background(), []string{"api"}, envOf(map[string]string{
-		"MOC_PEPPER": strings.Repeat("p", 32), "MOC_SECRET_KEY": strings.Repeat("s", 32), "FLYSIM_DELAY": "soon",
-	}), io.Discard, io.Discard)
-	if err == nil || !strings.Contains(err.Error(), "FLYSIM_DELAY") {
-		t.Errorf("invalid FLYSIM_DELAY: %v", err)
+	tests := []struct {
+		name    string
+		args    []string
+		env     map[string]string
+		want    []string // each in the one-line error
+		notWant []string
+	}{
+		{name: "api needs the pepper and the secret key", args: []string{"api"}, env: map[string]string{},
+			want: []string{"MOC_PEPPER is required", "MOC_SECRET_KEY is required"}},
+		{name: "worker needs the secret key and a Fly token, not the pepper", args: []string{"worker"}, env: map[string]string{},
+			want: []string{"MOC_SECRET_KEY is required", "FLY_API_TOKEN is required"}, notWant: []string{"MOC_PEPPER"}},
+		{name: "admin outside dev refuses to run without MOC_PEPPER", args: []string{"admin", "create-account", "--email", "a@example.com", "--plan", "pro"},
+			env: map[string]string{}, want: []string{"MOC_PEPPER is required", "mocd dev admin"}, notWant: []string{"MOC_SECRET_KEY"}},
+		{name: "dev pointed at another Fly API without a token", args: []string{"dev"}, env: map[string]string{"FLY_API_BASE_URL": "http://127.0.0.1:9"},
+			want: []string{"FLY_API_TOKEN is required", "FLY_API_BASE_URL (http://127.0.0.1:9)", "unset FLY_API_BASE_URL"}},
+		{name: "migrate reports a bad setting instead of discarding it", args: []string{"migrate"}, env: map[string]string{"MOC_RETENTION": "forever"},
+			want: []string{"MOC_RETENTION"}, notWant: []string{"MOC_PEPPER"}},
+		{name: "a bad value stops the api", args: []string{"api"}, env: with(map[string]string{"FLYSIM_DELAY": "soon"}),
+			want: []string{"FLYSIM_DELAY"}},
+		{name: "a pepper too short is refused where it is set", args: []string{"worker"}, env: with(map[string]string{"MOC_PEPPER": "short", "FLY_API_TOKEN": "x"}),
+			want: []string{"MOC_PEPPER: at least 16 characters"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := run(context.Background(), tt.args, envOf(tt.env), io.Discard, io.Discard)
+			if err == nil {
+				t.Fatalf("mocd %s started", strings.Join(tt.args, " "))
+			}
+			msg := err.Error()
+			if strings.Contains(msg, "\n") {
+				t.Errorf("error is not one line: %q", msg)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(msg, w) {
+					t.Errorf("error %q does not say %q", msg, w)
+				}
+			}
+			for _, w := range tt.notWant {
+				if strings.Contains(msg, w) {
+					t.Errorf("error %q asks for %q, which this command does not need", msg, w)
+				}
+			}
+		})
 	}
 	if err := run(context.Background(), []string{"frobnicate"}, envOf(nil), io.Discard, io.Discard); err == nil {
 		t.Error("unknown command accepted")
 	}
 }
 
+// TestMigrateNeedsOnlyTheDatabase: mocd migrate runs with DATABASE_URL
+// alone, no pepper and no secret key, and no mode faked to get there.
+func TestMigrateNeedsOnlyTheDatabase(t *testing.T) {
+	var stderr testenv.Buffer
+	if err := run(context.Background(), []string{"migrate"}, envOf(map[string]string{"DATABASE_URL": testenv.DatabaseURL(t)}), io.Discard, &stderr); err != nil {
+		t.Fatalf("migrate: %v\n%s", err, stderr.String())
+	}
+	if !strings.Contains(stderr.String(), `"msg":"migrations applied"`) {
+		t.Errorf("migrate did not log JSON (production logging): %s", stderr.String())
+	}
+}
+
 // TestDevRunsTheSystem: `mocd dev` with zero configuration beyond where
 // Postgres and Redis are answers /readyz with 200, and the account that
-// `mocd admin create-account --json` prints can call the API.
+// `mocd dev admin create-account --json` prints can call the API.
 func TestDevRunsTheSystem(t *testing.T) {
 	dbURL := testenv.DatabaseURL(t)
 	r := testenv.StartRedis(t)
@@ -87,12 +140,12 @@ func TestDevRunsTheSystem(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	if !strings.Contains(stdout.String(), "admin create-account") {
+	if !strings.Contains(stdout.String(), "mocd dev admin create-account") {
 		t.Errorf("dev does not say how to create an account:\n%s", stdout.String())
 	}
 
 	var out bytes.Buffer
-	if err := run(context.Background(), []string{"admin", "create-account", "--email", "dev@example.com", "--plan", "pro", "--json"}, vars, &out, io.Discard); err != nil {
+	if err := run(context.Background(), []string{"dev", "admin", "create-account", "--email", "dev@example.com", "--plan", "pro", "--json"}, vars, &out, io.Discard); err != nil {
 		t.Fatal(err)
 	}
 	var acct struct {
@@ -112,7 +165,7 @@ func TestDevRunsTheSystem(t *testing.T) {
 	if res.StatusCode != 200 {
 		t.Fatalf("GET /api/v1/keys with the admin token: %d", res.StatusCode)
 	}
-	if err := run(context.Background(), []string{"admin", "set-plan", "--account", acct.AccountID, "--plan", "free"}, vars, io.Discard, io.Discard); err != nil {
+	if err := run(context.Background(), []string{"dev", "admin", "set-plan", "--account", acct.AccountID, "--plan", "free"}, vars, io.Discard, io.Discard); err != nil {
 		t.Fatal(err)
 	}
 	res, err = http.DefaultClient.Do(req)

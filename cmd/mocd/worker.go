@@ -15,12 +15,9 @@ import (
 )
 
 func runWorker(ctx context.Context, args []string, getenv env, stderr io.Writer) error {
-	cfg, err := loadConfig(config.ModeProd, getenv)
+	cfg, err := loadConfig(config.ModeProd, getenv, config.Config.RequireSecretKey, config.Config.RequireFly)
 	if err != nil {
 		return err
-	}
-	if err := cfg.RequireFly(); err != nil {
-		return fmt.Errorf("configuration: %w", err)
 	}
 	log := newLogger(cfg, stderr)
 	d, err := openDeps(ctx, cfg, log)
