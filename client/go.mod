@@ -1,0 +1,3 @@
+module github.com/myopenclaw/mocd/client
+
+go 1.23
