@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"strings"
 	"time"
 
@@ -34,6 +35,9 @@ type IO struct {
 	StdinTTY, StdoutTTY, StderrTTY bool
 	// ReadSecret reads a line from the terminal without echo.
 	ReadSecret func() ([]byte, error)
+	// HTTPClient, when set, carries the API calls (tests check every
+	// answer against the OpenAPI document through it).
+	HTTPClient *http.Client
 }
 
 // app is one invocation's state, shared by the commands.
@@ -180,7 +184,11 @@ func (a *app) client() (*client.Client, error) {
 }
 
 func (a *app) newClient(token, baseURL string) (*client.Client, error) {
-	c, err := client.New(token, client.WithBaseURL(baseURL), client.WithUserAgent("moc-cli/"+version))
+	opts := []client.Option{client.WithBaseURL(baseURL), client.WithUserAgent("moc-cli/" + version)}
+	if a.io.HTTPClient != nil {
+		opts = append(opts, client.WithHTTPClient(a.io.HTTPClient))
+	}
+	c, err := client.New(token, opts...)
 	if err != nil {
 		return nil, usageError{err}
 	}
