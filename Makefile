@@ -30,6 +30,7 @@ lint:
 		echo "gofmt -l: these files need gofmt -w:"; echo "$$unformatted"; exit 1; \
 	fi
 	go vet ./...
+	cd client && go vet ./...
 	@if command -v shellcheck >/dev/null 2>&1; then \
 		shellcheck -x scripts/*.sh .ci/run; \
 	else \

@@ -66,11 +66,8 @@ const (
 	OperationRunning   OperationStatus = "running"
 	OperationSucceeded OperationStatus = "succeeded"
 	OperationFailed    OperationStatus = "failed"
+	OperationCancelled OperationStatus = "cancelled"
 )
-
-// operationCancelled is final too; the constant is exported once the
-// server documents it (see types_sdk_test in the server's repository).
-const operationCancelled OperationStatus = "cancelled"
 
 // Operation is one lifecycle call, carried out asynchronously.
 type Operation struct {
@@ -88,7 +85,7 @@ type Operation struct {
 // cancelled): its status will not change again.
 func (o *Operation) Done() bool {
 	switch o.Status {
-	case OperationSucceeded, OperationFailed, operationCancelled:
+	case OperationSucceeded, OperationFailed, OperationCancelled:
 		return true
 	}
 	return false
@@ -175,6 +172,7 @@ type WebhookEventType string
 const (
 	EventOperationSucceeded    WebhookEventType = "operation.succeeded"
 	EventOperationFailed       WebhookEventType = "operation.failed"
+	EventOperationCancelled    WebhookEventType = "operation.cancelled"
 	EventInstanceStatusChanged WebhookEventType = "instance.status_changed"
 	EventWebhookTest           WebhookEventType = "webhook.test"
 )
@@ -256,7 +254,8 @@ type EventEnvelope struct {
 	Data      json.RawMessage  `json:"data"`
 }
 
-// OperationEvent is the body of operation.succeeded and operation.failed.
+// OperationEvent is the body of operation.succeeded, operation.failed and
+// operation.cancelled.
 type OperationEvent struct {
 	Type      WebhookEventType `json:"type"`
 	Timestamp time.Time        `json:"timestamp"`

@@ -59,7 +59,7 @@ func (o *opServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		o.mu.Lock()
 		o.timeouts = append(o.timeouts, r.URL.Query().Get("timeout"))
-		ch, done := o.changed, o.status == OperationSucceeded || o.status == OperationFailed || o.status == operationCancelled
+		ch, done := o.changed, o.status == OperationSucceeded || o.status == OperationFailed || o.status == OperationCancelled
 		o.mu.Unlock()
 		if !done {
 			select {
@@ -152,7 +152,7 @@ func TestWaitFallsBackToPolling(t *testing.T) {
 }
 
 func TestWaitFailedAndCancelled(t *testing.T) {
-	for _, status := range []OperationStatus{OperationFailed, operationCancelled} {
+	for _, status := range []OperationStatus{OperationFailed, OperationCancelled} {
 		t.Run(string(status), func(t *testing.T) {
 			c, o := newOpServer(t, 0)
 			if status == OperationFailed {

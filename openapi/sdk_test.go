@@ -68,11 +68,11 @@ var sdkEnums = map[string][]string{
 	"InstanceStatus": strs(client.InstanceCreating, client.InstanceStarting, client.InstanceRunning, client.InstanceStopping,
 		client.InstanceStopped, client.InstanceRestarting, client.InstanceDeleting, client.InstanceDeleted, client.InstanceFailed),
 	"OperationType":   strs(client.OperationCreate, client.OperationStart, client.OperationStop, client.OperationRestart, client.OperationDelete),
-	"OperationStatus": strs(client.OperationPending, client.OperationRunning, client.OperationSucceeded, client.OperationFailed),
+	"OperationStatus": strs(client.OperationPending, client.OperationRunning, client.OperationSucceeded, client.OperationFailed, client.OperationCancelled),
 	"Scope": strs(client.ScopeInstanceRead, client.ScopeInstanceWrite, client.ScopeInstanceDelete, client.ScopeOperationsRead,
 		client.ScopeKeysRead, client.ScopeKeysWrite, client.ScopeWebhooksRead, client.ScopeWebhooksWrite,
 		client.ScopeLogsRead, client.ScopeUsageRead, client.ScopeAccountRead),
-	"WebhookEventType": strs(client.EventOperationSucceeded, client.EventOperationFailed, client.EventInstanceStatusChanged, client.EventWebhookTest),
+	"WebhookEventType": strs(client.EventOperationSucceeded, client.EventOperationFailed, client.EventOperationCancelled, client.EventInstanceStatusChanged, client.EventWebhookTest),
 	"DeliveryStatus":   strs(client.DeliveryPending, client.DeliverySucceeded, client.DeliveryFailed),
 }
 

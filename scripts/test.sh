@@ -46,4 +46,9 @@ if [ ${#pkgs[@]} -gt 0 ]; then
 	fi
 fi
 
+# The Go SDK is a module of its own (client/), which ./... does not reach.
+if [ ${#pkgs[@]} -gt 0 ]; then
+	(cd "$REPO_ROOT/client" && go test -race -count=1 -timeout 5m "$@" ./...)
+fi
+
 exec go test -race -count=1 -timeout 12m ${pkgs[@]+"${pkgs[@]}"} "$@"
