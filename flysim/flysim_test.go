@@ -348,7 +348,9 @@ func TestSkipLaunchAndKill(t *testing.T) {
 
 func TestTransitionsWithDelay(t *testing.T) {
 	t.Parallel()
-	b := setup(t, 20*time.Millisecond)
+	// Long enough that "stopping" is still there to see right after the stop
+	// call, even on a machine loaded by parallel test binaries.
+	b := setup(t, time.Second)
 	b.createApp("app-1")
 
 	m := b.createMachine("app-1", nil)

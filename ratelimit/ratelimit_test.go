@@ -25,11 +25,16 @@ type bundle struct {
 	lim   *ratelimit.Limiter
 }
 
+// loadedTimeout is the Redis timeout of the tests that are not about the
+// timeout: generous, so a machine loaded by parallel test binaries makes no
+// call fail closed.
+const loadedTimeout = 10 * time.Second
+
 func setup(t testing.TB) bundle {
 	t.Helper()
 	r := testenv.StartRedis(t)
 	rdb := r.Client()
-	return bundle{redis: r, rdb: rdb, lim: ratelimit.New(rdb, ratelimit.Options{})}
+	return bundle{redis: r, rdb: rdb, lim: ratelimit.New(rdb, ratelimit.Options{Timeout: loadedTimeout})}
 }
 
 func allow(t *testing.T, l *ratelimit.Limiter, limits []ratelimit.Limit) ratelimit.Result {
@@ -102,7 +107,7 @@ func TestReplicasShareTheLimitExactly(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	// Two Limiters with their own connections: two API replicas.
-	replicas := []*ratelimit.Limiter{b.lim, ratelimit.New(b.redis.Client(), ratelimit.Options{})}
+	replicas := []*ratelimit.Limiter{b.lim, ratelimit.New(b.redis.Client(), ratelimit.Options{Timeout: loadedTimeout})}
 	limits := []ratelimit.Limit{perHour("k", ratelimit.KeyHour, 10)}
 
 	allowed := 0
@@ -202,7 +207,7 @@ func TestRefusalConsumesNothing(t *testing.T) {
 func TestConcurrentRequestsGetExactlyTheLimit(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	replicas := []*ratelimit.Limiter{b.lim, ratelimit.New(b.redis.Client(), ratelimit.Options{})}
+	replicas := []*ratelimit.Limiter{b.lim, ratelimit.New(b.redis.Client(), ratelimit.Options{Timeout: loadedTimeout})}
 	limits := []ratelimit.Limit{perHour("race", ratelimit.KeyHour, 30), perHour("race-acct", ratelimit.AccountMinute, 1000)}
 
 	var allowed atomic.Int32
@@ -290,7 +295,7 @@ func TestKeysUsePrefixAndExpire(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	ctx := context.Background()
-	lim := ratelimit.New(b.rdb, ratelimit.Options{Prefix: "test:"})
+	lim := ratelimit.New(b.rdb, ratelimit.Options{Prefix: "test:", Timeout: loadedTimeout})
 	allow(t, lim, []ratelimit.Limit{{Key: "fast", Name: "fast", Rate: 2, Period: time.Second}})
 	allow(t, lim, ratelimit.ForPlan("business", "k", "a"))
 
@@ -317,6 +322,11 @@ func TestKeysUsePrefixAndExpire(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		// -2: the key existed (listed above) and has expired already, which
+		// a loaded machine may take long enough for; -1 would be no expiry.
+		if ttl == -2 {
+			continue
+		}
 		if ttl <= 0 || ttl > maxTTL {
 			t.Errorf("PTTL %s = %v, want in (0, %v]", key, ttl, maxTTL)
 		}
@@ -337,7 +347,8 @@ func TestUnavailableFailsFastAndRecovers(t *testing.T) {
 	if !errors.Is(err, ratelimit.ErrUnavailable) {
 		t.Fatalf("Allow with Redis stopped: err = %v, want ErrUnavailable", err)
 	}
-	if d := time.Since(start); d > timeout+100*time.Millisecond {
+	// Far below go-redis's own 3 s read timeout, with room for a loaded machine.
+	if d := time.Since(start); d > timeout+time.Second {
 		t.Errorf("Allow took %v with Redis stopped, want at most about %v", d, timeout)
 	}
 
@@ -387,7 +398,7 @@ func TestHungRedisFailsWithinTimeout(t *testing.T) {
 			if !errors.Is(err, ratelimit.ErrUnavailable) {
 				t.Fatalf("err = %v, want ErrUnavailable", err)
 			}
-			if d := time.Since(start); d > timeout+100*time.Millisecond {
+			if d := time.Since(start); d > timeout+time.Second {
 				t.Errorf("Allow took %v against a hung Redis, want at most about %v", d, timeout)
 			}
 		})
