@@ -55,6 +55,9 @@ type Config struct {
 	WebhookAllowPrivate bool
 	FlysimListen        string
 	FlysimDelay         time.Duration
+	FlysimPropagation   time.Duration
+	FlysimChaos         float64
+	FlysimSeed          uint64
 	Retention           time.Duration
 	RateLimitTimeout    time.Duration
 	LogLevel            slog.Level
@@ -109,6 +112,15 @@ func Load(mode Mode, getenv func(string) string) (Config, error) {
 	}
 	if c.FlysimDelay, err = time.ParseDuration(get("FLYSIM_DELAY", defDelay)); err != nil || c.FlysimDelay < 0 {
 		errs = append(errs, fmt.Errorf("FLYSIM_DELAY: want a duration such as 300ms, got %q", getenv("FLYSIM_DELAY")))
+	}
+	if c.FlysimPropagation, err = time.ParseDuration(get("FLYSIM_PROPAGATION", "2s")); err != nil || c.FlysimPropagation < 0 {
+		errs = append(errs, fmt.Errorf("FLYSIM_PROPAGATION: want a duration such as 2s, got %q", getenv("FLYSIM_PROPAGATION")))
+	}
+	if c.FlysimChaos, err = strconv.ParseFloat(get("FLYSIM_CHAOS", "0"), 64); err != nil || c.FlysimChaos < 0 || c.FlysimChaos > 1 {
+		errs = append(errs, fmt.Errorf("FLYSIM_CHAOS: want a share of calls from 0 to 1 such as 0.1, got %q", getenv("FLYSIM_CHAOS")))
+	}
+	if c.FlysimSeed, err = strconv.ParseUint(get("FLYSIM_SEED", "0"), 10, 64); err != nil {
+		errs = append(errs, fmt.Errorf("FLYSIM_SEED: want a whole number, got %q", getenv("FLYSIM_SEED")))
 	}
 	if c.Retention, err = time.ParseDuration(get("MOC_RETENTION", "2160h")); err != nil || c.Retention < time.Hour {
 		errs = append(errs, fmt.Errorf("MOC_RETENTION: want a duration of at least 1h such as 2160h, got %q", getenv("MOC_RETENTION")))

@@ -46,6 +46,9 @@ const Image = "registry.example/openclaw:e2e"
 type Options struct {
 	// FlysimDelay is the time machines spend in each transient state.
 	FlysimDelay time.Duration
+	// Flysim, when set, adjusts the emulator's options (chaos, seed, …).
+	// A new app propagates for 2s unless this says otherwise, as on Fly.
+	Flysim func(*flysim.Options)
 	// RelayInterval and ReconcileInterval of the worker; defaults 200ms
 	// and 500ms, so recovery and drift tests finish quickly.
 	RelayInterval     time.Duration
@@ -107,7 +110,11 @@ func Start(t testing.TB, opts Options) *System {
 		t.Fatalf("e2e: %v", err)
 	}
 
-	s.Flysim = flysim.New(flysim.Options{Delay: opts.FlysimDelay})
+	fo := flysim.Options{Delay: opts.FlysimDelay, Propagation: 2 * time.Second}
+	if opts.Flysim != nil {
+		opts.Flysim(&fo)
+	}
+	s.Flysim = flysim.New(fo)
 	flyServer := httptest.NewServer(s.Flysim)
 	s.FlysimURL = flyServer.URL
 
@@ -196,6 +203,7 @@ func (s *System) StartWorker() {
 		ReconcileInterval: s.opts.ReconcileInterval,
 		MaxBackoff:        time.Second,
 		ShutdownTimeout:   2 * time.Second,
+		LeaseTTL:          3 * time.Second,
 		Webhooks:          worker.WebhookOptions{SecretBox: s.SecretBox, AllowPrivate: true},
 	}
 	if s.opts.Worker != nil {

@@ -22,6 +22,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
+	"net/http/cookiejar"
 	"net/url"
 	"strconv"
 	"strings"
@@ -49,6 +50,13 @@ type Options struct {
 	MinBackoff, MaxBackoff time.Duration
 	// Logger receives a record for each retry; default discards.
 	Logger *slog.Logger
+	// CallTimeout bounds one try of a call (a wait gets its own timeout on
+	// top); default 30s. Without it a hung connection would hold a worker
+	// until the task's own deadline.
+	CallTimeout time.Duration
+	// AppWait is how long WaitForApp keeps asking for a new app; default a
+	// minute, as flaps.WaitForApp.
+	AppWait time.Duration
 }
 
 // Client calls the Machines API. It is safe for concurrent use.
@@ -60,6 +68,8 @@ type Client struct {
 	minBackoff time.Duration
 	maxBackoff time.Duration
 	logger     *slog.Logger
+	timeout    time.Duration
+	appWait    time.Duration
 }
 
 // New returns a Client for opts.
@@ -72,12 +82,29 @@ func New(opts Options) *Client {
 		minBackoff: opts.MinBackoff,
 		maxBackoff: opts.MaxBackoff,
 		logger:     opts.Logger,
+		timeout:    opts.CallTimeout,
+		appWait:    opts.AppWait,
 	}
 	if c.baseURL == "" {
 		c.baseURL = DefaultBaseURL
 	}
 	if c.http == nil {
 		c.http = &http.Client{}
+	}
+	if c.http.Jar == nil {
+		// Fly's API answers an app create with an affinity cookie scoped to
+		// the app's path, which routes the creator's next calls to the
+		// node that already knows the app; flaps keeps a cookie jar for it
+		// (fly-go #224). A copy, so the caller's client is left as it was.
+		hc := *c.http
+		hc.Jar = newJar()
+		c.http = &hc
+	}
+	if c.timeout <= 0 {
+		c.timeout = 30 * time.Second
+	}
+	if c.appWait <= 0 {
+		c.appWait = time.Minute
 	}
 	switch {
 	case c.maxRetries == 0:
@@ -98,19 +125,45 @@ func New(opts Options) *Client {
 	return c
 }
 
-// authorization builds the Authorization header value for token, as flyctl
-// does: macaroons use the FlyV1 scheme, anything else is a bearer token.
+// authorization builds the Authorization header value for token as flaps
+// does (fly-go tokens.Parse and FlapsHeader): whatever scheme the token was
+// written with is stripped; it may be several comma-separated tokens;
+// macaroons (fm1r_, fm1a_, fm2_ prefixes, as `fly tokens create` prints
+// them, often with "FlyV1 " in front) go alone with the FlyV1 scheme, and
+// only a token with no macaroon in it goes as Bearer.
 func authorization(token string) string {
-	token = strings.TrimSpace(token)
+	token = stripScheme(token)
+	var macaroons, others []string
+	for tok := range strings.SplitSeq(token, ",") {
+		tok = strings.TrimSpace(tok)
+		if tok == "" {
+			continue
+		}
+		switch pfx, _, _ := strings.Cut(tok, "_"); pfx {
+		case "fm1r", "fm1a", "fm2":
+			macaroons = append(macaroons, tok)
+		default:
+			others = append(others, tok)
+		}
+	}
 	switch {
-	case token == "":
-		return ""
-	case strings.HasPrefix(token, "FlyV1 "), strings.HasPrefix(token, "Bearer "):
-		return token
-	case strings.HasPrefix(token, "fm1r_"), strings.HasPrefix(token, "fm1a_"), strings.HasPrefix(token, "fm2_"):
-		return "FlyV1 " + token
-	default:
-		return "Bearer " + token
+	case len(macaroons) > 0:
+		return "FlyV1 " + strings.Join(macaroons, ",")
+	case len(others) > 0:
+		return "Bearer " + strings.Join(others, ",")
+	}
+	return ""
+}
+
+// stripScheme removes leading "Bearer " and "FlyV1 " schemes, in any case.
+func stripScheme(token string) string {
+	token = strings.TrimSpace(token)
+	for {
+		pfx, rest, ok := strings.Cut(token, " ")
+		if !ok || (!strings.EqualFold(pfx, "Bearer") && !strings.EqualFold(pfx, "FlyV1")) {
+			return token
+		}
+		token = strings.TrimSpace(rest)
 	}
 }
 
@@ -146,6 +199,9 @@ type call struct {
 	in     any
 	out    any
 	header http.Header
+	// hold is how long the API may hold the call on purpose (a wait),
+	// added to the per-try timeout.
+	hold time.Duration
 }
 
 // do performs c with retries. The body is encoded once and re-sent as is.
@@ -214,6 +270,8 @@ func (c *Client) try(ctx context.Context, cl call, target string, body []byte) (
 	if body != nil {
 		rd = bytes.NewReader(body)
 	}
+	ctx, cancel := context.WithTimeout(ctx, c.timeout+cl.hold)
+	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, cl.method, target, rd)
 	if err != nil {
 		return 0, fmt.Errorf("fly: %s %s: %w", cl.method, cl.path, err)
@@ -264,6 +322,16 @@ func retryAfter(v string) time.Duration {
 	return 0
 }
 
+// newJar answers an empty cookie jar; cookiejar.New fails only on bad
+// options, and it gets none.
+func newJar() http.CookieJar {
+	jar, err := cookiejar.New(nil)
+	if err != nil {
+		panic(fmt.Sprintf("fly: cookie jar: %v", err))
+	}
+	return jar
+}
+
 func pathApp(app string) string {
 	return "/apps/" + url.PathEscape(app)
 }
@@ -271,3 +339,6 @@ func pathApp(app string) string {
 func pathMachine(app, id string) string {
 	return pathApp(app) + "/machines/" + url.PathEscape(id)
 }
+
+// BaseURL answers the API root the client calls, without /v1.
+func (c *Client) BaseURL() string { return c.baseURL }

@@ -104,7 +104,7 @@ func TestRoundTrip(t *testing.T) {
 		m.CreatedAt == "" || m.UpdatedAt == "" || m.Config.Metadata["instance_id"] != "inst_1" || m.Config.Guest.MemoryMB != 512 {
 		t.Errorf("CreateMachine = %+v", m)
 	}
-	if err := c.WaitMachine(ctx, "inst-1", m.ID, fly.StateStarted, time.Minute); err != nil {
+	if err := c.WaitMachine(ctx, "inst-1", m.ID, fly.StateStarted, "", time.Minute); err != nil {
 		t.Fatal(err)
 	}
 
@@ -156,7 +156,7 @@ func TestRoundTrip(t *testing.T) {
 	if err := c.DestroyMachine(ctx, "inst-1", m.ID, true); err != nil {
 		t.Fatal(err)
 	}
-	if err := c.WaitMachine(ctx, "inst-1", m.ID, fly.StateDestroyed, time.Minute); err != nil {
+	if err := c.WaitMachine(ctx, "inst-1", m.ID, fly.StateDestroyed, "", time.Minute); err != nil {
 		t.Fatal(err)
 	}
 	if got, err := c.GetMachine(ctx, "inst-1", m.ID); err != nil || got.State != fly.StateDestroyed {
@@ -180,7 +180,7 @@ func TestWaitTimeoutIs408(t *testing.T) {
 	b.app(t, "app-1")
 	m := b.machine(t, "app-1")
 
-	err := b.client.WaitMachine(context.Background(), "app-1", m.ID, fly.StateStopped, time.Second)
+	err := b.client.WaitMachine(context.Background(), "app-1", m.ID, fly.StateStopped, m.VersionID(), time.Second)
 	if fly.StatusCode(err) != http.StatusRequestTimeout {
 		t.Fatalf("wait for a state never reached: %v", err)
 	}
@@ -368,7 +368,7 @@ func TestContextStopsRetries(t *testing.T) {
 		m := b.machine(t, "app-1")
 		ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 		defer cancel()
-		err := b.client.WaitMachine(ctx, "app-1", m.ID, fly.StateStopped, time.Minute)
+		err := b.client.WaitMachine(ctx, "app-1", m.ID, fly.StateStopped, m.VersionID(), time.Minute)
 		if !errors.Is(err, context.DeadlineExceeded) {
 			t.Errorf("err = %v", err)
 		}
@@ -430,6 +430,13 @@ func TestAuthorizationHeader(t *testing.T) {
 		{token: "fm1r_abc", want: "FlyV1 fm1r_abc"},
 		{token: "fm1a_abc", want: "FlyV1 fm1a_abc"},
 		{token: "FlyV1 fm2_a,fm2_b", want: "FlyV1 fm2_a,fm2_b"},
+		// A macaroon written with the wrong scheme still goes as FlyV1.
+		{token: "Bearer fm2_abc", want: "FlyV1 fm2_abc"},
+		{token: "  flyv1 fm2_abc ", want: "FlyV1 fm2_abc"},
+		// With a macaroon among them, only the macaroons are sent (flaps'
+		// FlapsHeader); a user token alone goes as Bearer.
+		{token: "fo1_user,fm2_abc", want: "FlyV1 fm2_abc"},
+		{token: "Bearer fo1_user", want: "Bearer fo1_user"},
 		{token: "", want: ""},
 	} {
 		mu.Lock()
@@ -494,3 +501,102 @@ func (h onRecord) Handle(_ context.Context, r slog.Record) error {
 
 func (h onRecord) WithAttrs([]slog.Attr) slog.Handler { return h }
 func (h onRecord) WithGroup(string) slog.Handler      { return h }
+
+// TestCreateAppAsFlaps: the name goes in "name" and the create asks for
+// ?wait=true; flysim refuses "app_name" alone and hides an app created
+// without wait=true from calls without its affinity cookie.
+func TestCreateAppAsFlaps(t *testing.T) {
+	t.Parallel()
+	sim := flysim.New(flysim.Options{Propagation: time.Hour})
+	ts := httptest.NewServer(sim)
+	t.Cleanup(func() { ts.Close(); sim.Close() })
+	c := fly.New(fly.Options{BaseURL: ts.URL, Token: testToken})
+	ctx := context.Background()
+	if _, err := c.CreateApp(ctx, "flaps-like", "personal"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.GetApp(ctx, "flaps-like"); err != nil {
+		t.Fatalf("the app is not visible right after its create: %v", err)
+	}
+	if n := sim.Calls(http.MethodPost, "/v1/apps"); n != 1 {
+		t.Errorf("%d create calls", n)
+	}
+}
+
+// TestCookieJarKeepsAffinity: an app that is slow to propagate (flysim's
+// chaos mode makes every new app so, wait=true or not; a delay fault on
+// every call keeps the calls themselves out of chaos) is visible to the
+// client whose create got the affinity cookie, and to no other.
+func TestCookieJarKeepsAffinity(t *testing.T) {
+	t.Parallel()
+	sim := flysim.New(flysim.Options{Chaos: 1, ChaosSlow: time.Hour})
+	sim.InjectFault(flysim.Fault{Path: "/v1", DelayMS: 1, Count: -1})
+	ts := httptest.NewServer(sim)
+	t.Cleanup(func() { ts.Close(); sim.Close() })
+	hc := &http.Client{}
+	c := fly.New(fly.Options{BaseURL: ts.URL, Token: testToken, HTTPClient: hc})
+	if hc.Jar != nil {
+		t.Error("New changed the caller's http.Client")
+	}
+	ctx := context.Background()
+	if _, err := c.CreateApp(ctx, "jarred", "personal"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.GetApp(ctx, "jarred"); err != nil {
+		t.Fatalf("the creator cannot see its app: %v", err)
+	}
+	if _, err := c.CreateMachine(ctx, "jarred", fly.MachineInput{Config: fly.MachineConfig{Image: "x"}}); err != nil {
+		t.Fatal(err)
+	}
+	other := fly.New(fly.Options{BaseURL: ts.URL, Token: testToken, MaxRetries: -1})
+	if code := fly.StatusCode(func() error { _, err := other.GetApp(ctx, "jarred"); return err }()); code != http.StatusNotFound && code != http.StatusUnauthorized {
+		t.Errorf("another client sees the app still propagating: %d", code)
+	}
+}
+
+// TestWaitForApp retries 404 and 401 until the app shows, and gives up on
+// other failures at once.
+func TestWaitForApp(t *testing.T) {
+	t.Parallel()
+	b := setup(t, fly.Options{})
+	b.app(t, "later")
+	b.sim.InjectFault(flysim.Fault{Path: "/v1/apps/{app}", Status: http.StatusNotFound, Count: 3})
+	b.sim.InjectFault(flysim.Fault{Path: "/v1/apps/{app}", Status: http.StatusUnauthorized, Count: 2})
+	app, err := b.client.WaitForApp(context.Background(), "later")
+	if err != nil || app.Name != "later" {
+		t.Fatalf("WaitForApp = %+v, %v", app, err)
+	}
+	if n := b.sim.Calls(http.MethodGet, "/v1/apps/{app}"); n != 6 {
+		t.Errorf("%d GET calls, want 5 refusals + 1", n)
+	}
+	b.sim.InjectFault(flysim.Fault{Path: "/v1/apps/{app}", Status: http.StatusForbidden})
+	if _, err := b.client.WaitForApp(context.Background(), "later"); fly.StatusCode(err) != http.StatusForbidden {
+		t.Errorf("WaitForApp after a 403: %v", err)
+	}
+	short := fly.New(fly.Options{BaseURL: b.url, Token: testToken, AppWait: 300 * time.Millisecond})
+	if _, err := short.WaitForApp(context.Background(), "never"); !fly.IsNotFound(err) {
+		t.Errorf("WaitForApp of an app that never comes: %v", err)
+	}
+}
+
+func TestListAppsAndNameTaken(t *testing.T) {
+	t.Parallel()
+	b := setup(t, fly.Options{})
+	b.app(t, "one")
+	b.app(t, "two")
+	apps, err := b.client.ListApps(context.Background(), "personal")
+	if err != nil || len(apps) != 2 || apps[0].Name != "one" {
+		t.Fatalf("ListApps = %+v, %v", apps, err)
+	}
+	_, err = b.client.CreateApp(context.Background(), "one", "personal")
+	if !fly.IsNameTaken(err) {
+		t.Errorf("second create of an app: %v", err)
+	}
+	in := fly.MachineInput{Name: "claw", Config: fly.MachineConfig{Image: "x"}}
+	if _, err := b.client.CreateMachine(context.Background(), "one", in); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.client.CreateMachine(context.Background(), "one", in); !fly.IsNameTaken(err) || fly.StatusCode(err) != http.StatusConflict {
+		t.Errorf("second machine with one name: %v", err)
+	}
+}

@@ -129,6 +129,21 @@ func IsNotFound(err error) bool {
 	return StatusCode(err) == http.StatusNotFound
 }
 
+// IsNameTaken reports whether err refuses a name already in use: an app
+// name (global across Fly) or a machine name (unique within its app). It
+// reads Fly's status "name_taken" and, for answers without one, the
+// legacy message flaps also falls back on (flaps.IsNameTakenError).
+func IsNameTaken(err error) bool {
+	e, ok := errors.AsType[*Error](err)
+	if !ok {
+		return false
+	}
+	if e.Status != "" {
+		return e.Status == "name_taken"
+	}
+	return strings.Contains(e.Message, "Name has already been taken")
+}
+
 // StatusCode answers the HTTP status of an API error, or 0 when err is not
 // one (a network failure, a cancelled context).
 func StatusCode(err error) int {

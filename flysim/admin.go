@@ -29,6 +29,16 @@ type Fault struct {
 	Body string `json:"body,omitempty"`
 	// RetryAfter, in seconds, is sent as a Retry-After header when positive.
 	RetryAfter int `json:"retry_after,omitempty"`
+	// Applied carries the call out before the fault answers: the change is
+	// made and its answer lost, as when a proxy fails after the API acted.
+	Applied bool `json:"applied,omitempty"`
+	// Reset resets the connection instead of answering (Status unused).
+	Reset bool `json:"reset,omitempty"`
+	// PropagationMS makes an app created by the call take this long to
+	// propagate, ?wait=true or not (chaos mode's slow propagation, on
+	// demand). It lets the call through unless Status, Reset or DelayMS
+	// say otherwise.
+	PropagationMS int `json:"propagation_ms,omitempty"`
 }
 
 // InjectFault queues f behind any fault already pending.
@@ -115,7 +125,7 @@ func (s *Server) machines(withDeleted bool) []AppMachines {
 	defer s.mu.Unlock()
 	out := make([]AppMachines, 0, len(s.apps))
 	for _, a := range s.apps {
-		out = append(out, AppMachines{App: a.Name, Org: a.Organization.Slug, Machines: a.list(withDeleted, "")})
+		out = append(out, AppMachines{App: a.Name, Org: a.Organization.Slug, Machines: a.list(listFilter{withDeleted: withDeleted})})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].App < out[j].App })
 	return out
@@ -189,8 +199,8 @@ func (s *Server) adminAddFault(w http.ResponseWriter, r *http.Request) {
 		writeError(w, e)
 		return
 	}
-	if f.Status == 0 && f.DelayMS <= 0 {
-		writeError(w, errorf(http.StatusBadRequest, "invalid", "a fault needs a status or a delay_ms"))
+	if f.Status == 0 && f.DelayMS <= 0 && !f.Reset && f.PropagationMS <= 0 {
+		writeError(w, errorf(http.StatusBadRequest, "invalid", "a fault needs a status, delay_ms, reset or propagation_ms"))
 		return
 	}
 	if f.Status != 0 && (f.Status < 100 || f.Status > 599) {

@@ -1,8 +1,11 @@
 // Package flysim emulates the part of the Fly Machines REST API that mocd
 // uses, so that `mocd dev`, docker-compose and every end-to-end test can run
 // the real Fly client against something that behaves like api.machines.dev
-// without a Fly account. Its own tests pin the wire contract described in
-// FLY-MACHINES.md, which keeps the emulator and the real API interchangeable.
+// without a Fly account. It is strict: where Fly refuses something, flysim
+// refuses it too, and where the exact answer is not documented it picks the
+// stricter one. Every rule's comment names its source (the Machines API
+// reference and spec, fly-go's flaps client, flyctl's behaviour, or
+// FLY-MACHINES.md); its own tests pin each one.
 //
 // # Behaviour
 //
@@ -19,20 +22,34 @@
 //	destroy: → destroying → destroyed (a running machine needs force=true or kill=true)
 //
 // A created machine enters starting one Delay after its creation and started
-// one Delay later. Starting a started or starting machine, and stopping a
-// stopped one, are harmless no-ops; other moves from a transient state answer
-// 412. SetState cancels any transition under way.
+// one Delay later; until then it is launching, and start, stop, restart and
+// an unforced destroy answer 412. Starting a started or starting machine, and
+// stopping a stopped one, are harmless no-ops; other moves from a transient
+// state answer 412. SetState cancels any transition under way.
 //
-// wait takes state (repeatable, or comma-separated; default started) and
-// timeout (seconds, or a Go duration, clamped to 1–60, default 60); it
-// accepts and ignores instance_id and version. A wait whose machine is
-// destroyed keeps waiting unless destroyed is among its states.
+// Apps: the create body names the app in "name" ("app_name" alone is 422),
+// org_slug is required; names are global (422 name_taken). A new app is
+// unknown (404) to every call for Options.Propagation unless it was created
+// with ?wait=true or the call carries the fly_flaps_affinity cookie the
+// create answer set. GET /v1/apps?org_slug= lists an org's apps.
+//
+// Machines: names are unique among an app's live machines (409 name_taken);
+// the config is echoed back whole (config.go), and validated as Fly does.
+// List filters: include_deleted, region, state (comma-separated) and
+// metadata.{key}={value}.
+//
+// wait takes state (repeatable or comma-separated; started, stopped,
+// suspended, destroyed or settled; default started), timeout (whole seconds,
+// 1–60, default 60) and instance_id or version, which is required when
+// waiting for stopped. settled is reached in any state the machine keeps
+// until someone acts. A wait whose machine is destroyed keeps waiting unless
+// destroyed (or settled) is among its states.
 //
 // Leases last ttl seconds (query ttl or body {"ttl"}, default 30); the holder
 // extends one by posting again with its nonce; releasing a lease nobody holds
 // succeeds; a create with lease_ttl answers the lease's nonce in "nonce".
-// While a lease is held, start, stop, restart, destroy, lease and release
-// calls without the fly-machine-lease-nonce header of that lease answer 409.
+// While a lease is held, every write to the machine (writableLocked) without
+// the fly-machine-lease-nonce header of that lease answers 409.
 //
 // Destroyed machines are kept: GET answers them with state "destroyed" (as
 // Fly does for a while), list omits them unless include_deleted=true, and any
@@ -48,11 +65,20 @@
 // unhealthy (Options.UnhealthyImages, SetImageHealth, or the admin
 // endpoint below).
 //
-// Fly's rate limits are not emulated: use a Fault with status 429 instead.
+// Fly's rate limits are not emulated: use a Fault with status 429, or chaos.
 //
 // Every /v1 route requires a non-empty Authorization header (401 otherwise).
 // Every answer carries a random fly-request-id header. Errors are
 // {"error": "...", "status": "..."}.
+//
+// # Chaos
+//
+// Options.Chaos (FLYSIM_CHAOS) is the share of /v1 calls that fail as Fly
+// does when unwell: 503 with a body, 502 without, a change applied and its
+// answer lost (502, reset or timeout), a reset before anything is done, 429
+// with Retry-After, a slow answer; and new apps that take longer to
+// propagate. Options.Seed (FLYSIM_SEED) makes the faults repeatable for a
+// given sequence of calls. ChaosStats counts them.
 //
 // # Admin endpoints
 //
@@ -68,9 +94,10 @@
 //	DELETE /_flysim/calls    resets the counters
 //	POST   /_flysim/images/health {"image":"...","healthy":false} → {"unhealthy":[images]}
 //	GET    /_flysim/images/health → {"unhealthy":[images]}
+//	GET    /_flysim/chaos    → {"503": 4, "reset_after": 2, ...}
 //
 // The same operations exist as Go methods for in-process tests: InjectFault,
-// ClearFaults, Machines, Machine, SetState, Calls and ResetCalls.
+// ClearFaults, Machines, Machine, SetState, Calls, ResetCalls and ChaosStats.
 //
 // # Fault matching
 //
@@ -79,8 +106,9 @@
 // request was routed to (for example "/v1/apps/{app}/machines/{id}/start") or
 // a literal prefix of the request's URL path (for example
 // "/v1/apps/my-app/machines" or "/v1"). Faults apply to /v1 routes only; the
-// oldest matching fault is used first. A faulted call is still counted by
-// Calls. The prefix is literal: "/v1/apps/a" also matches "/v1/apps/ab".
+// oldest matching fault is used first, and a call that meets one meets no
+// chaos. A faulted call is still counted by Calls. The prefix is literal:
+// "/v1/apps/a" also matches "/v1/apps/ab".
 //
 // A fault answers its status with a Fly-style JSON error (or its body
 // verbatim, when given), after delay_ms if given; with no status it only
@@ -89,11 +117,13 @@
 package flysim
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"time"
@@ -109,14 +139,29 @@ type Options struct {
 	// UnhealthyImages are images whose machines fail their health checks
 	// (see SetImageHealth).
 	UnhealthyImages []string
+	// Propagation is how long a new app stays unknown to calls that neither
+	// created it with ?wait=true nor present its affinity cookie
+	// (FLYSIM_PROPAGATION). Zero makes new apps visible at once.
+	Propagation time.Duration
+	// Chaos is the share of /v1 calls, from 0 to 1, that fail as Fly does
+	// when it is unwell (FLYSIM_CHAOS; chaos.go lists how).
+	Chaos float64
+	// Seed makes chaos repeatable: the same seed gives the same faults to
+	// the same sequence of calls (FLYSIM_SEED). Zero picks one at random.
+	Seed uint64
+	// ChaosSlow is the longest extra time a "slow" or "timeout" fault
+	// holds a call; default 2s.
+	ChaosSlow time.Duration
 }
 
 // Server is the emulator. It is an http.Handler and is safe for concurrent
 // use.
 type Server struct {
-	delay  time.Duration
-	logger *slog.Logger
-	mux    *http.ServeMux
+	delay       time.Duration
+	propagation time.Duration
+	logger      *slog.Logger
+	mux         *http.ServeMux
+	chaos       *chaos
 
 	mu     sync.Mutex
 	apps   map[string]*app
@@ -138,15 +183,17 @@ func New(opts Options) *Server {
 		logger = slog.New(slog.DiscardHandler)
 	}
 	s := &Server{
-		delay:     opts.Delay,
-		logger:    logger,
-		mux:       http.NewServeMux(),
-		apps:      make(map[string]*app),
-		calls:     make(map[string]int),
-		unhealthy: make(map[string]bool),
-		changed:   make(chan struct{}),
-		timers:    make(map[*time.Timer]struct{}),
-		done:      make(chan struct{}),
+		delay:       opts.Delay,
+		propagation: opts.Propagation,
+		chaos:       newChaos(opts),
+		logger:      logger,
+		mux:         http.NewServeMux(),
+		apps:        make(map[string]*app),
+		calls:       make(map[string]int),
+		unhealthy:   make(map[string]bool),
+		changed:     make(chan struct{}),
+		timers:      make(map[*time.Timer]struct{}),
+		done:        make(chan struct{}),
 	}
 	for _, img := range opts.UnhealthyImages {
 		s.unhealthy[img] = true
@@ -157,6 +204,7 @@ func New(opts Options) *Server {
 
 func (s *Server) routes() {
 	s.api("POST /v1/apps", s.createApp)
+	s.api("GET /v1/apps", s.listApps)
 	s.api("GET /v1/apps/{app}", s.getApp)
 	s.api("DELETE /v1/apps/{app}", s.deleteApp)
 	s.api("POST /v1/apps/{app}/machines", s.createMachine)
@@ -185,6 +233,7 @@ func (s *Server) routes() {
 	s.mux.HandleFunc("DELETE /_flysim/calls", s.adminResetCalls)
 	s.mux.HandleFunc("POST /_flysim/images/health", s.adminImageHealth)
 	s.mux.HandleFunc("GET /_flysim/images/health", s.adminListImageHealth)
+	s.mux.HandleFunc("GET /_flysim/chaos", s.adminChaos)
 
 	// A JSON 404 rather than the mux's plain text, so clients always get a
 	// Fly-shaped error.
@@ -214,38 +263,83 @@ func (s *Server) Close() {
 	})
 }
 
-// api registers a /v1 route behind call counting, fault injection and the
-// authentication check, in that order: a faulted call is still a call.
+// api registers a /v1 route behind call counting, fault injection (an
+// injected Fault first, else chaos) and the authentication check, in that
+// order: a faulted call is still a call.
 func (s *Server) api(pattern string, h http.HandlerFunc) {
-	s.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
-		s.mu.Lock()
-		s.calls[pattern]++
-		f := s.takeFaultLocked(r, pattern)
-		s.mu.Unlock()
-
-		if f != nil {
-			s.logger.Debug("flysim: injecting fault", "method", r.Method, "path", r.URL.Path,
-				"status", f.Status, "delay_ms", f.DelayMS)
-			if f.DelayMS > 0 {
-				t := time.NewTimer(time.Duration(f.DelayMS) * time.Millisecond)
-				select {
-				case <-t.C:
-				case <-r.Context().Done():
-					t.Stop()
-					return
-				}
-			}
-			if f.Status != 0 {
-				writeFault(w, f)
-				return
-			}
-		}
+	authed := func(w http.ResponseWriter, r *http.Request) {
 		if r.Header.Get("Authorization") == "" {
 			writeError(w, errorf(http.StatusUnauthorized, "unauthorized", "missing Authorization header"))
 			return
 		}
+		if e := checkScheme(r.Header.Get("Authorization")); e != nil {
+			writeError(w, e)
+			return
+		}
 		h(w, r)
+	}
+	s.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+		s.mu.Lock()
+		s.calls[pattern]++
+		f := s.takeFaultLocked(r, pattern)
+		var cf chaosFault
+		if f == nil {
+			cf = s.chaos.drawLocked()
+		}
+		s.mu.Unlock()
+
+		if cf.kind != "" {
+			s.logger.Debug("flysim: chaos", "kind", cf.kind, "method", r.Method, "path", r.URL.Path)
+			s.serveChaos(w, r, cf, authed)
+			return
+		}
+		if f != nil {
+			s.logger.Debug("flysim: injecting fault", "method", r.Method, "path", r.URL.Path,
+				"status", f.Status, "delay_ms", f.DelayMS)
+			if f.DelayMS > 0 && !pause(r, time.Duration(f.DelayMS)*time.Millisecond) {
+				return
+			}
+			if f.PropagationMS > 0 {
+				r = r.WithContext(context.WithValue(r.Context(), propagationKey{}, time.Duration(f.PropagationMS)*time.Millisecond))
+			}
+			if f.Applied {
+				authed(httptest.NewRecorder(), r)
+			}
+			switch {
+			case f.Reset:
+				cutConnection(w, true)
+				return
+			case f.Status != 0:
+				writeFault(w, f)
+				return
+			case f.Applied:
+				return // applied, answered with nothing: the connection closes
+			}
+		}
+		authed(w, r)
 	})
+}
+
+// propagationKey carries a Fault's PropagationMS to createApp.
+type propagationKey struct{}
+
+// checkScheme refuses a macaroon sent under the Bearer scheme: flaps sends
+// macaroons (fm1r_, fm1a_, fm2_) with "FlyV1" (fly-go tokens.FlapsHeader),
+// and Fly's docs show Bearer only with the older personal tokens. Whether
+// the live API still takes a macaroon as Bearer is not documented; flysim
+// refuses it so mocd cannot depend on it.
+func checkScheme(h string) *apiError {
+	scheme, tok, _ := strings.Cut(strings.TrimSpace(h), " ")
+	if !strings.EqualFold(scheme, "Bearer") {
+		return nil
+	}
+	for t := range strings.SplitSeq(tok, ",") {
+		switch pfx, _, _ := strings.Cut(strings.TrimSpace(t), "_"); pfx {
+		case "fm1r", "fm1a", "fm2":
+			return errorf(http.StatusUnauthorized, "unauthorized", "macaroon tokens use the FlyV1 authorization scheme, not Bearer")
+		}
+	}
+	return nil
 }
 
 // apiError is an answer that is not a success.

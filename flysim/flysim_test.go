@@ -124,7 +124,7 @@ func (b *bundle) want(a answer, code int) answer {
 
 func (b *bundle) createApp(name string) {
 	b.t.Helper()
-	b.want(b.call("POST", "/v1/apps", map[string]string{"app_name": name, "org_slug": "personal"}), http.StatusCreated)
+	b.want(b.call("POST", "/v1/apps?wait=true", map[string]string{"name": name, "org_slug": "personal"}), http.StatusCreated)
 }
 
 func (b *bundle) createMachine(app string, in map[string]any) flysim.Machine {
@@ -178,19 +178,18 @@ func TestApps(t *testing.T) {
 			Slug string `json:"slug"`
 		} `json:"organization"`
 	}
-	b.want(b.call("POST", "/v1/apps", map[string]string{"app_name": "inst-1", "org_slug": "acme"}), http.StatusCreated).decode(t, &app)
+	b.want(b.call("POST", "/v1/apps?wait=true", map[string]string{"name": "inst-1", "org_slug": "acme"}), http.StatusCreated).decode(t, &app)
 	if app.ID == "" || app.Name != "inst-1" || app.Status != "deployed" || app.Organization.Slug != "acme" {
 		t.Errorf("created app = %+v", app)
 	}
-	// "name" is accepted as well as "app_name".
-	b.want(b.call("POST", "/v1/apps", map[string]string{"name": "inst-2", "org_slug": "acme"}), http.StatusCreated)
+	b.want(b.call("POST", "/v1/apps?wait=true", map[string]string{"name": "inst-2", "org_slug": "acme"}), http.StatusCreated)
 
-	a := b.want(b.call("POST", "/v1/apps", map[string]string{"app_name": "inst-1", "org_slug": "acme"}), http.StatusUnprocessableEntity)
+	a := b.want(b.call("POST", "/v1/apps?wait=true", map[string]string{"name": "inst-1", "org_slug": "acme"}), http.StatusUnprocessableEntity)
 	if _, status := a.errBody(t); status != "name_taken" {
 		t.Errorf("status %q, want name_taken", status)
 	}
 	for _, bad := range []string{"", "Inst_1", "-x", strings.Repeat("a", 64)} {
-		b.want(b.call("POST", "/v1/apps", map[string]string{"app_name": bad}), http.StatusUnprocessableEntity)
+		b.want(b.call("POST", "/v1/apps", map[string]string{"name": bad, "org_slug": "acme"}), http.StatusUnprocessableEntity)
 	}
 
 	b.want(b.call("GET", "/v1/apps/inst-1", nil), http.StatusOK).decode(t, &app)
@@ -364,7 +363,7 @@ func TestTransitionsWithDelay(t *testing.T) {
 		t.Errorf("just after stop: %s, want stopping", st)
 	}
 	// state may repeat.
-	b.want(b.wait("app-1", m.ID, "state=stopped&state=destroyed&timeout=10"), http.StatusOK)
+	b.want(b.wait("app-1", m.ID, "state=stopped&state=destroyed&timeout=10&instance_id="+m.InstanceID), http.StatusOK)
 
 	b.want(b.call("POST", "/v1/apps/app-1/machines/"+m.ID+"/restart", nil), http.StatusOK)
 	b.want(b.wait("app-1", m.ID, "state=started&timeout=10"), http.StatusOK)
@@ -401,7 +400,7 @@ func TestWait(t *testing.T) {
 	t.Run("408 on timeout", func(t *testing.T) {
 		t.Parallel()
 		b := b.with(t)
-		a := b.want(b.wait("app-1", m.ID, "state=stopped&timeout=1"), http.StatusRequestTimeout)
+		a := b.want(b.wait("app-1", m.ID, "state=stopped&timeout=1&instance_id="+m.InstanceID), http.StatusRequestTimeout)
 		a.errBody(t)
 	})
 
@@ -412,7 +411,7 @@ func TestWait(t *testing.T) {
 		m := b.createMachine("app-2", nil)
 		done := make(chan int)
 		go func() {
-			resp, err := http.DefaultClient.Do(mustRequest(t, b.url+"/v1/apps/app-2/machines/"+m.ID+"/wait?state=stopped&timeout=30"))
+			resp, err := http.DefaultClient.Do(mustRequest(t, b.url+"/v1/apps/app-2/machines/"+m.ID+"/wait?state=stopped&timeout=30&version="+m.InstanceID))
 			if err != nil {
 				done <- 0
 				return
@@ -647,7 +646,7 @@ func TestConcurrentUse(t *testing.T) {
 			m := b.createMachine("app-1", map[string]any{"name": fmt.Sprintf("m%d", i)})
 			b.want(b.wait("app-1", m.ID, "state=started&timeout=10"), http.StatusOK)
 			b.want(b.call("POST", "/v1/apps/app-1/machines/"+m.ID+"/stop", nil), http.StatusOK)
-			b.want(b.wait("app-1", m.ID, "state=stopped&timeout=10"), http.StatusOK)
+			b.want(b.wait("app-1", m.ID, "state=stopped&timeout=10&instance_id="+m.InstanceID), http.StatusOK)
 			b.want(b.call("DELETE", "/v1/apps/app-1/machines/"+m.ID, nil), http.StatusOK)
 			_ = b.sim.Machines()
 			b.want(b.wait("app-1", m.ID, "state=destroyed&timeout=10"), http.StatusOK)

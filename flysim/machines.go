@@ -2,7 +2,6 @@ package flysim
 
 import (
 	"fmt"
-	"maps"
 	"math/rand/v2"
 	"net/http"
 	"slices"
@@ -25,12 +24,23 @@ const (
 	StateFailed     = "failed"
 )
 
-// knownStates are the states SetState and wait accept.
+// StateSettled is not a state but a wait target: any state in which the
+// machine stays until someone acts (flyctl's `fly machine wait` defaults to
+// it and flaps passes it to the wait endpoint as state=settled).
+const StateSettled = "settled"
+
+// knownStates are the states SetState accepts and list filters on.
 var knownStates = []string{
 	StateCreated, StateStarting, StateStarted, StateStopping, StateStopped,
 	StateSuspended, StateRestarting, StateDestroying, StateDestroyed, StateFailed,
 	StateUpdating,
 }
+
+// waitStates are the targets the wait endpoint accepts: the Machines API
+// reference lists started, stopped, suspended and destroyed for
+// GET /machines/{id}/wait, and flyctl adds settled. A transient state is
+// not a target Fly waits for: it answers 400.
+var waitStates = []string{StateStarted, StateStopped, StateSuspended, StateDestroyed, StateSettled}
 
 // Machine is a machine as the API answers it.
 type Machine struct {
@@ -50,23 +60,6 @@ type Machine struct {
 	Checks []CheckStatus `json:"checks,omitempty"`
 	// Nonce is set only in the answer to a create call with lease_ttl.
 	Nonce string `json:"nonce,omitempty"`
-}
-
-// MachineConfig is the part of a machine's config the emulator understands.
-type MachineConfig struct {
-	Image    string            `json:"image"`
-	Guest    *Guest            `json:"guest,omitempty"`
-	Env      map[string]string `json:"env,omitempty"`
-	Metadata map[string]string `json:"metadata,omitempty"`
-	Mounts   []Mount           `json:"mounts,omitempty"`
-	Checks   map[string]Check  `json:"checks,omitempty"`
-}
-
-// Guest is a machine's size.
-type Guest struct {
-	CPUKind  string `json:"cpu_kind"`
-	CPUs     int    `json:"cpus"`
-	MemoryMB int    `json:"memory_mb"`
 }
 
 // ImageRef is the parsed image reference of a machine.
@@ -96,6 +89,38 @@ type machine struct {
 	// pass one Delay later (checks.go).
 	startedAt time.Time
 	sim       *Server
+	// launchGen is the gen of the launch that follows a create without
+	// skip_launch: while it is the current operation and the machine is
+	// created or starting, Fly is launching the machine.
+	launchGen uint64
+	// pastVersions are the instance ids the machine had before its
+	// current one (each update gives it a new one).
+	pastVersions []string
+}
+
+// launching reports whether the launch of a fresh machine is under way.
+func (m *machine) launching() bool {
+	return m.launchGen != 0 && m.launchGen == m.gen && (m.State == StateCreated || m.State == StateStarting)
+}
+
+// settled reports whether m stays in its state until someone acts.
+func (m *machine) settled() bool {
+	switch m.State {
+	case StateStarted, StateStopped, StateSuspended, StateFailed, StateDestroyed:
+		return true
+	case StateCreated:
+		return !m.launching()
+	}
+	return false
+}
+
+// newVersion gives m a new instance id, as Fly does for every new
+// version of a machine (an update); the old id stays known to wait. The
+// caller holds s.mu.
+func (m *machine) newVersion() {
+	m.pastVersions = append(m.pastVersions, m.InstanceID)
+	m.InstanceID = newULID()
+	m.Version = m.InstanceID
 }
 
 type lease struct {
@@ -107,15 +132,8 @@ type lease struct {
 
 func (m *machine) snapshot() Machine {
 	c := m.Machine
-	c.Config.Env = maps.Clone(c.Config.Env)
-	c.Config.Metadata = maps.Clone(c.Config.Metadata)
-	if c.Config.Guest != nil {
-		g := *c.Config.Guest
-		c.Config.Guest = &g
-	}
+	c.Config = c.Config.clone()
 	c.Events = slices.Clone(c.Events)
-	c.Config.Mounts = slices.Clone(c.Config.Mounts)
-	c.Config.Checks = maps.Clone(c.Config.Checks)
 	if m.sim != nil {
 		c.Checks = m.sim.checksLocked(m)
 	}
@@ -216,7 +234,12 @@ func (s *Server) machineLocked(r *http.Request, withDestroyed bool) (*app, *mach
 	return a, m, nil
 }
 
-// writableLocked finds a machine for a write and enforces its lease.
+// writableLocked finds a machine for a write and enforces its lease. Every
+// write to a machine (start, stop, restart, destroy, update, lease and its
+// release) goes through here: while a lease is held, Fly refuses a write
+// without the lease's fly-machine-lease-nonce header with 409 (Machines API
+// reference, "Leases"; flaps sends the nonce as that header on every
+// mutating call).
 func (s *Server) writableLocked(r *http.Request) (*machine, *apiError) {
 	_, m, e := s.machineLocked(r, false)
 	if e != nil {
@@ -227,6 +250,16 @@ func (s *Server) writableLocked(r *http.Request) (*machine, *apiError) {
 			"lease currently held by %s, expires at %s", l.Owner, l.ExpiresAt.UTC().Format(time.RFC3339))
 	}
 	return m, nil
+}
+
+// machineByNameLocked answers the live machine of a named name, if any.
+func (a *app) machineByNameLocked(name string) *machine {
+	for _, id := range a.order {
+		if m := a.machines[id]; m.Name == name && m.State != StateDestroyed {
+			return m
+		}
+	}
+	return nil
 }
 
 func (s *Server) createMachine(w http.ResponseWriter, r *http.Request) {
@@ -241,11 +274,7 @@ func (s *Server) createMachine(w http.ResponseWriter, r *http.Request) {
 		writeError(w, e)
 		return
 	}
-	if strings.TrimSpace(in.Config.Image) == "" {
-		writeError(w, errorf(http.StatusUnprocessableEntity, "invalid", "invalid config.image, must not be empty"))
-		return
-	}
-	if e := validateChecks(in.Config.Checks); e != nil {
+	if e := in.Config.validate(); e != nil {
 		writeError(w, e)
 		return
 	}
@@ -263,6 +292,19 @@ func (s *Server) createMachine(w http.ResponseWriter, r *http.Request) {
 		writeError(w, e)
 		return
 	}
+	// Machine names are unique within an app (Machines API reference,
+	// create machine: "name: unique name for this Machine"; flyctl picks a
+	// fresh one for every machine it creates). A retried create with the
+	// same name is refused while the first machine lives. The exact status
+	// Fly uses is not documented: 409 with status name_taken, as for app
+	// names; the worker handles any 409 or 422 the same way.
+	if in.Name != "" {
+		if other := a.machineByNameLocked(in.Name); other != nil {
+			writeError(w, errorf(http.StatusConflict, "name_taken",
+				"machine name %q is already taken by machine %s", in.Name, other.ID))
+			return
+		}
+	}
 	id := newMachineID()
 	if e := s.attachLocked(a, id, in.Region, in.Config.Mounts); e != nil {
 		writeError(w, e)
@@ -272,12 +314,13 @@ func (s *Server) createMachine(w http.ResponseWriter, r *http.Request) {
 		in.Name = "flysim-" + id
 	}
 	ts := now()
+	iid := newULID()
 	m := &machine{Machine: Machine{
 		ID:         id,
 		Name:       in.Name,
 		Region:     in.Region,
-		InstanceID: newULID(),
-		Version:    newULID(),
+		InstanceID: iid,
+		Version:    iid,
 		PrivateIP:  fmt.Sprintf("fdaa:0:%x:a7b:%x:%x:%x:2", rand.IntN(1<<16), rand.IntN(1<<16), rand.IntN(1<<16), rand.IntN(1<<16)),
 		Config:     in.Config,
 		ImageRef:   parseImageRef(in.Config.Image),
@@ -293,6 +336,7 @@ func (s *Server) createMachine(w http.ResponseWriter, r *http.Request) {
 		s.moveLocked(m, "user", StateCreated)
 	} else {
 		s.moveLocked(m, "user", StateCreated, StateStarting, StateStarted)
+		m.launchGen = m.gen
 	}
 	out := m.snapshot()
 	if m.lease != nil {
@@ -322,9 +366,77 @@ func parseImageRef(image string) ImageRef {
 	return ref
 }
 
+// listFilter is what GET /v1/apps/{app}/machines narrows its answer by:
+// include_deleted, region, state (comma-separated; Machines API reference,
+// list machines) and metadata.{key}={value} (the same reference: "filter by
+// metadata, e.g. metadata.fly_process_group=app").
+type listFilter struct {
+	withDeleted bool
+	region      string
+	states      []string
+	metadata    map[string]string
+}
+
+func parseListFilter(r *http.Request) (listFilter, *apiError) {
+	q := r.URL.Query()
+	var f listFilter
+	if v := q.Get("include_deleted"); v != "" {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return f, errorf(http.StatusBadRequest, "invalid", "invalid include_deleted %q", v)
+		}
+		f.withDeleted = b
+	}
+	f.region = q.Get("region")
+	for _, v := range q["state"] {
+		for st := range strings.SplitSeq(v, ",") {
+			if st = strings.TrimSpace(st); st == "" {
+				continue
+			}
+			if !slices.Contains(knownStates, st) {
+				return f, errorf(http.StatusBadRequest, "invalid", "invalid state %q", st)
+			}
+			f.states = append(f.states, st)
+		}
+	}
+	for k, vs := range q {
+		if key, ok := strings.CutPrefix(k, "metadata."); ok && key != "" && len(vs) > 0 {
+			if f.metadata == nil {
+				f.metadata = map[string]string{}
+			}
+			f.metadata[key] = vs[0]
+		}
+	}
+	return f, nil
+}
+
+func (f listFilter) match(m *machine) bool {
+	if len(f.states) > 0 {
+		// Asking for destroyed machines by state shows them, as
+		// include_deleted would.
+		if !slices.Contains(f.states, m.State) {
+			return false
+		}
+	} else if !f.withDeleted && m.State == StateDestroyed {
+		return false
+	}
+	if f.region != "" && m.Region != f.region {
+		return false
+	}
+	for k, v := range f.metadata {
+		if m.Config.Metadata[k] != v {
+			return false
+		}
+	}
+	return true
+}
+
 func (s *Server) listMachines(w http.ResponseWriter, r *http.Request) {
-	withDeleted, _ := strconv.ParseBool(r.URL.Query().Get("include_deleted"))
-	region := r.URL.Query().Get("region")
+	f, e := parseListFilter(r)
+	if e != nil {
+		writeError(w, e)
+		return
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	a, e := s.appLocked(r)
@@ -332,17 +444,15 @@ func (s *Server) listMachines(w http.ResponseWriter, r *http.Request) {
 		writeError(w, e)
 		return
 	}
-	writeJSON(w, http.StatusOK, a.list(withDeleted, region))
+	writeJSON(w, http.StatusOK, a.list(f))
 }
 
-func (a *app) list(withDeleted bool, region string) []Machine {
+func (a *app) list(f listFilter) []Machine {
 	out := []Machine{}
 	for _, id := range a.order {
-		m := a.machines[id]
-		if (!withDeleted && m.State == StateDestroyed) || (region != "" && m.Region != region) {
-			continue
+		if m := a.machines[id]; f.match(m) {
+			out = append(out, m.snapshot())
 		}
-		out = append(out, m.snapshot())
 	}
 	return out
 }
@@ -358,6 +468,28 @@ func (s *Server) getMachine(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, m.snapshot())
 }
 
+// errLaunching is Fly's answer to a start, stop, restart or unforced
+// destroy while the launch that follows a create is under way: the machine
+// is already being started, and a second start is refused rather than
+// merged (flyctl never starts a machine it has just created: `fly machine
+// run` waits for started instead). Fly's exact wording is not documented;
+// the status, 412 failed_precondition, is the one it uses for every move a
+// machine's current state forbids.
+func errLaunching(m *machine, verb string) *apiError {
+	return errorf(http.StatusPreconditionFailed, "failed_precondition",
+		"unable to %s machine from current state: '%s' (launch in progress; wait for it to be started)", verb, m.State)
+}
+
+func errFromState(m *machine, verb string) *apiError {
+	return errorf(http.StatusPreconditionFailed, "failed_precondition",
+		"unable to %s machine from current state: '%s'", verb, m.State)
+}
+
+// startMachine answers per state as Fly does (Machines API reference,
+// start: a stopped, created or suspended machine starts; machine states
+// docs for the rest): started and starting are already where the caller
+// wants them (200, previous_state tells which), a machine still launching
+// or between other states is 412.
 func (s *Server) startMachine(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -367,19 +499,22 @@ func (s *Server) startMachine(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	prev := m.State
-	switch prev {
-	case StateStarted, StateStarting:
-		// Already where the caller wants it: starting twice is harmless.
-	case StateStopped, StateCreated, StateSuspended, StateFailed:
+	switch {
+	case m.launching():
+		writeError(w, errLaunching(m, "start"))
+		return
+	case prev == StateStarted || prev == StateStarting:
+	case prev == StateStopped || prev == StateCreated || prev == StateSuspended || prev == StateFailed:
 		s.moveLocked(m, "user", StateStarting, StateStarted)
 	default:
-		writeError(w, errorf(http.StatusPreconditionFailed, "failed_precondition",
-			"unable to start machine from current state: '%s'", prev))
+		writeError(w, errFromState(m, "start"))
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]string{"message": "", "status": "", "previous_state": prev})
 }
 
+// stopMachine: a running machine stops; one that runs nothing is already
+// stopped (200); one launching or between other states is 412.
 func (s *Server) stopMachine(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -388,19 +523,22 @@ func (s *Server) stopMachine(w http.ResponseWriter, r *http.Request) {
 		writeError(w, e)
 		return
 	}
-	switch m.State {
-	case StateStopped, StateStopping, StateCreated, StateSuspended, StateFailed:
-		// Nothing runs: stopping is a no-op.
-	case StateStarted, StateStarting, StateRestarting:
+	switch {
+	case m.launching():
+		writeError(w, errLaunching(m, "stop"))
+		return
+	case m.State == StateStopped || m.State == StateStopping || m.State == StateCreated || m.State == StateSuspended || m.State == StateFailed:
+	case m.State == StateStarted || m.State == StateStarting || m.State == StateRestarting:
 		s.moveLocked(m, "user", StateStopping, StateStopped)
 	default:
-		writeError(w, errorf(http.StatusPreconditionFailed, "failed_precondition",
-			"unable to stop machine from current state: '%s'", m.State))
+		writeError(w, errFromState(m, "stop"))
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]bool{"ok": true})
 }
 
+// restartMachine: started restarts; a machine that runs nothing starts
+// (FLY-MACHINES.md); launching or between states is 412.
 func (s *Server) restartMachine(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -409,19 +547,25 @@ func (s *Server) restartMachine(w http.ResponseWriter, r *http.Request) {
 		writeError(w, e)
 		return
 	}
-	switch m.State {
-	case StateStarted:
+	switch {
+	case m.launching():
+		writeError(w, errLaunching(m, "restart"))
+		return
+	case m.State == StateStarted:
 		s.moveLocked(m, "user", StateRestarting, StateStarted)
-	case StateStopped, StateCreated, StateSuspended, StateFailed:
+	case m.State == StateStopped || m.State == StateCreated || m.State == StateSuspended || m.State == StateFailed:
 		s.moveLocked(m, "user", StateStarting, StateStarted)
 	default:
-		writeError(w, errorf(http.StatusPreconditionFailed, "failed_precondition",
-			"unable to restart machine from current state: '%s'", m.State))
+		writeError(w, errFromState(m, "restart"))
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]bool{"ok": true})
 }
 
+// destroyMachine: a machine that runs nothing is destroyed; a running or
+// launching one needs force=true (kill=true from flaps), else 412 (Machines
+// API reference, delete machine: "force: true to force kill a running
+// machine").
 func (s *Server) destroyMachine(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	force, _ := strconv.ParseBool(q.Get("force"))
@@ -433,14 +577,20 @@ func (s *Server) destroyMachine(w http.ResponseWriter, r *http.Request) {
 		writeError(w, e)
 		return
 	}
-	switch m.State {
-	case StateStopped, StateCreated, StateSuspended, StateFailed, StateDestroying:
-	default:
-		if !force && !kill {
-			writeError(w, errorf(http.StatusPreconditionFailed, "failed_precondition",
-				"unable to destroy machine in state '%s', not currently stopped or suspended: use force=true", m.State))
-			return
+	if !m.launching() {
+		switch m.State {
+		case StateStopped, StateCreated, StateSuspended, StateFailed, StateDestroying:
+			force = true
 		}
+	}
+	if !force && !kill && m.launching() {
+		writeError(w, errLaunching(m, "destroy"))
+		return
+	}
+	if !force && !kill {
+		writeError(w, errorf(http.StatusPreconditionFailed, "failed_precondition",
+			"unable to destroy machine in state '%s', not currently stopped or suspended: use force=true", m.State))
+		return
 	}
 	if m.State != StateDestroying {
 		m.lease = nil
@@ -449,6 +599,20 @@ func (s *Server) destroyMachine(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]bool{"ok": true})
 }
 
+// waitMachine holds until the machine reaches one of the wanted states.
+// The rules, each from Fly's Machines API reference for
+// GET /machines/{id}/wait unless said otherwise:
+//   - state may repeat or be comma-separated (fly-go since March 2026 sends
+//     several); default started; only started, stopped, suspended,
+//     destroyed and settled (flyctl) are targets, anything else is 400;
+//   - timeout is whole seconds from 1 to 60; anything else is 400 (flaps
+//     clamps on its side before sending);
+//   - instance_id (or version, its newer name in fly-go) names the version
+//     of the machine to wait for, and is required when waiting for stopped:
+//     a stop is only meaningful for a given version, since an update
+//     replaces it. An id the machine never had is 404; an earlier version
+//     has been replaced and counts as stopped for the wait.
+//   - 408 when the timeout passes first.
 func (s *Server) waitMachine(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	var want []string
@@ -457,8 +621,9 @@ func (s *Server) waitMachine(w http.ResponseWriter, r *http.Request) {
 			if st = strings.TrimSpace(st); st == "" {
 				continue
 			}
-			if !slices.Contains(knownStates, st) {
-				writeError(w, errorf(http.StatusBadRequest, "invalid", "invalid state %q", st))
+			if !slices.Contains(waitStates, st) {
+				writeError(w, errorf(http.StatusBadRequest, "invalid",
+					"invalid state %q: wait for one of %s", st, strings.Join(waitStates, ", ")))
 				return
 			}
 			want = append(want, st)
@@ -469,28 +634,53 @@ func (s *Server) waitMachine(w http.ResponseWriter, r *http.Request) {
 	}
 	timeout := 60 * time.Second
 	if v := q.Get("timeout"); v != "" {
-		d, err := parseSeconds(v)
-		if err != nil {
-			writeError(w, errorf(http.StatusBadRequest, "invalid", "invalid timeout %q", v))
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 60 {
+			writeError(w, errorf(http.StatusBadRequest, "invalid", "invalid timeout %q: whole seconds from 1 to 60", v))
 			return
 		}
-		timeout = min(max(d, time.Second), 60*time.Second)
+		timeout = time.Duration(n) * time.Second
+	}
+	version := q.Get("instance_id")
+	if version == "" {
+		version = q.Get("version")
+	}
+	if version == "" && slices.Contains(want, StateStopped) {
+		writeError(w, errorf(http.StatusBadRequest, "invalid", "instance_id is required when waiting for the stopped state"))
+		return
 	}
 
 	s.mu.Lock()
 	_, m, e := s.machineLocked(r, true)
+	replaced := false
+	if e == nil && version != "" && version != m.InstanceID {
+		if !slices.Contains(m.pastVersions, version) {
+			e = errorf(http.StatusNotFound, "not_found", "machine %s has no version %s", m.ID, version)
+		}
+		replaced = true
+	}
 	s.mu.Unlock()
 	if e != nil {
 		writeError(w, e)
+		return
+	}
+	if replaced {
+		if slices.Contains(want, StateStopped) || slices.Contains(want, StateSettled) || slices.Contains(want, StateDestroyed) {
+			writeJSON(w, http.StatusOK, map[string]bool{"ok": true})
+			return
+		}
+		writeError(w, errorf(http.StatusPreconditionFailed, "failed_precondition",
+			"machine version %s has been replaced", version))
 		return
 	}
 	deadline := time.NewTimer(timeout)
 	defer deadline.Stop()
 	for {
 		s.mu.Lock()
-		st, changed := m.State, s.changed
+		reached := slices.Contains(want, m.State) || (slices.Contains(want, StateSettled) && m.settled())
+		changed := s.changed
 		s.mu.Unlock()
-		if slices.Contains(want, st) {
+		if reached {
 			writeJSON(w, http.StatusOK, map[string]bool{"ok": true})
 			return
 		}
@@ -507,14 +697,6 @@ func (s *Server) waitMachine(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-}
-
-// parseSeconds reads a timeout given in seconds, or as a Go duration ("30s").
-func parseSeconds(v string) (time.Duration, error) {
-	if n, err := strconv.Atoi(v); err == nil {
-		return time.Duration(n) * time.Second, nil
-	}
-	return time.ParseDuration(v)
 }
 
 func newLease(ttlSeconds int) *lease {

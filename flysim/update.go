@@ -2,7 +2,6 @@ package flysim
 
 import (
 	"net/http"
-	"strings"
 )
 
 // StateUpdating is the transient state of a machine whose config is being
@@ -41,11 +40,7 @@ func (s *Server) updateMachine(w http.ResponseWriter, r *http.Request) {
 		writeError(w, e)
 		return
 	}
-	if strings.TrimSpace(in.Config.Image) == "" {
-		writeError(w, errorf(http.StatusUnprocessableEntity, "invalid", "invalid config.image, must not be empty"))
-		return
-	}
-	if e := validateChecks(in.Config.Checks); e != nil {
+	if e := in.Config.validate(); e != nil {
 		writeError(w, e)
 		return
 	}
@@ -86,8 +81,7 @@ func (s *Server) updateMachine(w http.ResponseWriter, r *http.Request) {
 	}
 	m.Config = in.Config
 	m.ImageRef = parseImageRef(in.Config.Image)
-	m.Version = newULID()
-	m.InstanceID = newULID()
+	m.newVersion()
 	if in.SkipLaunch {
 		s.moveLocked(m, "user", StateUpdating, StateStopped)
 	} else {

@@ -166,3 +166,13 @@ func InstanceExists(ctx context.Context, db sqlx.ExtContext, accountID, instance
 	err := sqlx.GetContext(ctx, db, &ok, q, instanceID, accountID)
 	return ok, mapErr(err)
 }
+
+// LiveInstanceIDs answers the ids of every instance that is not deleted,
+// whatever its status: the instances that may own a Fly app (the orphan
+// sweep destroys any app none of them owns).
+func LiveInstanceIDs(ctx context.Context, db sqlx.ExtContext) ([]string, error) {
+	const q = `SELECT id FROM instances WHERE status <> 'deleted'`
+	out := []string{}
+	err := sqlx.SelectContext(ctx, db, &out, q)
+	return out, mapErr(err)
+}

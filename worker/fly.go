@@ -19,6 +19,8 @@ import (
 type Fly interface {
 	GetApp(ctx context.Context, name string) (*fly.App, error)
 	CreateApp(ctx context.Context, name, org string) (*fly.App, error)
+	WaitForApp(ctx context.Context, name string) (*fly.App, error)
+	ListApps(ctx context.Context, org string) ([]fly.App, error)
 	DeleteApp(ctx context.Context, name string) error
 	CreateMachine(ctx context.Context, app string, in fly.MachineInput) (*fly.Machine, error)
 	ListMachines(ctx context.Context, app string) ([]fly.Machine, error)
@@ -27,7 +29,9 @@ type Fly interface {
 	StopMachine(ctx context.Context, app, id string, opts ...fly.CallOption) error
 	RestartMachine(ctx context.Context, app, id string, opts ...fly.CallOption) error
 	DestroyMachine(ctx context.Context, app, id string, force bool, opts ...fly.CallOption) error
-	WaitMachine(ctx context.Context, app, id, state string, timeout time.Duration) error
+	WaitMachine(ctx context.Context, app, id, state, version string, timeout time.Duration) error
+	AcquireLease(ctx context.Context, app, id string, ttl time.Duration) (*fly.Lease, error)
+	ReleaseLease(ctx context.Context, app, id, nonce string) error
 }
 
 // MetadataInstanceID labels each machine with the instance it serves, so
@@ -137,16 +141,8 @@ func (w *Worker) honestStatus(ctx context.Context, inst store.Instance) string {
 // half-way resumes where it stopped.
 func (w *Worker) create(ctx context.Context, inst store.Instance) error {
 	app := AppName(inst.ID)
-	if _, err := w.fly.GetApp(ctx, app); fly.IsNotFound(err) {
-		if _, err := w.fly.CreateApp(ctx, app, w.opts.FlyOrg); err != nil {
-			// Taken means our own earlier attempt made it (the name is ours
-			// alone); anything else is a real failure.
-			if _, gerr := w.fly.GetApp(ctx, app); gerr != nil {
-				return fmt.Errorf("create app %s: %w", app, err)
-			}
-		}
-	} else if err != nil {
-		return fmt.Errorf("read app %s: %w", app, err)
+	if err := w.ensureApp(ctx, app); err != nil {
+		return err
 	}
 	if err := store.SetInstanceFly(ctx, w.st.DB, inst.ID, app, deref(inst.FlyMachineID)); err != nil {
 		return err
@@ -158,28 +154,82 @@ func (w *Worker) create(ctx context.Context, inst store.Instance) error {
 		return err
 	}
 	if m == nil {
-		m, err = w.fly.CreateMachine(ctx, app, fly.MachineInput{
-			Name:   inst.Subdomain,
-			Region: inst.FlyRegion,
-			Config: fly.MachineConfig{
-				Image:    w.opts.Image,
-				Metadata: map[string]string{MetadataInstanceID: inst.ID},
-			},
-		})
-		if err != nil {
-			return fmt.Errorf("create machine in %s: %w", app, err)
+		if m, err = w.createMachine(ctx, app, inst); err != nil {
+			return err
 		}
 		if err := store.SetInstanceFly(ctx, w.st.DB, inst.ID, app, m.ID); err != nil {
 			return err
 		}
 	}
 	inst.FlyMachineID = &m.ID
-	// A create retried by the client after a cut connection may have made
-	// a machine twice: keep the recorded one, destroy the others.
+	// Machines of the instance under another name (none are made so today,
+	// but an older mocd named them differently) would be extras: keep the
+	// recorded one, destroy the others.
 	if err := w.destroyExtras(ctx, app, inst.ID, m.ID); err != nil {
 		return err
 	}
 	return w.settle(ctx, inst, fly.StateStarted, false)
+}
+
+// ensureApp makes sure the instance's app exists and that Fly answers for
+// it, whichever process created it. A new app takes a moment to be known
+// to every API node, so after a create (or on finding the name taken by
+// our own earlier attempt, whose answer was lost) it waits for the app as
+// flyctl does after every app create (flaps.WaitForApp).
+func (w *Worker) ensureApp(ctx context.Context, app string) error {
+	_, err := w.fly.GetApp(ctx, app)
+	if err == nil {
+		return nil
+	}
+	if code := fly.StatusCode(err); code != http.StatusNotFound && code != http.StatusUnauthorized {
+		return fmt.Errorf("read app %s: %w", app, err)
+	}
+	// Not there, or not visible yet: create it. Taken means it exists
+	// (the name is derived from the instance id, so it is ours).
+	if _, err := w.fly.CreateApp(ctx, app, w.opts.FlyOrg); err != nil && !fly.IsNameTaken(err) {
+		return fmt.Errorf("create app %s: %w", app, err)
+	}
+	if _, err := w.fly.WaitForApp(ctx, app); err != nil {
+		// Still unseen after a minute: Fly is slow, not refusing; retry the
+		// step later rather than fail the operation on a 404.
+		return fmt.Errorf("wait for app %s: %v", app, err)
+	}
+	return nil
+}
+
+// createMachine creates the instance's machine, named after its subdomain.
+// Fly refuses a second live machine with a name in one app: a create whose
+// answer was lost (a reset, a timeout) and that is sent again meets the
+// first one's name. That machine is ours, and is adopted: found by its name
+// and the mocd_instance_id label, never by name alone.
+func (w *Worker) createMachine(ctx context.Context, app string, inst store.Instance) (*fly.Machine, error) {
+	m, err := w.fly.CreateMachine(ctx, app, fly.MachineInput{
+		Name:   inst.Subdomain,
+		Region: inst.FlyRegion,
+		Config: fly.MachineConfig{
+			Image:    w.opts.Image,
+			Metadata: map[string]string{MetadataInstanceID: inst.ID},
+		},
+	})
+	if err == nil {
+		return m, nil
+	}
+	if code := fly.StatusCode(err); !fly.IsNameTaken(err) && code != http.StatusConflict {
+		return nil, fmt.Errorf("create machine in %s: %w", app, err)
+	}
+	mine, lerr := w.labelled(ctx, app, inst.ID)
+	if lerr != nil {
+		return nil, lerr
+	}
+	for _, got := range mine {
+		if got.Name == inst.Subdomain {
+			w.log.InfoContext(ctx, "adopted the machine an earlier create made", "instance_id", inst.ID, "machine_id", got.ID)
+			return &got, nil
+		}
+	}
+	// Taken by a machine that is not the instance's: nothing mocd can fix.
+	return nil, &opFailure{Code: "fly_rejected", Message: fmt.Sprintf(
+		"Fly.io refused machine name %q in app %s and no machine of this instance holds it: %v", inst.Subdomain, app, err)}
 }
 
 // findMachine answers the instance's live machine: the recorded one, or
@@ -188,6 +238,16 @@ func (w *Worker) findMachine(ctx context.Context, inst store.Instance) (*fly.Mac
 	app := AppName(inst.ID)
 	if inst.FlyMachineID != nil {
 		m, err := w.fly.GetMachine(ctx, app, *inst.FlyMachineID)
+		if fly.IsNotFound(err) {
+			// The app may not be visible to this process yet (another one
+			// created it moments ago): a 404 means "gone" only once the
+			// app answers.
+			if visible, verr := w.appVisible(ctx, app); verr != nil {
+				return nil, verr
+			} else if visible {
+				m, err = w.fly.GetMachine(ctx, app, *inst.FlyMachineID)
+			}
+		}
 		switch {
 		case err == nil && m.State != fly.StateDestroyed && m.State != fly.StateDestroying:
 			return m, nil
@@ -208,12 +268,29 @@ func (w *Worker) findMachine(ctx context.Context, inst store.Instance) (*fly.Mac
 	return &m, nil
 }
 
+// appVisible reports whether the app exists, waiting (flaps.WaitForApp)
+// for one that is still propagating; false once Fly has answered 404 for
+// as long as an app takes to appear.
+func (w *Worker) appVisible(ctx context.Context, app string) (bool, error) {
+	_, err := w.fly.WaitForApp(ctx, app)
+	switch {
+	case err == nil:
+		return true, nil
+	case fly.IsNotFound(err):
+		return false, nil
+	}
+	return false, fmt.Errorf("wait for app %s: %w", app, err)
+}
+
 // labelled lists the live machines of app labelled with the instance,
 // oldest first; an app that does not exist has none.
 func (w *Worker) labelled(ctx context.Context, app, instanceID string) ([]fly.Machine, error) {
 	list, err := w.fly.ListMachines(ctx, app)
 	if fly.IsNotFound(err) {
-		return nil, nil
+		if visible, verr := w.appVisible(ctx, app); verr != nil || !visible {
+			return nil, verr
+		}
+		list, err = w.fly.ListMachines(ctx, app)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("list machines of %s: %w", app, err)
@@ -238,17 +315,57 @@ func (w *Worker) destroyExtras(ctx context.Context, app, instanceID, keep string
 			continue
 		}
 		w.log.WarnContext(ctx, "destroying a second machine of one instance", "instance_id", instanceID, "machine_id", m.ID)
-		if err := w.fly.DestroyMachine(ctx, app, m.ID, true); err != nil && !fly.IsNotFound(err) {
-			return fmt.Errorf("destroy extra machine %s: %w", m.ID, err)
+		if err := w.destroyMachine(ctx, app, m.ID); err != nil {
+			return err
 		}
 	}
 	return nil
 }
 
+// destroyMachine destroys one machine by force, under a lease; a machine
+// already gone is fine.
+func (w *Worker) destroyMachine(ctx context.Context, app, id string) error {
+	err := w.withLease(ctx, app, id, func(opts ...fly.CallOption) error {
+		return w.fly.DestroyMachine(ctx, app, id, true, opts...)
+	})
+	if err != nil && !fly.IsNotFound(err) {
+		return fmt.Errorf("destroy machine %s: %w", id, err)
+	}
+	return nil
+}
+
+// withLease runs one change to a machine under a lease, as flyctl does
+// around every machine change: the lease keeps any other client (a
+// stuck earlier attempt of ours, an operator's flyctl) from changing the
+// machine meanwhile, and the change carries the lease's nonce, without
+// which a leased machine refuses writes. A lease held by someone else is
+// 409, a transient failure: the step is tried again later, by which time
+// an abandoned lease has expired (Options.LeaseTTL).
+func (w *Worker) withLease(ctx context.Context, app, id string, change func(opts ...fly.CallOption) error) error {
+	l, err := w.fly.AcquireLease(ctx, app, id, w.opts.LeaseTTL)
+	if err != nil {
+		return fmt.Errorf("lease machine %s: %w", id, err)
+	}
+	defer func() {
+		// Released even when ctx has ended; a failure only leaves the
+		// lease to expire.
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		if err := w.fly.ReleaseLease(rctx, app, id, l.Nonce); err != nil && !fly.IsNotFound(err) {
+			w.log.WarnContext(ctx, "release machine lease; it will expire", "machine_id", id, "error", err)
+		}
+	}()
+	return change(fly.WithLease(l.Nonce))
+}
+
 // settle brings the instance's machine to want (started or stopped),
 // acting only when it is elsewhere: a start on a started machine makes no
 // write call. restart restarts a started machine first. Between states it
-// waits with Fly's wait call (a long poll), never by sleeping.
+// waits with Fly's wait call (a long poll), never by sleeping, naming the
+// machine's version (Fly's docs require instance_id when waiting for
+// stopped). It never starts a machine Fly is still launching: a created
+// machine is first waited on until it settles, and only one that stays
+// created (nobody launching it) is started.
 func (w *Worker) settle(ctx context.Context, inst store.Instance, want string, restart bool) error {
 	m, err := w.findMachine(ctx, inst)
 	if err != nil {
@@ -258,35 +375,39 @@ func (w *Worker) settle(ctx context.Context, inst store.Instance, want string, r
 		return errNoMachine
 	}
 	app := AppName(inst.ID)
+	idle := false // seen settled in created: no launch is under way
 	for {
-		target := want
+		var change func(opts ...fly.CallOption) error
+		target := fly.StateSettled
 		switch st := m.State; {
 		case st == fly.StateDestroyed || st == fly.StateDestroying:
 			return errMachineGone
 		case restart && st == fly.StateStarted:
-			if err := w.fly.RestartMachine(ctx, app, m.ID); err != nil {
-				return fmt.Errorf("restart machine %s: %w", m.ID, err)
-			}
-			restart = false
-		case st == want:
+			change = func(opts ...fly.CallOption) error { return w.fly.RestartMachine(ctx, app, m.ID, opts...) }
+			target = fly.StateStarted
+		case st == want && !restart:
 			return nil
-		case want == fly.StateStarted && (st == fly.StateStopped || st == fly.StateCreated || st == fly.StateSuspended || st == fly.StateFailed):
-			if _, err := w.fly.StartMachine(ctx, app, m.ID); err != nil {
-				return fmt.Errorf("start machine %s: %w", m.ID, err)
+		case want == fly.StateStarted && (st == fly.StateStopped || st == fly.StateSuspended || st == fly.StateFailed || (st == fly.StateCreated && idle)):
+			change = func(opts ...fly.CallOption) error {
+				_, err := w.fly.StartMachine(ctx, app, m.ID, opts...)
+				return err
+			}
+			target = fly.StateStarted
+		case want == fly.StateStopped && st == fly.StateStarted:
+			change = func(opts ...fly.CallOption) error { return w.fly.StopMachine(ctx, app, m.ID, opts...) }
+			target = fly.StateStopped
+		case want == fly.StateStopped && (st == fly.StateSuspended || st == fly.StateFailed || (st == fly.StateCreated && idle)):
+			return nil // nothing runs: as stopped as it gets
+		}
+		// Otherwise the machine is launching or between states: wait for
+		// it to settle, then decide.
+		if change != nil {
+			if err := w.withLease(ctx, app, m.ID, change); err != nil {
+				return fmt.Errorf("%s machine %s: %w", target, m.ID, err)
 			}
 			restart = false
-		case want == fly.StateStarted && st == fly.StateStopping:
-			target = fly.StateStopped // let the stop finish, then start
-		case want == fly.StateStopped && st == fly.StateStarted:
-			if err := w.fly.StopMachine(ctx, app, m.ID); err != nil {
-				return fmt.Errorf("stop machine %s: %w", m.ID, err)
-			}
-		case want == fly.StateStopped && (st == fly.StateCreated || st == fly.StateSuspended || st == fly.StateFailed):
-			return nil // nothing runs: as stopped as it gets
-		case want == fly.StateStopped:
-			target = fly.StateStarted // starting or restarting: stop it once it is up
 		}
-		if err := w.fly.WaitMachine(ctx, app, m.ID, target, waitTimeout); err != nil && fly.StatusCode(err) != http.StatusRequestTimeout {
+		if err := w.fly.WaitMachine(ctx, app, m.ID, target, m.VersionID(), waitTimeout); err != nil && fly.StatusCode(err) != http.StatusRequestTimeout {
 			return fmt.Errorf("wait for machine %s to be %s: %w", m.ID, target, err)
 		}
 		got, err := w.fly.GetMachine(ctx, app, m.ID)
@@ -296,10 +417,8 @@ func (w *Worker) settle(ctx context.Context, inst store.Instance, want string, r
 		if err != nil {
 			return fmt.Errorf("read machine %s: %w", m.ID, err)
 		}
+		idle = target == fly.StateSettled && got.State == fly.StateCreated
 		m = got
-		if m.State == want && !restart {
-			return nil
-		}
 	}
 }
 
@@ -312,8 +431,8 @@ func (w *Worker) destroy(ctx context.Context, inst store.Instance) error {
 		return err
 	}
 	for _, m := range mine {
-		if err := w.fly.DestroyMachine(ctx, app, m.ID, true); err != nil && !fly.IsNotFound(err) {
-			return fmt.Errorf("destroy machine %s: %w", m.ID, err)
+		if err := w.destroyMachine(ctx, app, m.ID); err != nil {
+			return err
 		}
 	}
 	if err := w.fly.DeleteApp(ctx, app); err != nil && !fly.IsNotFound(err) {

@@ -18,7 +18,9 @@ var errChanged = errors.New("instance changed meanwhile")
 // reconcile compares every settled instance (running or stopped, no
 // operation under way) with its machine and repairs drift: a machine
 // stopped, started or destroyed behind mocd's back. Instances that an
-// operation is handling are left to it.
+// operation is handling are left to it. It then sweeps orphans: machines
+// in a settled instance's app that are not its machine, and moc- apps of
+// no live instance (orphans.go).
 func (w *Worker) reconcile(ctx context.Context) error {
 	var errs []error
 	after := ""
@@ -31,16 +33,35 @@ func (w *Worker) reconcile(ctx context.Context) error {
 			if err := w.reconcileOne(ctx, inst); err != nil {
 				errs = append(errs, fmt.Errorf("reconcile %s: %w", inst.ID, err))
 			}
+			if err := w.sweepOrphanMachines(ctx, inst); err != nil {
+				errs = append(errs, fmt.Errorf("sweep orphans of %s: %w", inst.ID, err))
+			}
 			after = inst.ID
 		}
 		if len(list) < 100 {
-			return errors.Join(errs...)
+			break
 		}
 	}
+	if err := w.sweepOrphanApps(ctx); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
 }
 
 func (w *Worker) reconcileOne(ctx context.Context, inst store.Instance) error {
-	m, err := w.fly.GetMachine(ctx, AppName(inst.ID), deref(inst.FlyMachineID))
+	app := AppName(inst.ID)
+	m, err := w.fly.GetMachine(ctx, app, deref(inst.FlyMachineID))
+	if fly.IsNotFound(err) {
+		// An app still propagating to this process's API node answers 404
+		// too: "gone" only once the app answers, or stays unknown.
+		visible, verr := w.appVisible(ctx, app)
+		if verr != nil {
+			return verr
+		}
+		if visible {
+			m, err = w.fly.GetMachine(ctx, app, deref(inst.FlyMachineID))
+		}
+	}
 	observed := ""
 	switch {
 	case fly.IsNotFound(err):

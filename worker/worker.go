@@ -40,6 +40,10 @@ const (
 	// DefaultConcurrency is how many tasks one worker runs at once; most of
 	// their time is spent waiting on Fly.
 	DefaultConcurrency = 20
+	// DefaultLeaseTTL: a change to a machine takes a second or two, so a
+	// lease of 30 s covers it with room and delays a retry after a crash
+	// by at most that much.
+	DefaultLeaseTTL = 30 * time.Second
 )
 
 // Options are the worker's dependencies and settings.
@@ -71,6 +75,13 @@ type Options struct {
 	Retention time.Duration
 	// Webhooks configure webhook delivery (webhooks.go).
 	Webhooks WebhookOptions
+	// LeaseTTL is how long the machine lease taken around each change
+	// lasts; it bounds how long an abandoned lease (a worker killed
+	// mid-change) holds up the next attempt. Default DefaultLeaseTTL.
+	LeaseTTL time.Duration
+	// OnOrphanSwept, when set, is called once for every orphan the
+	// reconciler destroys, with kind "app" or "machine" (for a metric).
+	OnOrphanSwept func(kind string)
 }
 
 // Worker is one worker process's Asynq server and periodic jobs.
@@ -91,6 +102,11 @@ type Worker struct {
 	// suspects counts, per operation, the consecutive relay passes that
 	// found its task active in Redis while no worker held its instance.
 	suspects map[string]int
+	// orphanApps holds the moc- apps the last sweep found without a live
+	// instance; one still so on the next sweep is destroyed.
+	orphanApps map[string]bool
+	// swept counts the orphans destroyed (orphans.go).
+	swept sweptCounts
 }
 
 type periodic struct {
@@ -121,6 +137,9 @@ func New(opts Options) *Worker {
 	}
 	if opts.ShutdownTimeout <= 0 {
 		opts.ShutdownTimeout = 8 * time.Second
+	}
+	if opts.LeaseTTL <= 0 {
+		opts.LeaseTTL = DefaultLeaseTTL
 	}
 	w := &Worker{
 		opts:     opts,

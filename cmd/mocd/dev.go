@@ -45,7 +45,7 @@ func runDev(ctx context.Context, args []string, getenv env, stdout, stderr io.Wr
 
 	g, gctx := errgroup.WithContext(ctx)
 	if cfg.UseEmbeddedFlysim() {
-		sim := flysim.New(flysim.Options{Delay: cfg.FlysimDelay, Logger: log.With("component", "flysim")})
+		sim := flysim.New(flysimOptions(cfg, log.With("component", "flysim")))
 		defer sim.Close()
 		ready := make(chan string, 1)
 		g.Go(func() error { return serveHTTP(gctx, log, cfg.FlysimListen, sim, "", "", ready) })

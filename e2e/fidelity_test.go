@@ -1,0 +1,119 @@
+package e2e
+
+import (
+	"context"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/myopenclaw/mocd/fly"
+	"github.com/myopenclaw/mocd/flysim"
+	"github.com/myopenclaw/mocd/store"
+	"github.com/myopenclaw/mocd/worker"
+)
+
+// The five ways mocd broke on the real Machines API (issue 14), each shown
+// handled by the worker against a flysim that is as strict as Fly.
+
+// createOne accepts a create and answers its finished operation.
+func createOne(t *testing.T, sys *System, token, subdomain string) Operation {
+	t.Helper()
+	op := accept(t, sys, http.MethodPost, "/api/v1/instances", token, map[string]string{"subdomain": subdomain})
+	return sys.WaitOperation(t, token, op.ID)
+}
+
+// 1. A new app is not visible at once. Here the create's answer is lost
+// (applied, then the connection reset), so the worker gets neither the
+// app nor its affinity cookie, and the app takes 1.5s to propagate: the
+// retried create meets name_taken, and the worker must wait for the app
+// before it lists or creates machines in it.
+func TestWorkerWaitsForANewApp(t *testing.T) {
+	t.Parallel()
+	sys := Start(t, Options{})
+	_, token := sys.NewAccount(t, "pro")
+	sys.Flysim.InjectFault(flysim.Fault{Method: http.MethodPost, Path: "/v1/apps", Applied: true, Reset: true, PropagationMS: 1500})
+	done := createOne(t, sys, token, "late-app")
+	if done.Status != "succeeded" {
+		t.Fatalf("create: %+v (error %+v)", done, done.Error)
+	}
+	assertOneMachine(t, sys, done.InstanceID, "started")
+	if n := sys.Flysim.Calls(http.MethodPost, "/v1/apps"); n != 2 {
+		t.Errorf("%d app creates, want the lost one and its retry", n)
+	}
+	if n := sys.Flysim.Calls(http.MethodPost, "/v1/apps/{app}/machines"); n != 1 {
+		t.Errorf("%d machine creates, want 1", n)
+	}
+}
+
+// 2. Waiting for stopped: Fly's docs require instance_id; flysim refuses a
+// wait for stopped without it (400), which failed every stop.
+func TestWorkerStopWaitsWithInstanceID(t *testing.T) {
+	t.Parallel()
+	sys := Start(t, Options{FlysimDelay: 20 * time.Millisecond})
+	_, token := sys.NewAccount(t, "pro")
+	created := createOne(t, sys, token, "stop-me")
+	stop := accept(t, sys, http.MethodPost, "/api/v1/instances/"+created.InstanceID+"/stop", token, nil)
+	if d := sys.WaitOperation(t, token, stop.ID); d.Status != "succeeded" {
+		t.Fatalf("stop: %+v (error %+v)", d, d.Error)
+	}
+	assertOneMachine(t, sys, created.InstanceID, "stopped")
+	if got := getInstance(t, sys, token, created.InstanceID); got.Status != "stopped" {
+		t.Errorf("instance %s", got.Status)
+	}
+}
+
+// 3. Machine names are unique within an app. A machine create whose answer
+// is lost is retried by the client and meets name_taken; the worker adopts
+// the machine it made (by name and label) in the same attempt instead of
+// failing, and no second machine exists.
+func TestWorkerAdoptsItsMachineOnNameTaken(t *testing.T) {
+	t.Parallel()
+	sys := Start(t, Options{})
+	_, token := sys.NewAccount(t, "pro")
+	sys.Flysim.InjectFault(flysim.Fault{Method: http.MethodPost, Path: routeCreateMachine, Applied: true, Reset: true})
+	done := createOne(t, sys, token, "taken-name")
+	if done.Status != "succeeded" {
+		t.Fatalf("create: %+v (error %+v)", done, done.Error)
+	}
+	assertOneMachine(t, sys, done.InstanceID, "started")
+	if n := sys.Flysim.Calls(http.MethodPost, routeCreateMachine); n != 2 {
+		t.Errorf("%d machine creates, want the lost one and its refused retry", n)
+	}
+	if op, err := store.OperationByID(context.Background(), sys.Store.DB, done.ID); err != nil || op.Attempts != 1 {
+		t.Errorf("operation ran %d times (%v), want once: name_taken is recovered in the attempt", op.Attempts, err)
+	}
+}
+
+// 4. Never start a machine that is still launching: Fly is already
+// starting it, and flysim refuses the start with 412.
+func TestWorkerNeverStartsALaunchingMachine(t *testing.T) {
+	t.Parallel()
+	sys := Start(t, Options{FlysimDelay: 150 * time.Millisecond})
+	_, token := sys.NewAccount(t, "pro")
+	done := createOne(t, sys, token, "launching")
+	if done.Status != "succeeded" {
+		t.Fatalf("create: %+v (error %+v)", done, done.Error)
+	}
+	assertOneMachine(t, sys, done.InstanceID, "started")
+	if n := sys.Flysim.Calls(http.MethodPost, "/v1/apps/{app}/machines/{id}/start"); n != 0 {
+		t.Errorf("%d start calls on a machine Fly was launching", n)
+	}
+	if op, _ := store.OperationByID(context.Background(), sys.Store.DB, done.ID); op.Attempts != 1 {
+		t.Errorf("operation ran %d times", op.Attempts)
+	}
+}
+
+// 5. The wire: the create-app body names the app in "name", and a macaroon
+// token goes with the FlyV1 scheme even when configured as "Bearer fm2_…".
+func TestWorkerSpeaksFlapsWire(t *testing.T) {
+	t.Parallel()
+	sys := Start(t, Options{Worker: func(o *worker.Options) {
+		o.Fly = fly.New(fly.Options{BaseURL: o.Fly.(*fly.Client).BaseURL(), Token: "Bearer fm2_e2e-macaroon"})
+	}})
+	_, token := sys.NewAccount(t, "pro")
+	done := createOne(t, sys, token, "wire")
+	if done.Status != "succeeded" {
+		t.Fatalf("create: %+v (error %+v)", done, done.Error)
+	}
+	assertOneMachine(t, sys, done.InstanceID, "started")
+}

@@ -1,0 +1,128 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync/atomic"
+
+	"github.com/myopenclaw/mocd/fly"
+	"github.com/myopenclaw/mocd/store"
+)
+
+// appPrefix starts every app mocd creates (AppName).
+const appPrefix = "moc-"
+
+// sweptCounts are the orphans the sweeps of this worker destroyed.
+type sweptCounts struct {
+	apps, machines atomic.Int64
+}
+
+// OrphansSwept answers how many orphan apps and machines this worker's
+// reconciler has destroyed since it started.
+func (w *Worker) OrphansSwept() (apps, machines int64) {
+	return w.swept.apps.Load(), w.swept.machines.Load()
+}
+
+func (w *Worker) countSwept(kind string) {
+	if kind == "app" {
+		w.swept.apps.Add(1)
+	} else {
+		w.swept.machines.Add(1)
+	}
+	if w.opts.OnOrphanSwept != nil {
+		w.opts.OnOrphanSwept(kind)
+	}
+}
+
+// sweepOrphanApps destroys the moc- apps of FlyOrg that belong to no live
+// instance: left by a crash between an app's create and the instance's
+// delete, or by a delete interrupted after the instance row went. An app
+// is destroyed only when two sweeps in a row found it orphaned, so an
+// app is never judged on one read. Apps without the moc- prefix are never
+// touched; FLY_ORG must not be shared with another mocd deployment, whose
+// apps would look orphaned from here.
+func (w *Worker) sweepOrphanApps(ctx context.Context) error {
+	apps, err := w.fly.ListApps(ctx, w.opts.FlyOrg)
+	if err != nil {
+		return fmt.Errorf("list apps of %s: %w", w.opts.FlyOrg, err)
+	}
+	// Read the instances after the apps: an instance created in between
+	// is then seen, and its app (if already made) is not judged.
+	ids, err := store.LiveInstanceIDs(ctx, w.st.DB)
+	if err != nil {
+		return err
+	}
+	owned := make(map[string]bool, len(ids))
+	for _, id := range ids {
+		owned[AppName(id)] = true
+	}
+	w.mu.Lock()
+	prev := w.orphanApps
+	w.mu.Unlock()
+	next := map[string]bool{}
+	var errs []error
+	for _, a := range apps {
+		if !strings.HasPrefix(a.Name, appPrefix) || owned[a.Name] {
+			continue
+		}
+		if !prev[a.Name] {
+			next[a.Name] = true // judged on the next sweep
+			continue
+		}
+		if err := w.fly.DeleteApp(ctx, a.Name); err != nil && !fly.IsNotFound(err) {
+			next[a.Name] = true
+			errs = append(errs, fmt.Errorf("delete orphan app %s: %w", a.Name, err))
+			continue
+		}
+		w.log.WarnContext(ctx, "reconciler: destroyed an orphan app", slog.String("app", a.Name))
+		w.countSwept("app")
+	}
+	w.mu.Lock()
+	w.orphanApps = next
+	w.mu.Unlock()
+	return errors.Join(errs...)
+}
+
+// sweepOrphanMachines destroys the machines of a settled instance's app
+// other than the instance's own: made by a create whose record was lost.
+// It holds the instance's lock, as an operation would, so it never races
+// one; an instance that is busy is left for the next sweep.
+func (w *Worker) sweepOrphanMachines(ctx context.Context, inst store.Instance) error {
+	if inst.FlyMachineID == nil {
+		return nil
+	}
+	lock, ok, err := w.st.TryLockInstance(ctx, inst.ID)
+	if err != nil || !ok {
+		return err
+	}
+	defer lock.Release()
+	busy, err := store.HasUnfinishedOperation(ctx, w.st.DB, inst.ID)
+	if err != nil || busy {
+		return err
+	}
+	app := AppName(inst.ID)
+	list, err := w.fly.ListMachines(ctx, app)
+	if fly.IsNotFound(err) {
+		return nil // the drift check reports a missing app
+	}
+	if err != nil {
+		return fmt.Errorf("list machines of %s: %w", app, err)
+	}
+	var errs []error
+	for _, m := range list {
+		if m.ID == *inst.FlyMachineID || m.State == fly.StateDestroyed || m.State == fly.StateDestroying {
+			continue
+		}
+		if err := w.destroyMachine(ctx, app, m.ID); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		w.log.WarnContext(ctx, "reconciler: destroyed an orphan machine", slog.String("instance_id", inst.ID),
+			slog.String("app", app), slog.String("machine_id", m.ID))
+		w.countSwept("machine")
+	}
+	return errors.Join(errs...)
+}
