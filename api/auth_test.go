@@ -30,7 +30,13 @@ func concrete(path string) string {
 			parts[i] = prefix[parts[i-1]] + "_0000000000000000nope"
 		}
 	}
-	return strings.Join(parts, "/")
+	out := strings.Join(parts, "/")
+	if strings.HasSuffix(out, "/events/stream") {
+		// A stream lasts as long as its client: a forged cursor makes it
+		// answer (400) once authentication, plan and scope have passed.
+		out += "?after=none"
+	}
+	return out
 }
 
 func bodyFor(method string) any {

@@ -1,6 +1,7 @@
 package api_test
 
 import (
+	"bufio"
 	"bytes"
 	"compress/gzip"
 	"context"
@@ -198,6 +199,7 @@ func TestDocumentEnumsMatchTheCode(t *testing.T) {
 		{"fly_region", enumOf(t, create.Properties["fly_region"]), sorted(api.FlyRegions)},
 		{"Scope", enumOf(t, schemas["Scope"]), sorted(apikey.AllScopes)},
 		{"OperationStatus", enumOf(t, schemas["OperationStatus"]), sorted(store.OpStatuses)},
+		{"OperationType", enumOf(t, schemas["OperationType"]), sorted(store.OpTypes)},
 		{"WebhookEventType", enumOf(t, schemas["WebhookEventType"]), sorted(webhook.EventTypes())},
 		{"DeliveryStatus", enumOf(t, schemas["DeliveryStatus"]), sorted(store.DeliveryStatuses)},
 	} {
@@ -247,6 +249,31 @@ func (tr *tour) call(method, path, token string, body any, headers ...string) *r
 	op := tr.v.OperationID(req)
 	tr.seen[op] = append(tr.seen[op], r.Status)
 	return r
+}
+
+// stream opens an event stream, reads its opening message and closes it,
+// checking the answer's status and headers against the document.
+func (tr *tour) stream(path, token string) {
+	tr.t.Helper()
+	req, err := http.NewRequest("GET", tr.url+path, nil)
+	if err != nil {
+		tr.t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		tr.t.Fatal(err)
+	}
+	defer res.Body.Close()
+	line, err := bufio.NewReader(res.Body).ReadString('\n')
+	if err != nil || res.StatusCode != 200 || !strings.HasPrefix(line, "retry: ") {
+		tr.t.Fatalf("GET %s: %d, first line %q (%v)", path, res.StatusCode, line, err)
+	}
+	if err := tr.v.ValidateResponse(req, res.StatusCode, res.Header, []byte(line)); err != nil {
+		tr.t.Errorf("%v", err)
+	}
+	op := tr.v.OperationID(req)
+	tr.seen[op] = append(tr.seen[op], res.StatusCode)
 }
 
 // want calls and checks the status (and the code of an error answer).
@@ -327,14 +354,25 @@ func TestEveryOperationAnswersAsDocumented(t *testing.T) {
 	inst := "/api/v1/instances/" + op.InstanceID
 	tr.want(200, "", "GET", inst, tok, nil)
 	tr.want(404, "not_found", "GET", "/api/v1/instances/inst_unknown", tok, nil)
+	var lastOp struct{ ID string }
 	for _, action := range []string{"start", "stop", "restart"} {
-		tr.want(202, "", "POST", inst+"/"+action, tok, nil)
+		tr.want(202, "", "POST", inst+"/"+action, tok, nil).json(t, &lastOp)
 	}
 	tr.want(200, "", "GET", inst+"/events?limit=1", tok, nil)
 	tr.want(400, "invalid_cursor", "GET", inst+"/events?cursor=forged", tok, nil)
 	tr.want(200, "", "GET", "/api/v1/operations?instance_id="+op.InstanceID+"&status=pending&limit=2", tok, nil)
 	tr.want(400, "invalid_request", "GET", "/api/v1/operations?status=queued", tok, nil)
 	tr.want(200, "", "GET", "/api/v1/operations/"+op.ID, tok, nil)
+	tr.want(200, "", "GET", "/api/v1/operations?type=instance.restart&created_after=2020-01-01T00:00:00Z", tok, nil)
+	tr.want(400, "invalid_request", "GET", "/api/v1/operations?created_before=yesterday", tok, nil)
+	tr.want(200, "", "GET", "/api/v1/operations/"+op.ID+"/wait?timeout=1", tok, nil)
+	tr.want(400, "invalid_request", "GET", "/api/v1/operations/"+op.ID+"/wait?timeout=56", tok, nil)
+	tr.want(200, "", "POST", "/api/v1/operations/"+lastOp.ID+"/cancel", tok, nil)
+	tr.want(409, "operation_not_cancellable", "POST", "/api/v1/operations/"+lastOp.ID+"/cancel", tok, nil)
+	tr.want(200, "", "GET", "/api/v1/events?limit=5", tok, nil)
+	tr.want(400, "invalid_request", "GET", "/api/v1/events?types=webhook.test", tok, nil)
+	tr.want(400, "invalid_cursor", "GET", "/api/v1/events?after=forged", tok, nil)
+	tr.stream("/api/v1/events/stream", tok)
 	tr.want(202, "", "DELETE", inst, tok, nil)
 	tr.want(409, "instance_deleting", "POST", inst+"/start", tok, nil)
 

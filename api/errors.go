@@ -39,6 +39,9 @@ var errNotFound = newError(http.StatusNotFound, "not_found", "no such resource")
 var errInstanceDeleting = newError(http.StatusConflict, "instance_deleting",
 	"the instance is being deleted; no other operation can be accepted")
 
+var errCursorExpired = newError(http.StatusGone, "cursor_expired",
+	"the cursor is older than the event retention; events after it may be gone: start again without it")
+
 // conflicts maps a unique index to the answer a client can act on.
 var conflicts = map[string]*Error{
 	"instances_subdomain_live": newError(http.StatusConflict, "subdomain_taken", "that subdomain is already taken"),
@@ -61,6 +64,8 @@ func toAPIError(err error) (*Error, bool) {
 		return errNotFound, true
 	case errors.Is(err, store.ErrInstanceDeleting):
 		return errInstanceDeleting, true
+	case errors.Is(err, store.ErrCursorExpired):
+		return errCursorExpired, true
 	case errors.As(err, &conflict):
 		if e, ok := conflicts[conflict.Constraint]; ok {
 			return e, true

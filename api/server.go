@@ -19,6 +19,7 @@ import (
 
 	"github.com/myopenclaw/mocd/jobs"
 	"github.com/myopenclaw/mocd/logctx"
+	"github.com/myopenclaw/mocd/notify"
 	"github.com/myopenclaw/mocd/ratelimit"
 	"github.com/myopenclaw/mocd/store"
 	"github.com/myopenclaw/mocd/webhook"
@@ -58,6 +59,14 @@ type Options struct {
 	// WebhookAllowPrivate accepts http and private, loopback and
 	// link-local webhook URLs: development and tests only.
 	WebhookAllowPrivate bool
+	// Notifier wakes waiters (GET /operations/:id/wait) and streams (GET
+	// /events/stream) when a commit finishes an operation or records an
+	// event; its Run belongs to the caller. Without one they look again
+	// every second instead.
+	Notifier *notify.Hub
+	// StreamHeartbeat is the interval of the event stream's heartbeat
+	// comment; default 15 s (API.md).
+	StreamHeartbeat time.Duration
 }
 
 // Server is the HTTP API.
@@ -70,6 +79,9 @@ type Server struct {
 	metrics   *metrics
 	cursorKey []byte
 	routeList []Route
+	// closing is closed when Run ends: waiters answer at once and streams
+	// end, so that a graceful shutdown is not held up by them.
+	closing chan struct{}
 }
 
 // handlerFunc is a handler that returns its error instead of writing it.
@@ -91,6 +103,10 @@ func New(opts Options) *Server {
 		authFails: newAuthFailures(),
 		metrics:   newMetrics(opts.Registry),
 		cursorKey: derive(opts.Pepper, "cursor"),
+		closing:   make(chan struct{}),
+	}
+	if s.opts.StreamHeartbeat <= 0 {
+		s.opts.StreamHeartbeat = defaultHeartbeat
 	}
 	s.engine = s.routes()
 	return s
@@ -108,6 +124,7 @@ func (s *Server) Run(ctx context.Context) {
 	for {
 		select {
 		case <-ctx.Done():
+			close(s.closing)
 			fctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			s.flushKeyUses(fctx)
 			cancel()
@@ -176,6 +193,10 @@ func (s *Server) routes() *gin.Engine {
 	r.handle(http.MethodGet, "/instances/:id/events", scopeLogsRead, s.listInstanceEvents)
 	r.handle(http.MethodGet, "/operations", scopeOperationsRead, s.listOperations)
 	r.handle(http.MethodGet, "/operations/:id", scopeOperationsRead, s.getOperation)
+	r.handle(http.MethodGet, "/operations/:id/wait", scopeOperationsRead, s.waitOperation)
+	r.handle(http.MethodPost, "/operations/:id/cancel", scopeInstanceWrite, s.cancelOperation)
+	r.handle(http.MethodGet, "/events", scopeOperationsRead, s.listEvents)
+	r.handle(http.MethodGet, "/events/stream", scopeOperationsRead, s.streamEvents)
 	r.handle(http.MethodGet, "/logs", scopeLogsRead, s.listLogs)
 	r.handle(http.MethodGet, "/usage", scopeUsageRead, s.getUsage)
 	r.handle(http.MethodGet, "/account", scopeAccountRead, s.getAccount)

@@ -25,6 +25,7 @@ import (
 	"github.com/myopenclaw/mocd/apikey"
 	"github.com/myopenclaw/mocd/fly"
 	"github.com/myopenclaw/mocd/flysim"
+	"github.com/myopenclaw/mocd/notify"
 	"github.com/myopenclaw/mocd/openapi"
 	"github.com/myopenclaw/mocd/ratelimit"
 	"github.com/myopenclaw/mocd/store"
@@ -70,6 +71,8 @@ type System struct {
 	// FlysimURL is the Fly Machines API base URL the worker uses.
 	FlysimURL string
 	API       *api.Server
+	// Hub is the api's Postgres listener (waits and event streams).
+	Hub *notify.Hub
 	// SecretBox seals webhook secrets; webhook URLs on loopback are
 	// allowed, so that receivers can be httptest servers.
 	SecretBox *webhook.SecretBox
@@ -120,6 +123,10 @@ func Start(t testing.TB, opts Options) *System {
 
 	rc := s.Redis.Client()
 	enq := asynq.NewClient(asynq.RedisClientOpt{Addr: s.Redis.Addr()})
+	s.Hub = notify.New(s.DatabaseURL, []string{store.ChannelOperationFinished, store.ChannelEvent}, s.logger("notify"))
+	hctx, hcancel := context.WithCancel(context.Background())
+	hdone := make(chan struct{})
+	go func() { _ = s.Hub.Run(hctx); close(hdone) }()
 	ao := api.Options{
 		Store: st,
 		Redis: rc,
@@ -133,6 +140,7 @@ func Start(t testing.TB, opts Options) *System {
 
 		SecretBox:           s.SecretBox,
 		WebhookAllowPrivate: true,
+		Notifier:            s.Hub,
 	}
 	if opts.API != nil {
 		opts.API(&ao)
@@ -151,6 +159,8 @@ func Start(t testing.TB, opts Options) *System {
 		apiServer.Close()
 		acancel()
 		<-adone
+		hcancel()
+		<-hdone
 		enq.Close()
 		s.Flysim.Close()
 		flyServer.Close()
@@ -293,6 +303,12 @@ func (r *Response) Code(t testing.TB) string {
 // goroutines.
 func (s *System) Do(t testing.TB, method, path, token string, body any, headers ...string) *Response {
 	t.Helper()
+	return s.DoAt(t, s.URL, method, path, token, body, headers...)
+}
+
+// DoAt is Do against another api replica of the System, at base.
+func (s *System) DoAt(t testing.TB, base, method, path, token string, body any, headers ...string) *Response {
+	t.Helper()
 	var rd io.Reader
 	switch b := body.(type) {
 	case nil:
@@ -307,7 +323,7 @@ func (s *System) Do(t testing.TB, method, path, token string, body any, headers 
 		}
 		rd = bytes.NewReader(j)
 	}
-	req, err := http.NewRequest(method, s.URL+path, rd)
+	req, err := http.NewRequest(method, base+path, rd)
 	if err != nil {
 		t.Fatalf("e2e: %v", err)
 	}
@@ -367,7 +383,9 @@ type Operation struct {
 }
 
 // Terminal reports whether the operation has finished.
-func (o Operation) Terminal() bool { return o.Status == "succeeded" || o.Status == "failed" }
+func (o Operation) Terminal() bool {
+	return o.Status == "succeeded" || o.Status == "failed" || o.Status == "cancelled"
+}
 
 // Instance is the public Instance object as a client decodes it.
 type Instance struct {

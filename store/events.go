@@ -49,3 +49,24 @@ func ListInstanceEvents(ctx context.Context, db sqlx.ExtContext, accountID, inst
 	}
 	return out, mapErr(err)
 }
+
+// InstanceEventCause is an instance event with the type and current status
+// of the operation that caused it (nil for drift).
+type InstanceEventCause struct {
+	InstanceEvent
+	OpType   *string `db:"op_type"`
+	OpStatus *string `db:"op_status"`
+}
+
+// RecentInstanceEvents returns the instance's last limit status changes,
+// newest first, each with its operation's type and status: what a cancel
+// needs to put the status back as it was before the cancelled operation.
+func RecentInstanceEvents(ctx context.Context, db sqlx.ExtContext, instanceID string, limit int) ([]InstanceEventCause, error) {
+	const q = `SELECT e.seq, e.id, e.account_id, e.instance_id, e.operation_id, e.from_status, e.to_status, e.created_at,
+			o.type AS op_type, o.status AS op_status
+		FROM instance_events e LEFT JOIN operations o ON o.id = e.operation_id
+		WHERE e.instance_id = $1 ORDER BY e.seq DESC LIMIT $2`
+	out := []InstanceEventCause{}
+	err := sqlx.SelectContext(ctx, db, &out, q, instanceID, limit)
+	return out, mapErr(err)
+}

@@ -35,6 +35,9 @@ const (
 // OpStatuses lists every operation status, for validating filters.
 var OpStatuses = []string{OpPending, OpRunning, OpSucceeded, OpFailed, OpCancelled}
 
+// OpTypes lists every operation type, for validating filters.
+var OpTypes = []string{OpCreate, OpStart, OpStop, OpRestart, OpDelete}
+
 // Operation is an operations row (its public object is wire.Operation).
 type Operation struct {
 	Seq          int64      `db:"seq"`

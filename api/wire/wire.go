@@ -9,6 +9,7 @@ package wire
 
 import (
 	"encoding/json"
+	"fmt"
 	"time"
 
 	"github.com/myopenclaw/mocd/store"
@@ -283,6 +284,30 @@ type UsageTotals struct {
 	InstanceHours float64         `json:"instance_hours"`
 	ByKey         []KeyRequests   `json:"by_key"`
 	ByInstance    []InstanceHours `json:"by_instance"`
+}
+
+// FeedEvent is an event of GET /api/v1/events and /events/stream: the
+// envelope webhooks deliver ({"type", "timestamp", "data"}), with its evt_
+// id in front.
+type FeedEvent struct {
+	ID        string          `json:"id"`
+	Type      string          `json:"type"`
+	Timestamp time.Time       `json:"timestamp"`
+	Data      json.RawMessage `json:"data"`
+}
+
+// NewFeedEvent makes the FeedEvent object of row, whose payload is the
+// envelope exactly as webhooks deliver it.
+func NewFeedEvent(row store.FeedEvent) (FeedEvent, error) {
+	var env struct {
+		Type      string          `json:"type"`
+		Timestamp time.Time       `json:"timestamp"`
+		Data      json.RawMessage `json:"data"`
+	}
+	if err := json.Unmarshal(row.Payload, &env); err != nil {
+		return FeedEvent{}, fmt.Errorf("event %s: %w", row.ID, err)
+	}
+	return FeedEvent{ID: row.ID, Type: env.Type, Timestamp: env.Timestamp.UTC(), Data: env.Data}, nil
 }
 
 // Page is the cursor-paged list shape.

@@ -16,6 +16,7 @@ import (
 
 	"github.com/myopenclaw/mocd/api"
 	"github.com/myopenclaw/mocd/config"
+	"github.com/myopenclaw/mocd/notify"
 	"github.com/myopenclaw/mocd/ratelimit"
 	"github.com/myopenclaw/mocd/store"
 	"github.com/myopenclaw/mocd/webhook"
@@ -27,6 +28,10 @@ type deps struct {
 	log   *slog.Logger
 	store *store.Store
 	redis *redis.Client
+	// hub is the process's one Postgres listening connection, fanning
+	// wake-ups out to waiters and streams; a process that needs it runs
+	// hub.Run.
+	hub *notify.Hub
 }
 
 func openDeps(ctx context.Context, cfg config.Config, log *slog.Logger) (*deps, error) {
@@ -42,7 +47,8 @@ func openDeps(ctx context.Context, cfg config.Config, log *slog.Logger) (*deps, 
 	// Deadlines of request contexts bound Redis calls too: a hung Redis
 	// must not hang the API (the rate limiter fails closed instead).
 	ropts.ContextTimeoutEnabled = true
-	return &deps{cfg: cfg, log: log, store: st, redis: redis.NewClient(ropts)}, nil
+	hub := notify.New(cfg.DatabaseURL, []string{store.ChannelOperationFinished, store.ChannelEvent}, log)
+	return &deps{cfg: cfg, log: log, store: st, redis: redis.NewClient(ropts), hub: hub}, nil
 }
 
 func (d *deps) Close() {
@@ -74,6 +80,7 @@ func newAPI(d *deps) (*api.Server, io.Closer, error) {
 
 		SecretBox:           box,
 		WebhookAllowPrivate: d.cfg.WebhookAllowPrivate,
+		Notifier:            d.hub,
 	}), client, nil
 }
 
@@ -96,6 +103,7 @@ func runAPI(ctx context.Context, args []string, getenv env, stderr io.Writer) er
 	log.Info("mocd api starting", slog.Any("config", cfg))
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { srv.Run(gctx); return nil })
+	g.Go(func() error { return d.hub.Run(gctx) })
 	g.Go(func() error { return serveHTTP(gctx, log, cfg.Listen, srv.Handler(), cfg.TLSCert, cfg.TLSKey, nil) })
 	return g.Wait()
 }

@@ -63,6 +63,7 @@ func runDev(ctx context.Context, args []string, getenv env, stdout, stderr io.Wr
 	}
 	defer client.Close()
 	g.Go(func() error { srv.Run(gctx); return nil })
+	g.Go(func() error { return d.hub.Run(gctx) })
 	g.Go(func() error { return runWorkerWith(gctx, d) })
 	ready := make(chan string, 1)
 	g.Go(func() error { return serveHTTP(gctx, log, cfg.Listen, srv.Handler(), "", "", ready) })
