@@ -85,6 +85,7 @@ func (s *Server) idempotencyMiddleware(c *gin.Context) {
 			}
 			claimed = true
 		case attempt == 5:
+			s.counters.idempotency.WithLabelValues(idemInUse).Inc()
 			writeError(c, s.log, errIdempotencyInUse)
 			return
 		}
@@ -142,9 +143,11 @@ func (s *Server) idempotencyLockTimeout() time.Duration {
 // every retry for a day.
 func (s *Server) answerExisting(c *gin.Context, apiKeyID, key string, rec store.IdempotencyRecord, fp []byte) (took bool, err error) {
 	if !bytes.Equal(rec.Fingerprint, fp) {
+		s.counters.idempotency.WithLabelValues(idemReused).Inc()
 		return false, errIdempotencyReused
 	}
 	if rec.StatusCode == nil {
+		s.counters.idempotency.WithLabelValues(idemInUse).Inc()
 		return false, errIdempotencyInUse
 	}
 	body := rec.Body
@@ -175,6 +178,7 @@ func (s *Server) answerExisting(c *gin.Context, apiKeyID, key string, rec store.
 			c.Header(k, vs[0])
 		}
 	}
+	s.counters.idempotency.WithLabelValues(idemReplayed).Inc()
 	c.Header("Idempotent-Replayed", "true")
 	c.Status(*rec.StatusCode)
 	if len(body) > 0 {

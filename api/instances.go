@@ -199,6 +199,7 @@ func (s *Server) accepted(op store.Operation) result {
 		// operation is committed and the relay queues it, and Redis down
 		// must not turn an accepted call into an error the client retries.
 		afterCommit: func(ctx context.Context) {
+			s.counters.acceptedOp(op.Type)
 			task, opts := jobs.NewOperationTask(op.ID)
 			jobs.Enqueue(ctx, s.opts.Enqueuer, s.log, task, opts...)
 		},

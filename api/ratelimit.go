@@ -21,11 +21,15 @@ func (s *Server) rateLimitMiddleware(c *gin.Context) {
 	p := principal(c)
 	res, err := s.opts.Limiter.Allow(c.Request.Context(), ratelimit.ForPlan(p.Plan, p.ID, p.AccountID))
 	if err != nil {
+		if errors.Is(err, ratelimit.ErrUnavailable) {
+			s.counters.unavailable.Inc()
+		}
 		writeError(c, s.log, errLimiterUnavailable(err))
 		return
 	}
 	res.SetHeaders(c.Writer.Header())
 	if !res.Allowed {
+		s.counters.refusedBy(res.Binding.Name)
 		writeError(c, s.log, errRateLimited(res))
 		return
 	}
@@ -104,6 +108,7 @@ func (s *Server) checkBlocked(c *gin.Context) error {
 		return nil
 	}
 	secs := int64((d + time.Second - 1) / time.Second)
+	s.counters.refusedBy(ratelimit.AddressMinute)
 	return &Error{
 		Status:  http.StatusTooManyRequests,
 		Code:    "rate_limited",

@@ -77,6 +77,7 @@ type Server struct {
 	uses      *keyUses
 	authFails *authFailures
 	metrics   *metrics
+	counters  *engineMetrics
 	cursorKey []byte
 	routeList []Route
 	// closing is closed when Run ends: waiters answer at once and streams
@@ -102,6 +103,7 @@ func New(opts Options) *Server {
 		uses:      newKeyUses(),
 		authFails: newAuthFailures(),
 		metrics:   newMetrics(opts.Registry),
+		counters:  newEngineMetrics(opts.Registry),
 		cursorKey: derive(opts.Pepper, "cursor"),
 		closing:   make(chan struct{}),
 	}

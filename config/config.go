@@ -61,6 +61,10 @@ type Config struct {
 	Retention           time.Duration
 	RateLimitTimeout    time.Duration
 	LogLevel            slog.Level
+	// MetricsListen is where `mocd worker` serves its own /metrics; empty
+	// when MOC_METRICS_LISTEN is "off". The api serves /metrics on Listen,
+	// and `mocd dev` shows every process's series there.
+	MetricsListen string
 }
 
 // Load reads the environment for the given mode and checks every value
@@ -92,6 +96,10 @@ func Load(mode Mode, getenv func(string) string) (Config, error) {
 		FlyAPIBaseURL: get("FLY_API_BASE_URL", get("FLY_FLAPS_BASE_URL", "")),
 		InstanceImage: get("MOC_INSTANCE_IMAGE", "ghcr.io/openclaw/openclaw:latest"),
 		FlysimListen:  get("FLYSIM_LISTEN", "127.0.0.1:4280"),
+		MetricsListen: get("MOC_METRICS_LISTEN", "127.0.0.1:9091"),
+	}
+	if strings.EqualFold(c.MetricsListen, "off") {
+		c.MetricsListen = ""
 	}
 	for _, k := range strings.Split(get("MOC_SECRET_KEY_PREVIOUS", ""), ",") {
 		if k = strings.TrimSpace(k); k != "" {
@@ -235,5 +243,6 @@ func (c Config) LogValue() slog.Value {
 		slog.String("fly_org", c.FlyOrg),
 		slog.String("instance_image", c.InstanceImage),
 		slog.Bool("webhook_allow_private", c.WebhookAllowPrivate),
+		slog.String("metrics_listen", c.MetricsListen),
 	)
 }

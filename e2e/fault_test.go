@@ -299,6 +299,7 @@ func startWorkerProcess(t *testing.T, sys *System, bin string) *workerProcess {
 		"MOC_INSTANCE_IMAGE="+Image,
 		"MOC_PEPPER=e2e-pepper-0123456789abcdef",
 		"MOC_SECRET_KEY=e2e-secret-key-0123456789abcdef",
+		"MOC_METRICS_LISTEN=127.0.0.1:0",
 	)
 	out := &testenv.Buffer{}
 	cmd.Stdout, cmd.Stderr = out, out

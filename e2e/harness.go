@@ -20,6 +20,8 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
+	asynqmetrics "github.com/hibiken/asynq/x/metrics"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/myopenclaw/mocd/api"
 	"github.com/myopenclaw/mocd/apikey"
@@ -76,6 +78,10 @@ type System struct {
 	// SecretBox seals webhook secrets; webhook URLs on loopback are
 	// allowed, so that receivers can be httptest servers.
 	SecretBox *webhook.SecretBox
+	// Registry holds the metrics of the api, every worker started and
+	// their Fly clients, as one `mocd dev` process does: the api serves it
+	// at /metrics (Metrics reads it from there).
+	Registry *prometheus.Registry
 
 	t      testing.TB
 	opts   Options
@@ -113,6 +119,10 @@ func Start(t testing.TB, opts Options) *System {
 		t.Fatalf("e2e: %v", err)
 	}
 
+	s.Registry = prometheus.NewRegistry()
+	insp := asynq.NewInspector(asynq.RedisClientOpt{Addr: s.Redis.Addr()})
+	s.Registry.MustRegister(asynqmetrics.NewQueueMetricsCollector(insp))
+
 	fo := flysim.Options{Delay: opts.FlysimDelay, Propagation: 2 * time.Second}
 	if opts.Flysim != nil {
 		opts.Flysim(&fo)
@@ -135,6 +145,7 @@ func Start(t testing.TB, opts Options) *System {
 		Limiter:        ratelimit.New(rc, ratelimit.Options{Prefix: "e2e:rl:", Timeout: 5 * time.Second}),
 		Pepper:         Pepper,
 		Logger:         s.logger("api"),
+		Registry:       s.Registry,
 		AllowPlainHTTP: true,
 		Enqueuer:       enq,
 
@@ -162,6 +173,7 @@ func Start(t testing.TB, opts Options) *System {
 		hcancel()
 		<-hdone
 		enq.Close()
+		insp.Close()
 		s.Flysim.Close()
 		flyServer.Close()
 		st.Close()
@@ -203,9 +215,11 @@ func (s *System) StartWorker() {
 		s.t.Fatalf("e2e: %v", err)
 	}
 	wo := worker.Options{
-		Store:             st,
-		Redis:             asynq.RedisClientOpt{Addr: s.Redis.Addr()},
-		Fly:               fly.New(fly.Options{BaseURL: s.FlysimURL, Token: "e2e", MinBackoff: 50 * time.Millisecond, MaxBackoff: 500 * time.Millisecond}),
+		Store: st,
+		Redis: asynq.RedisClientOpt{Addr: s.Redis.Addr()},
+		Fly: fly.New(fly.Options{BaseURL: s.FlysimURL, Token: "e2e", MinBackoff: 50 * time.Millisecond, MaxBackoff: 500 * time.Millisecond,
+			Registerer: s.Registry}),
+		Registry:          s.Registry,
 		FlyOrg:            "personal",
 		Image:             Image,
 		Logger:            s.logger("worker"),

@@ -27,6 +27,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // DefaultBaseURL is the public Machines API.
@@ -57,6 +59,10 @@ type Options struct {
 	// AppWait is how long WaitForApp keeps asking for a new app; default a
 	// minute, as flaps.WaitForApp.
 	AppWait time.Duration
+	// Registerer receives the client's metrics (requests by route
+	// template, status class and result, latency, retries); nil counts
+	// into nothing. Every request is also a client span (OpenTelemetry).
+	Registerer prometheus.Registerer
 }
 
 // Client calls the Machines API. It is safe for concurrent use.
@@ -70,6 +76,7 @@ type Client struct {
 	logger     *slog.Logger
 	timeout    time.Duration
 	appWait    time.Duration
+	metrics    *metrics
 }
 
 // New returns a Client for opts.
@@ -84,22 +91,24 @@ func New(opts Options) *Client {
 		logger:     opts.Logger,
 		timeout:    opts.CallTimeout,
 		appWait:    opts.AppWait,
+		metrics:    newMetrics(opts.Registerer),
 	}
 	if c.baseURL == "" {
 		c.baseURL = DefaultBaseURL
 	}
-	if c.http == nil {
-		c.http = &http.Client{}
+	hc := http.Client{}
+	if c.http != nil {
+		hc = *c.http
 	}
-	if c.http.Jar == nil {
+	if hc.Jar == nil {
 		// Fly's API answers an app create with an affinity cookie scoped to
 		// the app's path, which routes the creator's next calls to the
 		// node that already knows the app; flaps keeps a cookie jar for it
-		// (fly-go #224). A copy, so the caller's client is left as it was.
-		hc := *c.http
+		// (fly-go #224). On a copy, so the caller's client is left as it was.
 		hc.Jar = newJar()
-		c.http = &hc
 	}
+	hc.Transport = instrument(hc.Transport, c.metrics)
+	c.http = &hc
 	if c.timeout <= 0 {
 		c.timeout = 30 * time.Second
 	}
@@ -239,6 +248,7 @@ func (c *Client) do(ctx context.Context, cl call) error {
 		if dl, ok := ctx.Deadline(); ok && time.Until(dl) < wait {
 			return err
 		}
+		c.metrics.retried(cl.method, cl.path)
 		c.logger.WarnContext(ctx, "fly: retrying", slog.String("method", cl.method), slog.String("path", cl.path),
 			slog.Int("attempt", attempt+1), slog.Duration("wait", wait), slog.Any("error", err))
 		t := time.NewTimer(wait)

@@ -126,6 +126,7 @@ func (w *Worker) begin(ctx context.Context, op store.Operation) (store.Operation
 	if err != nil {
 		return op, fmt.Errorf("start operation %s: %w", op.ID, err)
 	}
+	w.metrics.started(op)
 	w.enqueueDeliveries(ctx, deliveries)
 	return op, nil
 }
@@ -135,12 +136,13 @@ func (w *Worker) begin(ctx context.Context, op store.Operation) (store.Operation
 // them (the outbox); the deliveries are enqueued after the commit.
 func (w *Worker) finish(ctx context.Context, op store.Operation, final string, opErr *store.OperationError) error {
 	var deliveries []string
+	var done store.Operation
 	err := w.st.WithTx(ctx, func(tx *sqlx.Tx) error {
 		inst, err := store.LockInstance(ctx, tx, op.AccountID, op.InstanceID)
 		if err != nil {
 			return err
 		}
-		done, err := store.FinishOperation(ctx, tx, op.ID, opErr)
+		done, err = store.FinishOperation(ctx, tx, op.ID, opErr)
 		if err != nil {
 			return err
 		}
@@ -161,6 +163,7 @@ func (w *Worker) finish(ctx context.Context, op store.Operation, final string, o
 	if err != nil {
 		return fmt.Errorf("finish operation %s: %w", op.ID, err)
 	}
+	w.metrics.finished(done)
 	w.log.InfoContext(ctx, "operation finished", slog.String("operation_id", op.ID), slog.String("type", op.Type),
 		slog.String("instance_id", op.InstanceID), slog.String("status", final), slog.Bool("failed", opErr != nil))
 	w.enqueueDeliveries(ctx, deliveries)

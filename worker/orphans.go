@@ -32,6 +32,7 @@ func (w *Worker) countSwept(kind string) {
 	} else {
 		w.swept.machines.Add(1)
 	}
+	w.metrics.orphanSwept(kind)
 	if w.opts.OnOrphanSwept != nil {
 		w.opts.OnOrphanSwept(kind)
 	}

@@ -80,6 +80,7 @@ func (w *Worker) reconcileOne(ctx context.Context, inst store.Instance) error {
 	if observed == inst.Status {
 		return nil
 	}
+	w.metrics.drift(observed, false)
 	var deliveries []string
 	err = w.st.WithTx(ctx, func(tx *sqlx.Tx) error {
 		now, err := store.LockInstance(ctx, tx, inst.AccountID, inst.ID)
@@ -102,6 +103,7 @@ func (w *Worker) reconcileOne(ctx context.Context, inst store.Instance) error {
 	if err != nil {
 		return err
 	}
+	w.metrics.drift(observed, true)
 	w.log.InfoContext(ctx, "reconciler: repaired drift", slog.String("instance_id", inst.ID),
 		slog.String("from", inst.Status), slog.String("to", observed))
 	w.enqueueDeliveries(ctx, deliveries)

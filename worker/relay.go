@@ -71,6 +71,7 @@ func (w *Worker) ensureQueued(ctx context.Context, op store.Operation) error {
 		return err
 	}
 	if added {
+		w.metrics.requeue(requeueOperation, requeueMissing)
 		w.log.InfoContext(ctx, "relay: queued an operation whose task was missing", slog.String("operation_id", op.ID))
 		w.clearSuspect(op.ID)
 		return store.MarkEnqueued(ctx, w.st.DB, op.ID)
@@ -84,6 +85,7 @@ func (w *Worker) ensureQueued(ctx context.Context, op store.Operation) error {
 	}
 	if replaced {
 		w.log.WarnContext(ctx, "relay: re-queued an operation whose task asynq had archived", slog.String("operation_id", op.ID))
+		w.metrics.requeue(requeueOperation, requeueArchived)
 		w.clearSuspect(op.ID)
 		return store.MarkEnqueued(ctx, w.st.DB, op.ID)
 	}
@@ -107,6 +109,7 @@ func (w *Worker) ensureQueued(ctx context.Context, op store.Operation) error {
 	if _, err := jobs.Enqueue(ctx, w.client, nil, task, opts...); err != nil {
 		return err
 	}
+	w.metrics.requeue(requeueOperation, requeueRescue)
 	w.log.WarnContext(ctx, "relay: rescued an operation whose worker died", slog.String("operation_id", op.ID), slog.Int("attempts", op.Attempts))
 	return store.MarkEnqueued(ctx, w.st.DB, op.ID)
 }

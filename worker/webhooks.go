@@ -235,11 +235,11 @@ func (d *deliverer) handle(ctx context.Context, t *asynq.Task) error {
 		if tgt.DisabledReason != nil {
 			reason += ": " + *tgt.DisabledReason
 		}
-		return d.fail(ctx, tgt.ID, reason)
+		return d.fail(ctx, tgt.ID, reason, abandonDisabled)
 	}
 	if p.Attempt >= d.maxAttempts() {
 		// Only after a worker died during the last attempt.
-		return d.fail(ctx, tgt.ID, fmt.Sprintf("gave up after %d attempts", p.Attempt))
+		return d.fail(ctx, tgt.ID, fmt.Sprintf("gave up after %d attempts", p.Attempt), abandonExhausted)
 	}
 	if d.opts.SecretBox == nil {
 		return errors.New("webhook delivery: no SecretBox configured (MOC_SECRET_KEY); deliveries wait until there is one")
@@ -282,6 +282,10 @@ func (d *deliverer) handle(ctx context.Context, t *asynq.Task) error {
 	if err != nil {
 		return fmt.Errorf("record attempt %d of delivery %s: %w", out.Attempt, tgt.ID, err)
 	}
+	d.w.metrics.attempted(attemptOutcome(out, gone), out.Attempt, res.latency)
+	if gone {
+		d.w.metrics.disabled.Inc()
+	}
 	log := d.w.log.With(slog.String("delivery_id", tgt.ID), slog.String("endpoint_id", tgt.EndpointID),
 		slog.Int("attempt", out.Attempt), slog.String("status", out.Status))
 	if res.err != nil {
@@ -299,12 +303,29 @@ func (d *deliverer) handle(ctx context.Context, t *asynq.Task) error {
 	return nil
 }
 
-// fail ends a pending delivery without an attempt.
-func (d *deliverer) fail(ctx context.Context, deliveryID, reason string) error {
+// attemptOutcome is the outcome label of a recorded attempt.
+func attemptOutcome(o store.AttemptOutcome, gone bool) string {
+	switch {
+	case gone:
+		return attemptGone
+	case o.Status == store.DeliverySucceeded:
+		return attemptDelivered
+	case o.Status == store.DeliveryFailed:
+		return attemptExhausted
+	}
+	return attemptRetry
+}
+
+// fail ends a pending delivery without an attempt; why labels the metric.
+func (d *deliverer) fail(ctx context.Context, deliveryID, reason, why string) error {
 	err := store.FailWebhookDelivery(ctx, d.w.st.DB, deliveryID, reason)
-	if err != nil && !errors.Is(err, store.ErrNotFound) {
+	if errors.Is(err, store.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
 		return fmt.Errorf("fail delivery %s: %w", deliveryID, err)
 	}
+	d.w.metrics.abandoned.WithLabelValues(why).Inc()
 	return nil
 }
 
@@ -495,11 +516,17 @@ func (d *deliverer) ensureQueued(ctx context.Context, dl store.DueWebhookDeliver
 	if err != nil {
 		return err
 	}
+	reason := requeueMissing
+	if !dl.Recorded {
+		reason = requeueRescue // its worker died during the attempt
+	}
 	if !added {
 		if added, _, err = jobs.Requeue(ctx, d.w.client, d.w.insp, task, opts...); !added || err != nil {
 			return err // queued, scheduled or running
 		}
+		reason = requeueArchived
 	}
+	d.w.metrics.requeue(requeueDelivery, reason)
 	d.w.log.InfoContext(ctx, "relay: queued a webhook attempt whose task was missing",
 		slog.String("delivery_id", dl.ID), slog.Int("attempt", dl.Attempts+1))
 	return store.MarkWebhookEnqueued(ctx, d.w.st.DB, dl.ID)

@@ -17,9 +17,11 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/myopenclaw/mocd/jobs"
 	"github.com/myopenclaw/mocd/store"
+	"github.com/myopenclaw/mocd/telemetry"
 )
 
 // Defaults of Options.
@@ -82,6 +84,9 @@ type Options struct {
 	// OnOrphanSwept, when set, is called once for every orphan the
 	// reconciler destroys, with kind "app" or "machine" (for a metric).
 	OnOrphanSwept func(kind string)
+	// Registry receives the worker's metrics (metrics.go) and its Fly
+	// client's; nil counts into nothing.
+	Registry prometheus.Registerer
 }
 
 // Worker is one worker process's Asynq server and periodic jobs.
@@ -99,6 +104,7 @@ type Worker struct {
 	mu       sync.Mutex
 	periodic []periodic
 	relays   []func(context.Context) error
+	metrics  *metrics
 	// suspects counts, per operation, the consecutive relay passes that
 	// found its task active in Redis while no worker held its instance.
 	suspects map[string]int
@@ -150,6 +156,7 @@ func New(opts Options) *Worker {
 		insp:     asynq.NewInspector(opts.Redis),
 		mux:      asynq.NewServeMux(),
 		suspects: map[string]int{},
+		metrics:  newMetrics(opts.Registry).init([]string{"relay", "reconcile", "retention"}),
 	}
 	w.mux.HandleFunc(jobs.TypeOperation, w.handleOperation)
 	w.deliveries = newDeliverer(w, opts.Webhooks)
@@ -234,6 +241,7 @@ func (w *Worker) loop(ctx context.Context, p periodic) {
 	defer t.Stop()
 	for {
 		if err := p.fn(ctx); err != nil && ctx.Err() == nil {
+			w.metrics.jobFailures.WithLabelValues(telemetry.OneOf(p.name, "relay", "reconcile", "retention")).Inc()
 			w.log.WarnContext(ctx, "periodic job failed", slog.String("job", p.name), slog.Any("error", err))
 		}
 		select {

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/redis/go-redis/v9"
 	"golang.org/x/sync/errgroup"
 
@@ -32,6 +34,10 @@ type deps struct {
 	// wake-ups out to waiters and streams; a process that needs it runs
 	// hub.Run.
 	hub *notify.Hub
+	// reg holds every metric of the process: the api serves it at
+	// /metrics, the worker on MOC_METRICS_LISTEN, and mocd dev's api shows
+	// the api's, the worker's and the Fly client's together.
+	reg *prometheus.Registry
 }
 
 func openDeps(ctx context.Context, cfg config.Config, log *slog.Logger) (*deps, error) {
@@ -47,8 +53,10 @@ func openDeps(ctx context.Context, cfg config.Config, log *slog.Logger) (*deps, 
 	// Deadlines of request contexts bound Redis calls too: a hung Redis
 	// must not hang the API (the rate limiter fails closed instead).
 	ropts.ContextTimeoutEnabled = true
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	hub := notify.New(cfg.DatabaseURL, []string{store.ChannelOperationFinished, store.ChannelEvent}, log)
-	return &deps{cfg: cfg, log: log, store: st, redis: redis.NewClient(ropts), hub: hub}, nil
+	return &deps{cfg: cfg, log: log, store: st, redis: redis.NewClient(ropts), hub: hub, reg: reg}, nil
 }
 
 func (d *deps) Close() {
@@ -73,6 +81,7 @@ func newAPI(d *deps) (*api.Server, io.Closer, error) {
 		Limiter:        ratelimit.New(d.redis, ratelimit.Options{Timeout: d.cfg.RateLimitTimeout}),
 		Pepper:         []byte(d.cfg.Pepper),
 		Logger:         d.log,
+		Registry:       d.reg,
 		TLS:            d.cfg.TLSCert != "",
 		AllowPlainHTTP: d.cfg.Mode == config.ModeDev || d.cfg.InsecureHTTP,
 		TrustedProxies: d.cfg.TrustedProxies,

@@ -5,8 +5,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 
 	"github.com/hibiken/asynq"
+	asynqmetrics "github.com/hibiken/asynq/x/metrics"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/myopenclaw/mocd/config"
 	"github.com/myopenclaw/mocd/fly"
@@ -26,7 +30,16 @@ func runWorker(ctx context.Context, args []string, getenv env, stderr io.Writer)
 	}
 	defer d.Close()
 	log.Info("mocd worker starting", slog.Any("config", cfg))
-	return runWorkerWith(ctx, d)
+	if cfg.MetricsListen == "" {
+		return runWorkerWith(ctx, d)
+	}
+	// The worker serves nothing else: /metrics alone, on its own address.
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(d.reg, promhttp.HandlerOpts{Registry: d.reg}))
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return runWorkerWith(gctx, d) })
+	g.Go(func() error { return serveHTTP(gctx, log, cfg.MetricsListen, mux, "", "", nil) })
+	return g.Wait()
 }
 
 // asynqRedis is the Asynq connection for REDIS_URL.
@@ -49,13 +62,21 @@ func runWorkerWith(ctx context.Context, d *deps) error {
 	if err != nil {
 		return fmt.Errorf("MOC_SECRET_KEY: %w", err)
 	}
+	// Queue depth and the age of the oldest pending task, per queue, from
+	// Asynq's own collector (one inspector read per scrape).
+	insp := asynq.NewInspector(ropt)
+	defer insp.Close()
+	d.reg.MustRegister(asynqmetrics.NewQueueMetricsCollector(insp))
+	defer d.reg.Unregister(asynqmetrics.NewQueueMetricsCollector(insp))
 	w := worker.New(worker.Options{
-		Store: d.store,
-		Redis: ropt,
+		Store:    d.store,
+		Redis:    ropt,
+		Registry: d.reg,
 		Fly: fly.New(fly.Options{
-			BaseURL: d.cfg.FlyAPIBaseURL,
-			Token:   d.cfg.FlyAPIToken,
-			Logger:  d.log.With("component", "fly"),
+			BaseURL:    d.cfg.FlyAPIBaseURL,
+			Token:      d.cfg.FlyAPIToken,
+			Logger:     d.log.With("component", "fly"),
+			Registerer: d.reg,
 		}),
 		FlyOrg:    d.cfg.FlyOrg,
 		Image:     d.cfg.InstanceImage,

@@ -91,6 +91,9 @@ func (b *bench) mocdEnv(dbURL, redisAddr, listen string) []string {
 		"MOC_INSECURE_HTTP=true",
 		"FLYSIM_DELAY=0s",
 		"FLY_API_TOKEN=flysim",
+		// Several workers may run at once: each serves /metrics on a port
+		// of its own.
+		"MOC_METRICS_LISTEN=127.0.0.1:0",
 	}
 	if b.flysim != "" {
 		env = append(env, "FLY_API_BASE_URL="+b.flysim)
