@@ -164,7 +164,11 @@ func TestMetricsFollowTheWork(t *testing.T) {
 			}
 		}
 		after := sys.Metrics(t)
-		wantDelta(t, before, after, 2, "mocd_relay_requeued_total", "kind", "operation", "reason", "missing")
+		// At least both: a pass that read an operation just before it
+		// finished queues a task its worker then skips, which counts too.
+		if got := delta(before, after, "mocd_relay_requeued_total", "kind", "operation", "reason", "missing"); got < 2 {
+			t.Errorf("mocd_relay_requeued_total{operation,missing} moved by %v, want at least 2", got)
+		}
 		wantDelta(t, before, after, 0, "mocd_relay_requeued_total", "kind", "operation", "reason", "rescue")
 		wantDelta(t, before, after, 2, "mocd_operations_finished_total", "type", create, "outcome", "succeeded")
 	})
