@@ -12,16 +12,16 @@ import (
 	"time"
 )
 
-// Event is one entry of the account's event feed: what a webhook would
-// deliver (the same envelope), with its id. Cursor is where a feed or a
-// stream resumes after it.
+// Event is one event of the account's feed (the FeedEvent schema): what a
+// webhook of the same type delivers, with its evt_ id. Data is an Operation
+// for operation.* and a StatusChange for instance.status_changed.
 type Event struct {
 	ID        string           `json:"id"`
 	Type      WebhookEventType `json:"type"`
 	Timestamp time.Time        `json:"timestamp"`
 	Data      json.RawMessage  `json:"data"`
-	// Cursor is the stream's id: for this event (resume after it with
-	// StreamEventsParams.After); empty for events read from ListEvents,
+	// Cursor is the stream's id: of this event, to resume after it
+	// (StreamEventsParams.After); empty for events read with ListEvents,
 	// whose page carries the cursor.
 	Cursor string `json:"-"`
 }
@@ -33,7 +33,8 @@ func (e *Event) Envelope() EventEnvelope {
 
 // ListEventsParams page the event feed, oldest first. After is a cursor
 // (the NextCursor of a page, or a stream's event cursor); Types keeps only
-// the named event types.
+// the named event types. The page's NextCursor is where to continue, now
+// or later: it repeats After when nothing is new.
 type ListEventsParams struct {
 	After string             `query:"after"`
 	Types []WebhookEventType `query:"types"`
@@ -59,9 +60,11 @@ func (c *Client) AllEvents(ctx context.Context, p ListEventsParams) iter.Seq2[Ev
 const streamIdle = 45 * time.Second
 
 // StreamEventsParams choose where a stream starts: after the event whose
-// cursor is After, or with the events from now on when it is empty.
+// cursor is After, or with the events from now on when it is empty; Types
+// keeps only the named event types.
 type StreamEventsParams struct {
-	After string `query:"after"`
+	After string             `query:"after"`
+	Types []WebhookEventType `query:"types"`
 }
 
 // StreamEvents follows GET /events/stream (server-sent events) and yields
@@ -77,8 +80,8 @@ func (c *Client) StreamEvents(ctx context.Context, p StreamEventsParams) iter.Se
 		for ctx.Err() == nil {
 			r := request{method: http.MethodGet, path: pathOf("events", "stream"), stream: true, query: encodeQuery(p)}
 			if last != p.After {
-				// Resuming: as a browser's EventSource does.
-				r.query = nil
+				// Resuming: as a browser's EventSource does (the header
+				// wins over after=).
 				r.header = http.Header{"Last-Event-Id": {last}}
 			}
 			resp, err := c.do(ctx, r)
@@ -122,7 +125,12 @@ func readStream(body io.Reader, yield func(Event, error) bool, last *string, ali
 		alive()
 		line := sc.Text()
 		if line == "" {
-			// A blank line dispatches the event (WHATWG HTML, 9.2.6).
+			// A blank line dispatches the event (WHATWG HTML, 9.2.6). A
+			// message with an id and no data moves the resume position
+			// only: the stream's first message says where it starts.
+			if id != "" {
+				*last = id
+			}
 			if data.Len() > 0 {
 				var ev Event
 				if jerr := json.Unmarshal([]byte(data.String()), &ev); jerr != nil {
@@ -131,9 +139,6 @@ func readStream(body io.Reader, yield func(Event, error) bool, last *string, ali
 					}
 				} else {
 					ev.Cursor = id
-					if id != "" {
-						*last = id
-					}
 					got = true
 					if !yield(ev, nil) {
 						return got, true

@@ -110,7 +110,7 @@ func TestStreamEventsResumes(t *testing.T) {
 		w.Header().Set("Content-Type", "text/event-stream")
 		switch n {
 		case 1:
-			io.WriteString(w, ": heartbeat\n\nid: 11\nevent: operation.succeeded\ndata: {\"id\":\"evt_a\",\"type\":\"operation.succeeded\",\n")
+			io.WriteString(w, "retry: 2000\nid: 10\n\n: heartbeat\n\nid: 11\nevent: operation.succeeded\ndata: {\"id\":\"evt_a\",\"type\":\"operation.succeeded\",\n")
 			io.WriteString(w, "data: \"timestamp\":\"2026-11-30T00:00:00Z\",\"data\":{}}\n\n")
 		default:
 			io.WriteString(w, "id: 12\ndata: {\"id\":\"evt_b\",\"type\":\"webhook.test\",\"timestamp\":\"2026-11-30T00:00:01Z\",\"data\":{\"x\":1}}\n\n")
@@ -137,7 +137,7 @@ func TestStreamEventsResumes(t *testing.T) {
 	}
 	mu.Lock()
 	defer mu.Unlock()
-	if lastIDs[0] != "|10" || lastIDs[1] != "11|" {
+	if lastIDs[0] != "|10" || lastIDs[1] != "11|10" {
 		t.Errorf("resume headers %q", lastIDs)
 	}
 }

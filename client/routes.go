@@ -69,11 +69,15 @@ func (c *Client) AllInstanceEvents(ctx context.Context, instanceID string, p Lis
 }
 
 // ListOperationsParams filter and page the account's operations.
+// CreatedAfter is inclusive, CreatedBefore exclusive.
 type ListOperationsParams struct {
-	InstanceID string          `query:"instance_id"`
-	Status     OperationStatus `query:"status"`
-	Limit      int             `query:"limit"`
-	Cursor     string          `query:"cursor"`
+	InstanceID    string          `query:"instance_id"`
+	Status        OperationStatus `query:"status"`
+	Type          OperationType   `query:"type"`
+	CreatedAfter  time.Time       `query:"created_after"`
+	CreatedBefore time.Time       `query:"created_before"`
+	Limit         int             `query:"limit"`
+	Cursor        string          `query:"cursor"`
 }
 
 // ListOperations answers one page of operations, newest first.

@@ -145,12 +145,9 @@ func (a *app) follow(ctx context.Context, c *client.Client, after string, types 
 		row(tw, "TIME", "TYPE", "ID", "SUBJECT")
 		tw.Flush()
 	}
-	for ev, err := range c.StreamEvents(ctx, client.StreamEventsParams{After: after}) {
+	for ev, err := range c.StreamEvents(ctx, client.StreamEventsParams{After: after, Types: types}) {
 		if err != nil {
 			return err
-		}
-		if len(types) > 0 && !containsType(types, ev.Type) {
-			continue
 		}
 		if tw == nil {
 			if err := enc.Encode(streamed{Event: ev, Cursor: ev.Cursor}); err != nil {
@@ -162,15 +159,6 @@ func (a *app) follow(ctx context.Context, c *client.Client, after string, types 
 		tw.Flush()
 	}
 	return nil
-}
-
-func containsType(types []client.WebhookEventType, t client.WebhookEventType) bool {
-	for _, x := range types {
-		if x == t {
-			return true
-		}
-	}
-	return false
 }
 
 func (a *app) authCommand() *cobra.Command {

@@ -73,7 +73,7 @@ func (a *app) operationsCommand() *cobra.Command {
 
 	var list struct {
 		pageFlags
-		instance, status string
+		instance, status, opType, after, before string
 	}
 	listCmd := &cobra.Command{
 		Use: "list", Short: "List operations, newest first", Args: noArgs,
@@ -81,12 +81,21 @@ func (a *app) operationsCommand() *cobra.Command {
 			if err := list.check(); err != nil {
 				return err
 			}
+			after, err := parseTime("created-after", list.after)
+			if err != nil {
+				return err
+			}
+			before, err := parseTime("created-before", list.before)
+			if err != nil {
+				return err
+			}
 			c, err := a.client()
 			if err != nil {
 				return err
 			}
 			ops, err := collect(&list.pageFlags, c.AllOperations(cmd.Context(), client.ListOperationsParams{
-				InstanceID: list.instance, Status: client.OperationStatus(list.status), Limit: list.pageSize(),
+				InstanceID: list.instance, Status: client.OperationStatus(list.status), Type: client.OperationType(list.opType),
+				CreatedAfter: after, CreatedBefore: before, Limit: list.pageSize(),
 			}))
 			if err != nil {
 				return err
@@ -96,6 +105,9 @@ func (a *app) operationsCommand() *cobra.Command {
 	}
 	listCmd.Flags().StringVar(&list.instance, "instance", "", "only this instance's operations")
 	listCmd.Flags().StringVar(&list.status, "status", "", "only operations in this status (pending, running, succeeded, failed, cancelled)")
+	listCmd.Flags().StringVar(&list.opType, "type", "", "only operations of this type (instance.create, instance.restart, …)")
+	listCmd.Flags().StringVar(&list.after, "created-after", "", "only operations created at or after this time (RFC 3339 or YYYY-MM-DD)")
+	listCmd.Flags().StringVar(&list.before, "created-before", "", "only operations created before this time (RFC 3339 or YYYY-MM-DD)")
 	list.add(listCmd)
 	cmd.AddCommand(listCmd)
 

@@ -8,7 +8,6 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"slices"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -181,12 +180,9 @@ verify with the printed secret as you would with an endpoint's.`,
 // good. A receiver that fails is reported and the next event still goes.
 func (a *app) listen(ctx context.Context, c *client.Client, to, secret, after string, only []client.WebhookEventType) error {
 	hc := &http.Client{Timeout: 15 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	for ev, err := range c.StreamEvents(ctx, client.StreamEventsParams{After: after}) {
+	for ev, err := range c.StreamEvents(ctx, client.StreamEventsParams{After: after, Types: only}) {
 		if err != nil {
 			return err
-		}
-		if len(only) > 0 && !slices.Contains(only, ev.Type) {
-			continue
 		}
 		line := forwarded{EventID: ev.ID, Type: string(ev.Type)}
 		status, ferr := forward(ctx, hc, to, secret, ev)
