@@ -91,7 +91,11 @@ func (s *Server) listEvents(c *gin.Context) error {
 	if err != nil {
 		return err
 	}
-	rows, err := store.ListFeedEvents(c.Request.Context(), s.opts.Store.DB, principal(c).AccountID, after, types, limit)
+	var from *int64
+	if hasAfter {
+		from = &after
+	}
+	rows, err := store.ListFeedEvents(c.Request.Context(), s.opts.Store.DB, principal(c).AccountID, from, types, limit)
 	if err != nil {
 		return err
 	}
@@ -139,7 +143,7 @@ func (s *Server) streamEvents(c *gin.Context) error {
 	// Everything that can be refused is refused before the 200.
 	var first []store.FeedEvent
 	if hasCursor {
-		if first, err = store.ListFeedEvents(ctx, db, accountID, after, types, streamBatch); err != nil {
+		if first, err = store.ListFeedEvents(ctx, db, accountID, &after, types, streamBatch); err != nil {
 			return err
 		}
 	} else if after, err = store.FeedHead(ctx, db, accountID); err != nil {
@@ -191,7 +195,7 @@ func (s *Server) streamEvents(c *gin.Context) error {
 				return nil
 			}
 			var err error
-			if rows, err = store.ListFeedEvents(ctx, db, accountID, after, types, streamBatch); err != nil {
+			if rows, err = store.ListFeedEvents(ctx, db, accountID, &after, types, streamBatch); err != nil {
 				return err
 			}
 		}
@@ -213,7 +217,7 @@ func (s *Server) streamEvents(c *gin.Context) error {
 		case <-ctx.Done():
 			return nil
 		}
-		if rows, err = store.ListFeedEvents(ctx, db, accountID, after, types, streamBatch); err != nil {
+		if rows, err = store.ListFeedEvents(ctx, db, accountID, &after, types, streamBatch); err != nil {
 			s.endStream(c, err)
 			return nil
 		}

@@ -28,13 +28,14 @@ CREATE TABLE events (
 CREATE INDEX events_account_seq ON events (account_id, seq);
 CREATE INDEX events_created ON events (created_at);
 
--- The highest seq retention has deleted: a cursor below it may have lost
--- events to retention, so resuming from it is 410 cursor_expired.
+-- The highest seq of each account's events that retention has deleted: a
+-- cursor below it may have lost events to retention, so resuming from it
+-- is 410 cursor_expired. Per account, so that an account idle for longer
+-- than the retention loses nothing and its cursors stay good.
 CREATE TABLE events_pruned (
-    one boolean PRIMARY KEY DEFAULT true CHECK (one),
-    seq bigint NOT NULL DEFAULT 0
+    account_id text PRIMARY KEY REFERENCES accounts (id) ON DELETE CASCADE,
+    seq        bigint NOT NULL
 );
-INSERT INTO events_pruned DEFAULT VALUES;
 
 -- Wake-ups (DESIGN.md, "Waiting and watching"): a NOTIFY is delivered only
 -- when its transaction commits, so a listener hears of exactly the commits

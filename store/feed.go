@@ -44,13 +44,16 @@ func feedLockKey(accountID string) int64 {
 var ErrCursorExpired = errors.New("cursor expired")
 
 // ListFeedEvents returns up to limit events of the account with seq above
-// after, oldest first, of the given types (all when types is empty). It
-// answers ErrCursorExpired when retention has pruned events above after.
+// after, oldest first, of the given types (all when types is empty). A nil
+// after reads from the oldest event kept. It answers ErrCursorExpired when
+// retention has pruned events above after.
 // The check and the read share one statement, hence one snapshot: a prune
 // that commits meanwhile cannot open a gap between them.
-func ListFeedEvents(ctx context.Context, db sqlx.ExtContext, accountID string, after int64, types []string, limit int) ([]FeedEvent, error) {
-	const q = `SELECT p.seq AS horizon, e.seq, e.id, e.account_id, e.type, e.payload, e.created_at
-		FROM events_pruned p LEFT JOIN LATERAL (
+func ListFeedEvents(ctx context.Context, db sqlx.ExtContext, accountID string, after *int64, types []string, limit int) ([]FeedEvent, error) {
+	const q = `SELECT COALESCE(p.seq, 0) AS horizon, e.seq, e.id, e.account_id, e.type, e.payload, e.created_at
+		FROM (SELECT 1) one
+		LEFT JOIN events_pruned p ON p.account_id = $1
+		LEFT JOIN LATERAL (
 			SELECT seq, id, account_id, type, payload, created_at FROM events
 			WHERE account_id = $1 AND seq > $2
 				AND (COALESCE(cardinality($3::text[]), 0) = 0 OR type = ANY ($3::text[]))
@@ -65,12 +68,16 @@ func ListFeedEvents(ctx context.Context, db sqlx.ExtContext, accountID string, a
 		Payload   []byte     `db:"payload"`
 		CreatedAt *time.Time `db:"created_at"`
 	}
-	if err := sqlx.SelectContext(ctx, db, &rows, q, accountID, after, pq.StringArray(types), limit); err != nil {
+	var from int64
+	if after != nil {
+		from = *after
+	}
+	if err := sqlx.SelectContext(ctx, db, &rows, q, accountID, from, pq.StringArray(types), limit); err != nil {
 		return nil, mapErr(err)
 	}
 	out := make([]FeedEvent, 0, len(rows))
 	for _, r := range rows {
-		if after < r.Horizon {
+		if after != nil && *after < r.Horizon {
 			return nil, ErrCursorExpired
 		}
 		if r.Seq == nil {
@@ -82,27 +89,31 @@ func ListFeedEvents(ctx context.Context, db sqlx.ExtContext, accountID string, a
 	return out, nil
 }
 
-// FeedHead is the seq of the account's newest event (0 if none): where a
-// stream opened without a cursor starts, so that it carries only what
-// happens from then on.
+// FeedHead is the account's current position at the end of its feed: the
+// seq of its newest event, or of the newest retention deleted, whichever
+// is later (0 for an empty feed). A stream opened without a cursor starts
+// there, so that it carries only what happens from then on.
 func FeedHead(ctx context.Context, db sqlx.ExtContext, accountID string) (int64, error) {
-	const q = `SELECT COALESCE(max(seq), 0) FROM events WHERE account_id = $1`
+	const q = `SELECT GREATEST(
+		(SELECT COALESCE(max(seq), 0) FROM events WHERE account_id = $1),
+		(SELECT COALESCE(max(seq), 0) FROM events_pruned WHERE account_id = $1))`
 	var seq int64
 	err := sqlx.GetContext(ctx, db, &seq, q, accountID)
 	return seq, mapErr(err)
 }
 
 // PruneEvents deletes up to batch feed events created before cutoff and
-// returns how many, raising the pruned horizon (events_pruned) in the same
-// statement so that a cursor below it is known to be expired.
+// returns how many, raising each account's pruned horizon (events_pruned)
+// in the same statement so that a cursor below it is known to be expired.
 func PruneEvents(ctx context.Context, db sqlx.ExtContext, cutoff time.Time, batch int) (int, error) {
 	const q = `WITH gone AS (
 			DELETE FROM events WHERE seq IN (
 				SELECT seq FROM events WHERE created_at < $1 LIMIT $2 FOR UPDATE SKIP LOCKED)
-			RETURNING seq),
+			RETURNING account_id, seq),
 		horizon AS (
-			UPDATE events_pruned SET seq = GREATEST(seq, (SELECT max(seq) FROM gone))
-			WHERE EXISTS (SELECT 1 FROM gone))
+			INSERT INTO events_pruned (account_id, seq)
+			SELECT account_id, max(seq) FROM gone GROUP BY account_id
+			ON CONFLICT (account_id) DO UPDATE SET seq = GREATEST(events_pruned.seq, EXCLUDED.seq))
 		SELECT count(*) FROM gone`
 	var n int
 	if err := sqlx.GetContext(ctx, db, &n, q, cutoff, batch); err != nil {

@@ -36,7 +36,7 @@ func TestFeedEvents(t *testing.T) {
 	queue(a.ID, "instance.status_changed")
 	queue(a.ID, "operation.failed")
 
-	all, err := store.ListFeedEvents(ctx, st.DB, a.ID, 0, nil, 10)
+	all, err := store.ListFeedEvents(ctx, st.DB, a.ID, nil, nil, 10)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -52,13 +52,13 @@ func TestFeedEvents(t *testing.T) {
 		}
 	}
 	t.Run("after and limit page forward", func(t *testing.T) {
-		got, err := store.ListFeedEvents(ctx, st.DB, a.ID, all[0].Seq, nil, 1)
+		got, err := store.ListFeedEvents(ctx, st.DB, a.ID, &all[0].Seq, nil, 1)
 		if err != nil || len(got) != 1 || got[0].Seq != all[1].Seq {
 			t.Fatalf("after first, limit 1 = %+v, %v", got, err)
 		}
 	})
 	t.Run("types filter", func(t *testing.T) {
-		got, err := store.ListFeedEvents(ctx, st.DB, a.ID, 0, []string{"operation.failed", "operation.succeeded"}, 10)
+		got, err := store.ListFeedEvents(ctx, st.DB, a.ID, nil, []string{"operation.failed", "operation.succeeded"}, 10)
 		if err != nil || len(got) != 2 || got[1].Type != "operation.failed" {
 			t.Fatalf("types = %+v, %v", got, err)
 		}
@@ -77,12 +77,35 @@ func TestFeedEvents(t *testing.T) {
 		if err != nil || n != 3 { // a's first two and b's one
 			t.Fatalf("pruned %d, %v; want 3", n, err)
 		}
-		if _, err := store.ListFeedEvents(ctx, st.DB, a.ID, all[0].Seq, nil, 10); !errors.Is(err, store.ErrCursorExpired) {
+		if _, err := store.ListFeedEvents(ctx, st.DB, a.ID, &all[0].Seq, nil, 10); !errors.Is(err, store.ErrCursorExpired) {
 			t.Fatalf("cursor below the pruned horizon: err = %v, want ErrCursorExpired", err)
 		}
-		got, err := store.ListFeedEvents(ctx, st.DB, a.ID, all[1].Seq, nil, 10)
+		got, err := store.ListFeedEvents(ctx, st.DB, a.ID, &all[1].Seq, nil, 10)
 		if err != nil || len(got) != 1 || got[0].Seq != all[2].Seq {
 			t.Fatalf("cursor at the horizon = %+v, %v", got, err)
+		}
+		got, err = store.ListFeedEvents(ctx, st.DB, a.ID, nil, nil, 10)
+		if err != nil || len(got) != 1 || got[0].Seq != all[2].Seq {
+			t.Fatalf("no cursor after pruning = %+v, %v; want the oldest kept", got, err)
+		}
+		// b's only event is gone: its head is past it, and a stream
+		// starting there is not expired.
+		head, err := store.FeedHead(ctx, st.DB, b.ID)
+		if err != nil || head <= all[0].Seq {
+			t.Fatalf("head of b after pruning = %d, %v", head, err)
+		}
+		if _, err := store.ListFeedEvents(ctx, st.DB, b.ID, &head, nil, 10); err != nil {
+			t.Fatalf("from b's head: %v", err)
+		}
+		// Another account's cursor, below what was pruned elsewhere, is not
+		// expired: nothing of its own was pruned.
+		c, err := store.CreateAccount(ctx, st.DB, "feed-idle@example.com", "pro")
+		if err != nil {
+			t.Fatal(err)
+		}
+		zero := int64(0)
+		if _, err := store.ListFeedEvents(ctx, st.DB, c.ID, &zero, nil, 10); err != nil {
+			t.Fatalf("an idle account's cursor 0: %v", err)
 		}
 	})
 }
@@ -155,7 +178,7 @@ func TestFeedSeqIsCommitOrderWithinAnAccount(t *testing.T) {
 	if err := <-second; err != nil {
 		t.Fatal(err)
 	}
-	got, err := store.ListFeedEvents(ctx, st.DB, a.ID, 0, nil, 10)
+	got, err := store.ListFeedEvents(ctx, st.DB, a.ID, nil, nil, 10)
 	if err != nil || len(got) != 2 || got[0].Type != "operation.succeeded" || got[1].Type != "operation.failed" {
 		t.Fatalf("feed = %+v, %v; want commit order", got, err)
 	}
