@@ -8,6 +8,9 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -458,4 +461,42 @@ func TestOperationFilters(t *testing.T) {
 			t.Fatalf("%+v", ops)
 		}
 	})
+}
+
+// TestWaitOneLiner runs the seed clients' one-liner: a shell waits for an
+// operation with curl and checks the outcome with jq's exit status.
+func TestWaitOneLiner(t *testing.T) {
+	t.Parallel()
+	curl, err := exec.LookPath("curl")
+	if err != nil {
+		t.Skip("curl is not installed")
+	}
+	if _, err := exec.LookPath("jq"); err != nil {
+		t.Skip("jq is not installed")
+	}
+	sys := Start(t, Options{})
+	_, token := sys.NewAccount(t, "pro")
+	sys.StopWorker()
+	op := accept(t, sys, http.MethodPost, "/api/v1/instances", token, map[string]string{"subdomain": "one-liner"})
+	oneLiner := `curl -sf "$API/api/v1/operations/$OP/wait?timeout=55" -H "Authorization: Bearer $TOKEN" | jq -e '.status == "succeeded"'`
+	cmd := exec.Command("sh", "-c", oneLiner)
+	cmd.Env = append(os.Environ(), "API="+sys.URL, "OP="+op.ID, "TOKEN="+token, "PATH="+filepath.Dir(curl)+":"+os.Getenv("PATH"))
+	var out strings.Builder
+	cmd.Stdout = &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the one-liner waiting", func() bool { return sys.Hub.Stats().Subscribers == 1 })
+	sys.StartWorker()
+	if err := cmd.Wait(); err != nil || strings.TrimSpace(out.String()) != "true" {
+		t.Fatalf("one-liner: %v, printed %q", err, out.String())
+	}
+	// A failed operation makes it exit non-zero.
+	sys.Flysim.InjectFault(flysim.Fault{Method: http.MethodPost, Path: "/v1/apps/{app}/machines/{id}/stop", Status: 422})
+	stop := accept(t, sys, http.MethodPost, "/api/v1/instances/"+op.InstanceID+"/stop", token, nil)
+	cmd = exec.Command("sh", "-c", oneLiner)
+	cmd.Env = append(os.Environ(), "API="+sys.URL, "OP="+stop.ID, "TOKEN="+token)
+	if out, err := cmd.Output(); err == nil || strings.TrimSpace(string(out)) != "false" {
+		t.Fatalf("one-liner on a failed operation: %v, printed %q", err, out)
+	}
 }
