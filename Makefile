@@ -9,7 +9,7 @@ endif
 
 .DEFAULT_GOAL := build
 
-.PHONY: dev test build lint bench openapi-lint image clean
+.PHONY: dev test soak build lint bench openapi-lint image clean
 
 ## dev: PostgreSQL + Redis up, then `mocd dev` (api + worker + Fly emulator on loopback)
 dev:
@@ -18,6 +18,12 @@ dev:
 ## test: PostgreSQL + Redis up, then go test -race ./... (ARGS="-run X" for more flags)
 test:
 	bash scripts/test.sh $(ARGS)
+
+## soak: PostgreSQL + Redis up, then the scale-out soak test at length: 2 apis + 2 workers, flysim in chaos mode, worker kills
+## (MOC_SOAK_CALLS, default here 1500; MOC_SOAK_CHAOS, default 0.06; MOC_SOAK_SEED, default 1)
+soak:
+	bash scripts/services.sh
+	MOC_SOAK_CALLS=$${MOC_SOAK_CALLS:-1500} go test -race -count=1 -timeout 30m -run '^TestSoak$$' -v ./e2e/
 
 ## build: a static binary in bin/mocd
 build:

@@ -56,6 +56,7 @@ type Config struct {
 	FlysimListen        string
 	FlysimDelay         time.Duration
 	FlysimPropagation   time.Duration
+	FlyLeaseTTL         time.Duration
 	FlysimChaos         float64
 	FlysimSeed          uint64
 	Retention           time.Duration
@@ -120,6 +121,9 @@ func Load(mode Mode, getenv func(string) string) (Config, error) {
 	}
 	if c.FlysimDelay, err = time.ParseDuration(get("FLYSIM_DELAY", defDelay)); err != nil || c.FlysimDelay < 0 {
 		errs = append(errs, fmt.Errorf("FLYSIM_DELAY: want a duration such as 300ms, got %q", getenv("FLYSIM_DELAY")))
+	}
+	if c.FlyLeaseTTL, err = time.ParseDuration(get("MOC_FLY_LEASE_TTL", "30s")); err != nil || c.FlyLeaseTTL < time.Second {
+		errs = append(errs, fmt.Errorf("MOC_FLY_LEASE_TTL: want a duration of at least 1s such as 30s, got %q", getenv("MOC_FLY_LEASE_TTL")))
 	}
 	if c.FlysimPropagation, err = time.ParseDuration(get("FLYSIM_PROPAGATION", "2s")); err != nil || c.FlysimPropagation < 0 {
 		errs = append(errs, fmt.Errorf("FLYSIM_PROPAGATION: want a duration such as 2s, got %q", getenv("FLYSIM_PROPAGATION")))

@@ -288,10 +288,10 @@ func (p *workerProcess) Output() string { return p.out.String() }
 // startWorkerProcess runs `mocd worker` against the System, killed at the
 // end of the test if it still runs; its output goes to the test log when
 // the test fails.
-func startWorkerProcess(t *testing.T, sys *System, bin string) *workerProcess {
+func startWorkerProcess(t *testing.T, sys *System, bin string, env ...string) *workerProcess {
 	t.Helper()
 	cmd := exec.Command(bin, "worker")
-	cmd.Env = append(os.Environ(),
+	cmd.Env = append(append(os.Environ(), env...),
 		"DATABASE_URL="+sys.DatabaseURL,
 		"REDIS_URL="+sys.Redis.URL(),
 		"FLY_API_BASE_URL="+sys.FlysimURL,

@@ -89,7 +89,12 @@ func (w *Worker) ensureQueued(ctx context.Context, op store.Operation) error {
 		w.clearSuspect(op.ID)
 		return store.MarkEnqueued(ctx, w.st.DB, op.ID)
 	}
-	if op.Status != store.OpRunning || state != asynq.TaskStateActive || !w.orphaned(ctx, op) {
+	// A pending operation can be stuck the same way: its task was taken by
+	// a worker that died before it marked the operation running. A live
+	// worker holds the instance lock within moments of taking a task, or
+	// gives the task back (errWaiting), so two passes finding it active and
+	// unlocked mean its worker is gone.
+	if state != asynq.TaskStateActive || !w.orphaned(ctx, op) {
 		w.clearSuspect(op.ID)
 		return nil
 	}

@@ -82,6 +82,7 @@ func runWorkerWith(ctx context.Context, d *deps) error {
 		Image:     d.cfg.InstanceImage,
 		Logger:    d.log.With("component", "worker"),
 		Retention: d.cfg.Retention,
+		LeaseTTL:  d.cfg.FlyLeaseTTL,
 		Webhooks: worker.WebhookOptions{
 			SecretBox:    box,
 			AllowPrivate: d.cfg.WebhookAllowPrivate,
