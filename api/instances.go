@@ -10,20 +10,10 @@ import (
 	"github.com/jmoiron/sqlx"
 
 	"github.com/myopenclaw/mocd/api/wire"
-	"github.com/myopenclaw/mocd/apikey"
 	"github.com/myopenclaw/mocd/id"
 	"github.com/myopenclaw/mocd/jobs"
 	"github.com/myopenclaw/mocd/plan"
 	"github.com/myopenclaw/mocd/store"
-)
-
-// Scopes of the instance and operation routes.
-const (
-	scopeInstanceRead   = apikey.InstanceRead
-	scopeInstanceWrite  = apikey.InstanceWrite
-	scopeInstanceDelete = apikey.InstanceDelete
-	scopeOperationsRead = apikey.OperationsRead
-	scopeLogsRead       = apikey.LogsRead
 )
 
 // ReservedSubdomains are names no instance may take: they belong, or may

@@ -266,12 +266,6 @@ func (s *Server) scopeMiddleware(scope string) gin.HandlerFunc {
 	}
 }
 
-// Scope names as routes use them.
-const (
-	scopeKeysRead  = apikey.KeysRead
-	scopeKeysWrite = apikey.KeysWrite
-)
-
 // keyUses collects, in memory, each key's last use and its number of
 // requests per UTC day; Server.Run flushes both every few seconds (one
 // UPDATE, one upsert), so no request waits on either write. A crash loses

@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/myopenclaw/mocd/apikey"
 	"github.com/myopenclaw/mocd/jobs"
 	"github.com/myopenclaw/mocd/logctx"
 	"github.com/myopenclaw/mocd/notify"
@@ -181,33 +182,33 @@ func (s *Server) routes() *gin.Engine {
 
 	v1 := e.Group("/api/v1", s.transportMiddleware, s.authMiddleware, s.planMiddleware, s.rateLimitMiddleware, s.bodyMiddleware)
 	r := router{s: s, g: v1}
-	r.handle(http.MethodGet, "/keys", scopeKeysRead, s.listKeys)
-	r.handle(http.MethodPost, "/keys", scopeKeysWrite, s.createKey)
-	r.handle(http.MethodPost, "/keys/:id/rotate", scopeKeysWrite, s.rotateKey)
-	r.handle(http.MethodDelete, "/keys/:id", scopeKeysWrite, s.revokeKey)
-	r.handle(http.MethodGet, "/instances", scopeInstanceRead, s.listInstances)
-	r.handle(http.MethodPost, "/instances", scopeInstanceWrite, s.createInstance)
-	r.handle(http.MethodGet, "/instances/:id", scopeInstanceRead, s.getInstance)
-	r.handle(http.MethodPost, "/instances/:id/start", scopeInstanceWrite, s.lifecycle(store.OpStart, store.StatusStarting))
-	r.handle(http.MethodPost, "/instances/:id/stop", scopeInstanceWrite, s.lifecycle(store.OpStop, store.StatusStopping))
-	r.handle(http.MethodPost, "/instances/:id/restart", scopeInstanceWrite, s.lifecycle(store.OpRestart, store.StatusRestarting))
-	r.handle(http.MethodDelete, "/instances/:id", scopeInstanceDelete, s.lifecycle(store.OpDelete, store.StatusDeleting))
-	r.handle(http.MethodGet, "/instances/:id/events", scopeLogsRead, s.listInstanceEvents)
-	r.handle(http.MethodGet, "/operations", scopeOperationsRead, s.listOperations)
-	r.handle(http.MethodGet, "/operations/:id", scopeOperationsRead, s.getOperation)
-	r.handle(http.MethodGet, "/operations/:id/wait", scopeOperationsRead, s.waitOperation)
-	r.handle(http.MethodPost, "/operations/:id/cancel", scopeInstanceWrite, s.cancelOperation)
-	r.handle(http.MethodGet, "/events", scopeOperationsRead, s.listEvents)
-	r.handle(http.MethodGet, "/events/stream", scopeOperationsRead, s.streamEvents)
-	r.handle(http.MethodGet, "/logs", scopeLogsRead, s.listLogs)
-	r.handle(http.MethodGet, "/usage", scopeUsageRead, s.getUsage)
-	r.handle(http.MethodGet, "/account", scopeAccountRead, s.getAccount)
-	r.handle(http.MethodGet, "/webhooks", scopeWebhooksRead, s.listWebhooks)
-	r.handle(http.MethodPost, "/webhooks", scopeWebhooksWrite, s.createWebhook)
-	r.handle(http.MethodPatch, "/webhooks/:id", scopeWebhooksWrite, s.updateWebhook)
-	r.handle(http.MethodDelete, "/webhooks/:id", scopeWebhooksWrite, s.deleteWebhook)
-	r.handle(http.MethodPost, "/webhooks/:id/test", scopeWebhooksWrite, s.testWebhook)
-	r.handle(http.MethodGet, "/webhooks/:id/deliveries", scopeWebhooksRead, s.listDeliveries)
+	r.handle(http.MethodGet, "/keys", apikey.KeysRead, s.listKeys)
+	r.handle(http.MethodPost, "/keys", apikey.KeysWrite, s.createKey)
+	r.handle(http.MethodPost, "/keys/:id/rotate", apikey.KeysWrite, s.rotateKey)
+	r.handle(http.MethodDelete, "/keys/:id", apikey.KeysWrite, s.revokeKey)
+	r.handle(http.MethodGet, "/instances", apikey.InstanceRead, s.listInstances)
+	r.handle(http.MethodPost, "/instances", apikey.InstanceWrite, s.createInstance)
+	r.handle(http.MethodGet, "/instances/:id", apikey.InstanceRead, s.getInstance)
+	r.handle(http.MethodPost, "/instances/:id/start", apikey.InstanceWrite, s.lifecycle(store.OpStart, store.StatusStarting))
+	r.handle(http.MethodPost, "/instances/:id/stop", apikey.InstanceWrite, s.lifecycle(store.OpStop, store.StatusStopping))
+	r.handle(http.MethodPost, "/instances/:id/restart", apikey.InstanceWrite, s.lifecycle(store.OpRestart, store.StatusRestarting))
+	r.handle(http.MethodDelete, "/instances/:id", apikey.InstanceDelete, s.lifecycle(store.OpDelete, store.StatusDeleting))
+	r.handle(http.MethodGet, "/instances/:id/events", apikey.LogsRead, s.listInstanceEvents)
+	r.handle(http.MethodGet, "/operations", apikey.OperationsRead, s.listOperations)
+	r.handle(http.MethodGet, "/operations/:id", apikey.OperationsRead, s.getOperation)
+	r.handle(http.MethodGet, "/operations/:id/wait", apikey.OperationsRead, s.waitOperation)
+	r.handle(http.MethodPost, "/operations/:id/cancel", apikey.InstanceWrite, s.cancelOperation)
+	r.handle(http.MethodGet, "/events", apikey.OperationsRead, s.listEvents)
+	r.handle(http.MethodGet, "/events/stream", apikey.OperationsRead, s.streamEvents)
+	r.handle(http.MethodGet, "/logs", apikey.LogsRead, s.listLogs)
+	r.handle(http.MethodGet, "/usage", apikey.UsageRead, s.getUsage)
+	r.handle(http.MethodGet, "/account", apikey.AccountRead, s.getAccount)
+	r.handle(http.MethodGet, "/webhooks", apikey.WebhooksRead, s.listWebhooks)
+	r.handle(http.MethodPost, "/webhooks", apikey.WebhooksWrite, s.createWebhook)
+	r.handle(http.MethodPatch, "/webhooks/:id", apikey.WebhooksWrite, s.updateWebhook)
+	r.handle(http.MethodDelete, "/webhooks/:id", apikey.WebhooksWrite, s.deleteWebhook)
+	r.handle(http.MethodPost, "/webhooks/:id/test", apikey.WebhooksWrite, s.testWebhook)
+	r.handle(http.MethodGet, "/webhooks/:id/deliveries", apikey.WebhooksRead, s.listDeliveries)
 	return e
 }
 

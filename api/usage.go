@@ -9,14 +9,7 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/myopenclaw/mocd/api/wire"
-	"github.com/myopenclaw/mocd/apikey"
 	"github.com/myopenclaw/mocd/store"
-)
-
-// Scopes of the logs, usage and account routes.
-const (
-	scopeUsageRead   = apikey.UsageRead
-	scopeAccountRead = apikey.AccountRead
 )
 
 const (

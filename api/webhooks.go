@@ -13,17 +13,10 @@ import (
 	"github.com/jmoiron/sqlx"
 
 	"github.com/myopenclaw/mocd/api/wire"
-	"github.com/myopenclaw/mocd/apikey"
 	"github.com/myopenclaw/mocd/id"
 	"github.com/myopenclaw/mocd/jobs"
 	"github.com/myopenclaw/mocd/store"
 	"github.com/myopenclaw/mocd/webhook"
-)
-
-// Scopes of the webhook routes.
-const (
-	scopeWebhooksRead  = apikey.WebhooksRead
-	scopeWebhooksWrite = apikey.WebhooksWrite
 )
 
 // MaxWebhookEndpoints is how many endpoints one account may have. One

@@ -25,9 +25,6 @@ import (
 //go:embed openapi.yaml
 var document []byte
 
-// YAML answers the document as written. The slice is shared: do not change it.
-func YAML() []byte { return document }
-
 // JSON answers the document as JSON, converted once. Keys keep the order of
 // the YAML, so the rendered reference lists paths as the document does.
 func JSON() ([]byte, error) { return jsonOnce() }

@@ -2,9 +2,8 @@
 --
 -- KEYS[i]      the bucket of limit i; its value is the limit's theoretical
 --              arrival time (TAT), microseconds since the epoch.
--- ARGV[1]      "1" to report without consuming (peek), "0" to consume.
--- ARGV[2i]     limit i's emission interval T (period / rate), microseconds.
--- ARGV[2i+1]   limit i's tolerance, T * burst, microseconds.
+-- ARGV[2i-1]   limit i's emission interval T (period / rate), microseconds.
+-- ARGV[2i]     limit i's tolerance, T * burst, microseconds.
 --
 -- Returns {allowed, now, then per limit: remaining, reset_after, retry_after}
 -- (times in microseconds; integers, because Redis truncates Lua numbers).
@@ -16,7 +15,6 @@ if redis.replicate_commands then redis.replicate_commands() end
 
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local peek = ARGV[1] == '1'
 local n = #KEYS
 
 -- First pass: read every bucket and decide. Nothing is written unless every
@@ -24,8 +22,8 @@ local n = #KEYS
 local tats = {}
 local allowed = true
 for i = 1, n do
-  local interval = tonumber(ARGV[2 * i])
-  local tolerance = tonumber(ARGV[2 * i + 1])
+  local interval = tonumber(ARGV[2 * i - 1])
+  local tolerance = tonumber(ARGV[2 * i])
   local tat = tonumber(redis.call('GET', KEYS[i])) or now
   if tat < now then tat = now end
   tats[i] = tat
@@ -34,13 +32,13 @@ end
 
 local out = {allowed and 1 or 0, now}
 for i = 1, n do
-  local interval = tonumber(ARGV[2 * i])
-  local tolerance = tonumber(ARGV[2 * i + 1])
+  local interval = tonumber(ARGV[2 * i - 1])
+  local tolerance = tonumber(ARGV[2 * i])
   local tat = tats[i]
   -- Time until this limit alone would admit one more request.
   local retry = tat + interval - tolerance - now
   if retry < 0 then retry = 0 end
-  if allowed and not peek then
+  if allowed then
     tat = tat + interval
     -- The key is worthless once its TAT is in the past: let Redis drop it then.
     redis.call('SET', KEYS[i], string.format('%.0f', tat), 'PX', math.ceil((tat - now) / 1000))

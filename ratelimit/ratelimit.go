@@ -62,7 +62,7 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// ErrUnavailable is matched (errors.Is) by every error of Allow and Check
+// ErrUnavailable is matched (errors.Is) by every error of Allow
 // that comes from Redis being unreachable, slow or failing; the error also
 // wraps the cause. The HTTP layer answers it with 503
 // rate_limiter_unavailable: without an answer the request is refused.
@@ -90,10 +90,9 @@ type LimitResult struct {
 	RetryAfter time.Duration
 }
 
-// Result is the outcome of Allow or Check over several limits.
+// Result is the outcome of Allow over several limits.
 type Result struct {
-	// Allowed reports whether every limit admitted the request (for Check:
-	// would admit it).
+	// Allowed reports whether every limit admitted the request.
 	Allowed bool
 	// Limits holds one result per Limit, in the order given.
 	Limits []LimitResult
@@ -161,27 +160,12 @@ func New(rdb redis.UniversalClient, opts Options) *Limiter {
 // counted and yet refused with ErrUnavailable: that errs on the side of
 // limiting, never of letting more through.
 func (l *Limiter) Allow(ctx context.Context, limits []Limit) (Result, error) {
-	return l.eval(ctx, limits, false)
-}
-
-// Check reports what Allow would decide without spending anything, in one
-// round trip. It lets a caller refuse early, e.g. an address that has used
-// up its failed authentications, before any database work.
-func (l *Limiter) Check(ctx context.Context, limits []Limit) (Result, error) {
-	return l.eval(ctx, limits, true)
-}
-
-func (l *Limiter) eval(ctx context.Context, limits []Limit, peek bool) (Result, error) {
 	if len(limits) == 0 {
 		// Failing open on a caller's mistake would silently remove a limit.
 		return Result{}, errors.New("ratelimit: no limits given")
 	}
 	keys := make([]string, len(limits))
-	args := make([]any, 1+2*len(limits))
-	args[0] = "0"
-	if peek {
-		args[0] = "1"
-	}
+	args := make([]any, 2*len(limits))
 	for i, lim := range limits {
 		if lim.Key == "" || lim.Rate <= 0 || lim.Period <= 0 {
 			return Result{}, fmt.Errorf("ratelimit: invalid limit %+v", lim)
@@ -193,8 +177,8 @@ func (l *Limiter) eval(ctx context.Context, limits []Limit, peek bool) (Result, 
 			return Result{}, fmt.Errorf("ratelimit: limit %q: more than one request per microsecond", lim.Name)
 		}
 		keys[i] = l.prefix + lim.Key
-		args[1+2*i] = interval
-		args[2+2*i] = interval * int64(lim.Rate)
+		args[2*i] = interval
+		args[2*i+1] = interval * int64(lim.Rate)
 	}
 
 	reply, err := l.run(ctx, keys, args)

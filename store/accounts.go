@@ -38,12 +38,5 @@ func GetAccount(ctx context.Context, db sqlx.ExtContext, accountID string) (Acco
 // SetPlan changes an account's plan.
 func SetPlan(ctx context.Context, db sqlx.ExtContext, accountID, plan string) error {
 	const q = `UPDATE accounts SET plan = $2, updated_at = now() WHERE id = $1`
-	res, err := db.ExecContext(ctx, q, accountID, plan)
-	if err != nil {
-		return mapErr(err)
-	}
-	if n, _ := res.RowsAffected(); n == 0 {
-		return ErrNotFound
-	}
-	return nil
+	return execOne(ctx, db, q, accountID, plan)
 }

@@ -146,18 +146,6 @@ func SettledInstances(ctx context.Context, db sqlx.ExtContext, after string, lim
 	return out, mapErr(err)
 }
 
-// execOne runs an update that must touch exactly one row.
-func execOne(ctx context.Context, db sqlx.ExtContext, q string, args ...any) error {
-	res, err := db.ExecContext(ctx, q, args...)
-	if err != nil {
-		return mapErr(err)
-	}
-	if n, _ := res.RowsAffected(); n == 0 {
-		return ErrNotFound
-	}
-	return nil
-}
-
 // InstanceExists reports whether the account has the instance, deleted or
 // not: its events stay readable after it is deleted.
 func InstanceExists(ctx context.Context, db sqlx.ExtContext, accountID, instanceID string) (bool, error) {

@@ -85,14 +85,7 @@ func RotateKey(ctx context.Context, db sqlx.ExtContext, accountID, keyID string,
 func RevokeKey(ctx context.Context, db sqlx.ExtContext, accountID, keyID string) error {
 	const q = `UPDATE api_keys SET revoked_at = now()
 		WHERE id = $1 AND account_id = $2 AND revoked_at IS NULL`
-	res, err := db.ExecContext(ctx, q, keyID, accountID)
-	if err != nil {
-		return mapErr(err)
-	}
-	if n, _ := res.RowsAffected(); n == 0 {
-		return ErrNotFound
-	}
-	return nil
+	return execOne(ctx, db, q, keyID, accountID)
 }
 
 // TouchKeys records last use for many keys in one statement; the api

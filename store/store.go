@@ -178,3 +178,21 @@ func mapErr(err error) error {
 	}
 	return err
 }
+
+// execOne runs a statement that must affect a row: none affected is
+// ErrNotFound (the row is not there, or not in the state the statement
+// requires: another account's, revoked, no longer pending).
+func execOne(ctx context.Context, db sqlx.ExtContext, q string, args ...any) error {
+	res, err := db.ExecContext(ctx, q, args...)
+	if err != nil {
+		return mapErr(err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return err
+	}
+	if n == 0 {
+		return ErrNotFound
+	}
+	return nil
+}

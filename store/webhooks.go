@@ -111,14 +111,7 @@ func UpdateWebhookEndpoint(ctx context.Context, db sqlx.ExtContext, accountID, e
 // deliveries and their attempts.
 func DeleteWebhookEndpoint(ctx context.Context, db sqlx.ExtContext, accountID, endpointID string) error {
 	const q = `DELETE FROM webhook_endpoints WHERE id = $1 AND account_id = $2`
-	res, err := db.ExecContext(ctx, q, endpointID, accountID)
-	if err != nil {
-		return mapErr(err)
-	}
-	if n, _ := res.RowsAffected(); n == 0 {
-		return ErrNotFound
-	}
-	return nil
+	return execOne(ctx, db, q, endpointID, accountID)
 }
 
 // DisableWebhookEndpoint turns an endpoint off for the worker (a receiver
@@ -274,14 +267,7 @@ func ClaimWebhookAttempt(ctx context.Context, db sqlx.ExtContext, deliveryID str
 	const q = `UPDATE webhook_deliveries SET attempts = attempts + 1,
 			next_attempt_at = now() + $3::bigint * interval '1 millisecond'
 		WHERE id = $1 AND status = 'pending' AND attempts = $2`
-	res, err := db.ExecContext(ctx, q, deliveryID, attempt, lease.Milliseconds())
-	if err != nil {
-		return mapErr(err)
-	}
-	if n, _ := res.RowsAffected(); n == 0 {
-		return ErrNotFound
-	}
-	return nil
+	return execOne(ctx, db, q, deliveryID, attempt, lease.Milliseconds())
 }
 
 // FailWebhookDelivery ends a pending delivery without a further attempt
@@ -289,14 +275,7 @@ func ClaimWebhookAttempt(ctx context.Context, db sqlx.ExtContext, deliveryID str
 func FailWebhookDelivery(ctx context.Context, db sqlx.ExtContext, deliveryID, reason string) error {
 	const q = `UPDATE webhook_deliveries SET status = 'failed', failure_reason = $2, finished_at = now()
 		WHERE id = $1 AND status = 'pending'`
-	res, err := db.ExecContext(ctx, q, deliveryID, reason)
-	if err != nil {
-		return mapErr(err)
-	}
-	if n, _ := res.RowsAffected(); n == 0 {
-		return ErrNotFound
-	}
-	return nil
+	return execOne(ctx, db, q, deliveryID, reason)
 }
 
 // AttemptOutcome is how one attempt ended and what the delivery does next.
@@ -324,12 +303,8 @@ func RecordWebhookAttempt(ctx context.Context, db sqlx.ExtContext, deliveryID st
 			last_status_code = $5, failure_reason = $6,
 			finished_at = CASE WHEN $3 = 'pending' THEN NULL ELSE now() END
 		WHERE id = $1 AND attempts = $2 AND status = 'pending'`
-	res, err := db.ExecContext(ctx, upd, deliveryID, o.Attempt, o.Status, o.NextAttemptAt, o.StatusCode, o.FailureReason)
-	if err != nil {
-		return mapErr(err)
-	}
-	if n, _ := res.RowsAffected(); n == 0 {
-		return ErrNotFound
+	if err := execOne(ctx, db, upd, deliveryID, o.Attempt, o.Status, o.NextAttemptAt, o.StatusCode, o.FailureReason); err != nil {
+		return err
 	}
 	return InsertWebhookAttempt(ctx, db, deliveryID, o.Attempt, o.StatusCode, o.Latency, o.ResponseBody, o.Error)
 }

@@ -23,8 +23,8 @@ const archivedCheckAfter = 30 * time.Second
 // relay makes sure every unfinished operation has a task that will run it.
 // It enqueues each with its TaskID: a conflict means the task is still in
 // Redis; success means Redis had lost it (restarted empty, flushed) or the
-// api crashed between its commit and its enqueue. Then it runs the hooks
-// added with OnRelay.
+// api crashed between its commit and its enqueue. Then it does the same for
+// webhook deliveries.
 func (w *Worker) relay(ctx context.Context) error {
 	var errs []error
 	var after int64
@@ -52,12 +52,9 @@ func (w *Worker) relay(ctx context.Context) error {
 			delete(w.suspects, opID)
 		}
 	}
-	hooks := w.relays
 	w.mu.Unlock()
-	for _, fn := range hooks {
-		if err := fn(ctx); err != nil {
-			errs = append(errs, err)
-		}
+	if err := w.deliveries.relay(ctx); err != nil {
+		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
 }

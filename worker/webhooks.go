@@ -83,12 +83,21 @@ type WebhookOptions struct {
 	Grace       time.Duration
 }
 
-// deliverer makes delivery attempts and repairs lost ones.
+// deliverer makes delivery attempts and repairs lost ones. It has its own
+// dependencies: it shares the worker's Postgres, Redis and queues, and
+// nothing else of it.
 type deliverer struct {
-	w      *Worker
-	opts   WebhookOptions
-	client *http.Client
-	mux    *asynq.ServeMux
+	st      *store.Store
+	redis   asynq.RedisConnOpt
+	queue   jobs.Enqueuer
+	insp    jobs.Inspector
+	log     *slog.Logger
+	metrics *metrics
+	opts    WebhookOptions
+	client  *http.Client
+	mux     *asynq.ServeMux
+	// poll and shutdown configure its Asynq server as the worker's.
+	poll, shutdown time.Duration
 
 	mu        sync.Mutex
 	endpoints map[string]*endpointLoad
@@ -103,8 +112,8 @@ type endpointLoad struct {
 	lastSeen time.Time
 }
 
-// newDeliverer sets up webhook delivery for w: its handler, served by
-// start, and its part of every relay pass.
+// newDeliverer sets up webhook delivery for worker w: its handler, served
+// by start, and relay, which every relay pass of w runs.
 func newDeliverer(w *Worker, o WebhookOptions) *deliverer {
 	if o.Timeout <= 0 {
 		o.Timeout = DefaultWebhookTimeout
@@ -119,28 +128,34 @@ func newDeliverer(w *Worker, o WebhookOptions) *deliverer {
 		o.Grace = DefaultWebhookGrace
 	}
 	d := &deliverer{
-		w:         w,
+		st:        w.st,
+		redis:     w.opts.Redis,
+		queue:     w.client,
+		insp:      w.insp,
+		log:       w.log,
+		metrics:   w.metrics,
+		poll:      w.opts.PollInterval,
+		shutdown:  w.opts.ShutdownTimeout,
 		opts:      o,
 		client:    webhook.NewHTTPClient(o.AllowPrivate, o.Timeout),
 		mux:       asynq.NewServeMux(),
 		endpoints: map[string]*endpointLoad{},
 	}
 	d.mux.HandleFunc(jobs.TypeWebhookDelivery, d.handle)
-	w.OnRelay(d.relay)
 	return d
 }
 
 // start serves the webhooks queue until Shutdown.
 func (d *deliverer) start(ctx context.Context) (*asynq.Server, error) {
-	srv := asynq.NewServer(d.w.opts.Redis, asynq.Config{
+	srv := asynq.NewServer(d.redis, asynq.Config{
 		Concurrency:              d.opts.Concurrency,
 		Queues:                   map[string]int{jobs.QueueWebhooks: 1},
-		TaskCheckInterval:        d.w.opts.PollInterval,
-		DelayedTaskCheckInterval: d.w.opts.PollInterval,
-		ShutdownTimeout:          d.w.opts.ShutdownTimeout,
+		TaskCheckInterval:        d.poll,
+		DelayedTaskCheckInterval: d.poll,
+		ShutdownTimeout:          d.shutdown,
 		RetryDelayFunc:           retryDelivery,
 		IsFailure:                func(err error) bool { return !errors.As(err, new(*endpointBusy)) },
-		Logger:                   asynqLogger{d.w.log.With("component", "asynq-webhooks")},
+		Logger:                   asynqLogger{d.log.With("component", "asynq-webhooks")},
 		LogLevel:                 asynq.WarnLevel,
 		BaseContext:              func() context.Context { return context.WithoutCancel(ctx) },
 	})
@@ -207,7 +222,7 @@ func (d *deliverer) handle(ctx context.Context, t *asynq.Task) error {
 	if err := json.Unmarshal(t.Payload(), &p); err != nil || p.DeliveryID == "" {
 		return fmt.Errorf("webhook delivery task with payload %q: %w", t.Payload(), asynq.SkipRetry)
 	}
-	db := d.w.st.DB
+	db := d.st.DB
 	tgt, err := store.WebhookDeliveryTarget(ctx, db, p.DeliveryID)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil // its endpoint was deleted, and the delivery with it
@@ -267,7 +282,7 @@ func (d *deliverer) handle(ctx context.Context, t *asynq.Task) error {
 	// The attempt happened: record it even if the worker is stopping.
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
-	err = d.w.st.WithTx(rctx, func(tx *sqlx.Tx) error {
+	err = d.st.WithTx(rctx, func(tx *sqlx.Tx) error {
 		if err := store.RecordWebhookAttempt(rctx, tx, tgt.ID, out); err != nil {
 			return err
 		}
@@ -282,11 +297,11 @@ func (d *deliverer) handle(ctx context.Context, t *asynq.Task) error {
 	if err != nil {
 		return fmt.Errorf("record attempt %d of delivery %s: %w", out.Attempt, tgt.ID, err)
 	}
-	d.w.metrics.attempted(attemptOutcome(out, gone), out.Attempt, res.latency)
+	d.metrics.attempted(attemptOutcome(out, gone), out.Attempt, res.latency)
 	if gone {
-		d.w.metrics.disabled.Inc()
+		d.metrics.disabled.Inc()
 	}
-	log := d.w.log.With(slog.String("delivery_id", tgt.ID), slog.String("endpoint_id", tgt.EndpointID),
+	log := d.log.With(slog.String("delivery_id", tgt.ID), slog.String("endpoint_id", tgt.EndpointID),
 		slog.Int("attempt", out.Attempt), slog.String("status", out.Status))
 	if res.err != nil {
 		log.InfoContext(ctx, "webhook attempt failed", slog.String("error", *out.Error))
@@ -298,7 +313,7 @@ func (d *deliverer) handle(ctx context.Context, t *asynq.Task) error {
 	}
 	if out.Status == store.DeliveryPending {
 		task, opts := jobs.NewDeliveryTask(tgt.ID, out.Attempt, out.NextAttemptAt)
-		jobs.Enqueue(rctx, d.w.client, log, task, opts...)
+		jobs.Enqueue(rctx, d.queue, log, task, opts...)
 	}
 	return nil
 }
@@ -318,14 +333,14 @@ func attemptOutcome(o store.AttemptOutcome, gone bool) string {
 
 // fail ends a pending delivery without an attempt; why labels the metric.
 func (d *deliverer) fail(ctx context.Context, deliveryID, reason, why string) error {
-	err := store.FailWebhookDelivery(ctx, d.w.st.DB, deliveryID, reason)
+	err := store.FailWebhookDelivery(ctx, d.st.DB, deliveryID, reason)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil
 	}
 	if err != nil {
 		return fmt.Errorf("fail delivery %s: %w", deliveryID, err)
 	}
-	d.w.metrics.abandoned.WithLabelValues(why).Inc()
+	d.metrics.abandoned.WithLabelValues(why).Inc()
 	return nil
 }
 
@@ -487,7 +502,7 @@ const deliveryRelayBatch = 500
 // attempt, or Asynq archived it. An attempt whose worker died is recorded
 // as such.
 func (d *deliverer) relay(ctx context.Context) error {
-	due, err := store.DueWebhookDeliveries(ctx, d.w.st.DB, d.opts.Grace, deliveryRelayBatch)
+	due, err := store.DueWebhookDeliveries(ctx, d.st.DB, d.opts.Grace, deliveryRelayBatch)
 	if err != nil {
 		return fmt.Errorf("relay webhook deliveries: %w", err)
 	}
@@ -495,7 +510,7 @@ func (d *deliverer) relay(ctx context.Context) error {
 	for _, dl := range due {
 		if !dl.Recorded {
 			msg := "the worker stopped during this attempt; its outcome is unknown"
-			if err := store.InsertWebhookAttempt(ctx, d.w.st.DB, dl.ID, dl.Attempts, nil, 0, nil, &msg); err != nil {
+			if err := store.InsertWebhookAttempt(ctx, d.st.DB, dl.ID, dl.Attempts, nil, 0, nil, &msg); err != nil {
 				errs = append(errs, err)
 				continue
 			}
@@ -512,7 +527,7 @@ func (d *deliverer) relay(ctx context.Context) error {
 // worker died): then it is replaced.
 func (d *deliverer) ensureQueued(ctx context.Context, dl store.DueWebhookDelivery) error {
 	task, opts := jobs.NewDeliveryTask(dl.ID, dl.Attempts, time.Now())
-	added, err := jobs.Enqueue(ctx, d.w.client, nil, task, opts...)
+	added, err := jobs.Enqueue(ctx, d.queue, nil, task, opts...)
 	if err != nil {
 		return err
 	}
@@ -521,13 +536,13 @@ func (d *deliverer) ensureQueued(ctx context.Context, dl store.DueWebhookDeliver
 		reason = requeueRescue // its worker died during the attempt
 	}
 	if !added {
-		if added, _, err = jobs.Requeue(ctx, d.w.client, d.w.insp, task, opts...); !added || err != nil {
+		if added, _, err = jobs.Requeue(ctx, d.queue, d.insp, task, opts...); !added || err != nil {
 			return err // queued, scheduled or running
 		}
 		reason = requeueArchived
 	}
-	d.w.metrics.requeue(requeueDelivery, reason)
-	d.w.log.InfoContext(ctx, "relay: queued a webhook attempt whose task was missing",
+	d.metrics.requeue(requeueDelivery, reason)
+	d.log.InfoContext(ctx, "relay: queued a webhook attempt whose task was missing",
 		slog.String("delivery_id", dl.ID), slog.Int("attempt", dl.Attempts+1))
-	return store.MarkWebhookEnqueued(ctx, d.w.st.DB, dl.ID)
+	return store.MarkWebhookEnqueued(ctx, d.st.DB, dl.ID)
 }

@@ -103,7 +103,6 @@ type Worker struct {
 
 	mu       sync.Mutex
 	periodic []periodic
-	relays   []func(context.Context) error
 	metrics  *metrics
 	// suspects counts, per operation, the consecutive relay passes that
 	// found its task active in Redis while no worker held its instance.
@@ -166,30 +165,12 @@ func New(opts Options) *Worker {
 	return w
 }
 
-// Handle registers the handler of another task type on the lifecycle
-// queue's server (webhook deliveries have a server of their own). Call it
-// before Run.
-func (w *Worker) Handle(taskType string, h asynq.Handler) {
-	w.mux.Handle(taskType, h)
-}
-
 // Every runs fn every interval while the worker runs. Call it before Run.
 func (w *Worker) Every(name string, interval time.Duration, fn func(context.Context) error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.periodic = append(w.periodic, periodic{name: name, every: interval, fn: fn})
 }
-
-// OnRelay adds work to every relay pass, such as re-enqueueing pending
-// webhook deliveries whose task is missing. Call it before Run.
-func (w *Worker) OnRelay(fn func(context.Context) error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.relays = append(w.relays, fn)
-}
-
-// Client is the worker's Asynq client, for handlers that enqueue.
-func (w *Worker) Client() *asynq.Client { return w.client }
 
 // Run serves the queues and runs the periodic jobs until ctx ends, then
 // waits for running tasks up to ShutdownTimeout.

@@ -9,6 +9,8 @@ import (
 	"io"
 	"strings"
 
+	"github.com/jmoiron/sqlx"
+
 	"github.com/myopenclaw/mocd/apikey"
 	"github.com/myopenclaw/mocd/config"
 	"github.com/myopenclaw/mocd/plan"
@@ -61,7 +63,7 @@ func runAdmin(ctx context.Context, mode config.Mode, args []string, getenv env, 
 			AccountID string `json:"account_id"`
 			Token     string `json:"token"`
 		}
-		err := st.WithTx(ctx, func(tx *sqlxTx) error {
+		err := st.WithTx(ctx, func(tx *sqlx.Tx) error {
 			a, err := store.CreateAccount(ctx, tx, *email, *planName)
 			if err != nil {
 				return err
@@ -112,7 +114,7 @@ func runAdmin(ctx context.Context, mode config.Mode, args []string, getenv env, 
 	return fmt.Errorf("unknown admin command %q\n%s", args[0], adminUsage)
 }
 
-func mintKey(ctx context.Context, db sqlxExt, pepper []byte, accountID, name string, scopeList []string) (string, error) {
+func mintKey(ctx context.Context, db sqlx.ExtContext, pepper []byte, accountID, name string, scopeList []string) (string, error) {
 	scopes, err := apikey.Expand(scopeList)
 	if err != nil {
 		return "", err

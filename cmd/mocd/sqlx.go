@@ -1,8 +1,0 @@
-package main
-
-import "github.com/jmoiron/sqlx"
-
-type (
-	sqlxTx  = sqlx.Tx
-	sqlxExt = sqlx.ExtContext
-)
