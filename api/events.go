@@ -232,5 +232,5 @@ func (s *Server) endStream(c *gin.Context, err error) {
 	if ctx.Err() != nil || errors.Is(err, store.ErrCursorExpired) {
 		return
 	}
-	s.log.WarnContext(ctx, "event stream ended", slog.String("request_id", requestID(c)), slog.Any("error", err))
+	s.log.WarnContext(ctx, "event stream ended", slog.Any("error", err))
 }
