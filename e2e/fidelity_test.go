@@ -3,6 +3,8 @@ package e2e
 import (
 	"context"
 	"net/http"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -116,4 +118,101 @@ func TestWorkerSpeaksFlapsWire(t *testing.T) {
 		t.Fatalf("create: %+v (error %+v)", done, done.Error)
 	}
 	assertOneMachine(t, sys, done.InstanceID, "started")
+}
+
+// Leases around every change: with a lease held by someone else (an
+// operator's flyctl, a stuck earlier attempt), the worker does not write
+// to the machine until it gets the lease itself, then makes the change
+// once, with the nonce, and gives the lease back.
+func TestWorkerChangesMachinesUnderALease(t *testing.T) {
+	t.Parallel()
+	sys := Start(t, Options{})
+	_, token := sys.NewAccount(t, "pro")
+	created := createOne(t, sys, token, "leased")
+	m := sys.MachinesOf(created.InstanceID)[0]
+	app := worker.AppName(created.InstanceID)
+	other := fly.New(fly.Options{BaseURL: sys.FlysimURL, Token: "someone-else"})
+	if _, err := other.AcquireLease(context.Background(), app, m.ID, 2*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	const routeStop, routeLease = "/v1/apps/{app}/machines/{id}/stop", "/v1/apps/{app}/machines/{id}/lease"
+	before := sys.Flysim.Calls(http.MethodPost, routeLease)
+	stop := accept(t, sys, http.MethodPost, "/api/v1/instances/"+created.InstanceID+"/stop", token, nil)
+	if d := sys.WaitOperation(t, token, stop.ID); d.Status != "succeeded" {
+		t.Fatalf("stop: %+v (error %+v)", d, d.Error)
+	}
+	assertOneMachine(t, sys, created.InstanceID, "stopped")
+	if n := sys.Flysim.Calls(http.MethodPost, routeStop); n != 1 {
+		t.Errorf("%d stop calls, want one, made under the worker's own lease", n)
+	}
+	if n := sys.Flysim.Calls(http.MethodPost, routeLease) - before; n < 2 {
+		t.Errorf("%d lease requests, want the refused ones and the granted one", n)
+	}
+	if n := sys.Flysim.Calls(http.MethodDelete, routeLease); n != 1 {
+		t.Errorf("%d lease releases, want the stop's", n)
+	}
+	if _, err := other.GetMachine(context.Background(), app, m.ID); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// The reconciler sweeps orphans: a moc- app that belongs to no instance is
+// deleted, a machine in an instance's app that is not the instance's is
+// destroyed, and anything not named moc- is left alone; each sweep is
+// logged and counted.
+func TestReconcilerSweepsOrphans(t *testing.T) {
+	t.Parallel()
+	var apps, machines atomic.Int64
+	sys := Start(t, Options{Worker: func(o *worker.Options) {
+		o.OnOrphanSwept = func(kind string) {
+			if kind == "app" {
+				apps.Add(1)
+			} else {
+				machines.Add(1)
+			}
+		}
+	}})
+	_, token := sys.NewAccount(t, "pro")
+	created := createOne(t, sys, token, "keeper")
+	own := sys.MachinesOf(created.InstanceID)[0]
+
+	ctx := context.Background()
+	other := fly.New(fly.Options{BaseURL: sys.FlysimURL, Token: "operator"})
+	orphanApp := worker.AppName("inst_never_recorded")
+	for _, name := range []string{orphanApp, "not-mocd"} {
+		if _, err := other.CreateApp(ctx, name, "personal"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := other.CreateMachine(ctx, name, fly.MachineInput{Config: fly.MachineConfig{Image: "x"}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	stray, err := other.CreateMachine(ctx, worker.AppName(created.InstanceID), fly.MachineInput{Name: "stray", Config: fly.MachineConfig{Image: Image}})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	waitFor(t, "the orphans to be swept", func() bool { return apps.Load() == 1 && machines.Load() == 1 })
+	held := map[string]int{}
+	for _, a := range sys.Flysim.Machines() {
+		held[a.App] = len(a.Machines)
+	}
+	if _, ok := held[orphanApp]; ok {
+		t.Errorf("orphan app %s still held", orphanApp)
+	}
+	if held["not-mocd"] != 1 {
+		t.Errorf("an app not named moc- was touched: %v", held)
+	}
+	if got, _ := sys.Flysim.Machine(worker.AppName(created.InstanceID), stray.ID); got.State != "destroyed" {
+		t.Errorf("stray machine %s", got.State)
+	}
+	assertOneMachine(t, sys, created.InstanceID, "started")
+	if sys.MachinesOf(created.InstanceID)[0].ID != own.ID {
+		t.Error("the instance's own machine was replaced")
+	}
+	for _, want := range []string{"reconciler: destroyed an orphan app", "reconciler: destroyed an orphan machine"} {
+		if !strings.Contains(sys.Logs(), want) {
+			t.Errorf("no %q in the logs", want)
+		}
+	}
 }
