@@ -132,6 +132,9 @@ func (b *bench) countAll(ctx context.Context) error {
 	if err := b.countPass(ctx, scE2E, b.opts.countE2E, b.e2eUnit(c, "count-e2e", b.opts.pollEvery), drained); err != nil {
 		return err
 	}
+	if err := b.countPass(ctx, scE2EWait, b.opts.countE2E, b.e2eWaitUnit(c, "count-e2e-wait"), drained); err != nil {
+		return err
+	}
 	b.checkScripts()
 	return nil
 }

@@ -135,7 +135,7 @@ func (b *bench) rows() []row {
 			w.ratio = ratio(r.PerSec(), pgTPS) + " pgbench, " + ratio(r.PerSec(), ginRPS) + " Gin"
 		case scPoll:
 			w.ratio = ratio(r.PerSec(), ginRPS) + " Gin, " + ratio(r.PerSec(), pgPoll) + " pgbench"
-		case scE2E:
+		case scE2E, scE2EWait:
 			w.rate = fmt.Sprintf("%.0f ops/s", r.PerSec())
 			w.ratio = ratio(r.PerSec(), asynqClosed) + " Asynq (closed loop)"
 		default:
@@ -152,8 +152,8 @@ func (b *bench) rows() []row {
 				}
 				return fmt.Sprintf("%.2f", float64(c.Per[proxy].RoundTrips)/float64(n))
 			}
-			w.apiPG, w.apiRedis = per("api-pg", name != scE2E), per("api-redis", name != scE2E)
-			if name == scAccept || name == scE2E {
+			w.apiPG, w.apiRedis = per("api-pg", !isE2E(name)), per("api-redis", !isE2E(name))
+			if name == scAccept || isE2E(name) {
 				w.workerPG, w.workerRedis = per("worker-pg", false), per("worker-redis", false)
 			} else {
 				w.workerPG, w.workerRedis = "–", "–"
@@ -416,16 +416,16 @@ func (b *bench) reportCounts(p func(string, ...any)) {
 		}
 		unit := "request"
 		n := c.Requests
-		if name == scE2E {
+		if isE2E(name) {
 			unit, n = "operation", c.Units
 		}
 		p("**%s** (%d %ss", name, n, unit)
-		if name == scE2E {
+		if isE2E(name) {
 			p(", %.1f HTTP requests each", float64(c.Requests)/float64(max(c.Units, 1)))
 		}
 		p(")\n\n| per %s | round trips | statements / commands |\n|---|---:|---|\n", unit)
 		procs := []string{"api-pg", "api-redis"}
-		if name == scAccept || name == scE2E {
+		if name == scAccept || isE2E(name) {
 			procs = append(procs, "worker-pg", "worker-redis")
 		}
 		for _, proxy := range procs {

@@ -17,12 +17,17 @@ const (
 	scPoll     = "poll"
 	scList     = "list"
 	scE2E      = "end-to-end"
+	scE2EWait  = "end-to-end with wait"
 	scPage1    = "operations page 1"
 	scPage1000 = "operations page 1000"
 )
 
 // scenarioOrder is the order of the report's rows.
-var scenarioOrder = []string{scAccept, scReplay, scPoll, scList, scE2E, scPage1, scPage1000}
+var scenarioOrder = []string{scAccept, scReplay, scPoll, scList, scE2E, scE2EWait, scPage1, scPage1000}
+
+// isE2E reports whether a scenario's unit is a whole operation, accept to
+// succeeded, rather than one request.
+func isE2E(name string) bool { return name == scE2E || name == scE2EWait }
 
 // own returns client w's accounts: each client has accounts of its own, so
 // that no two clients lock the same instance row or share a rate limit.
@@ -159,6 +164,66 @@ func (b *bench) e2eUnit(c *httpClient, tag string, pollEvery time.Duration) unit
 				return o
 			case "failed":
 				o.ok, o.err = false, fmt.Errorf("operation %s failed", op.ID)
+				return o
+			}
+		}
+	}
+}
+
+// e2eWaitUnit is e2eUnit with GET /operations/:id/wait?timeout=55 in
+// place of the polling loop: the answer comes when the operation commits,
+// so one wait is usually all it takes.
+func (b *bench) e2eWaitUnit(c *httpClient, tag string) unitFunc {
+	return func(ctx context.Context, w, i int) outcome {
+		id, tok, j := b.pick(w, i)
+		inst := id.instances[j%len(id.instances)]
+		r, err := c.do(ctx, http.MethodPost, "/api/v1/instances/"+inst+"/restart", tok, fmt.Sprintf("%s-%d-%d", tag, w, i), nil)
+		o := single(r, err, http.StatusAccepted)
+		if !o.ok {
+			return o
+		}
+		var op operationJSON
+		if err := json.Unmarshal(r.body, &op); err != nil {
+			o.ok, o.err = false, err
+			return o
+		}
+		deadline := time.Now().Add(120 * time.Second)
+		for {
+			if time.Now().After(deadline) {
+				o.ok, o.err = false, fmt.Errorf("operation %s unfinished after 120s", op.ID)
+				return o
+			}
+			r, err := c.do(ctx, http.MethodGet, "/api/v1/operations/"+op.ID+"/wait?timeout=55", tok, "", nil)
+			p := single(r, err, http.StatusOK)
+			o.requests++
+			o.limited += p.limited
+			if !p.ok {
+				if p.limited > 0 {
+					select {
+					case <-ctx.Done():
+						o.ok, o.err = false, ctx.Err()
+						return o
+					case <-time.After(time.Second):
+					}
+					continue
+				}
+				o.ok, o.err, o.status = false, p.err, p.status
+				return o
+			}
+			var got operationJSON
+			if err := json.Unmarshal(r.body, &got); err != nil {
+				o.ok, o.err = false, err
+				return o
+			}
+			switch got.Status {
+			case "succeeded":
+				if got.FinishedAt != nil && got.StartedAt != nil {
+					o.serverLatency = got.FinishedAt.Sub(got.CreatedAt)
+					o.serverQueued = got.StartedAt.Sub(got.CreatedAt)
+				}
+				return o
+			case "failed", "cancelled":
+				o.ok, o.err = false, fmt.Errorf("operation %s %s", op.ID, got.Status)
 				return o
 			}
 		}

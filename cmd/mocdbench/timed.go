@@ -100,6 +100,12 @@ func (b *bench) runTimed(ctx context.Context) error {
 	if err := b.waitOperations(ctx, 2*time.Minute); err != nil {
 		return err
 	}
+	if err := run(scE2EWait, b.spec(), b.e2eWaitUnit(c, "e2e-wait")); err != nil {
+		return err
+	}
+	if err := b.waitOperations(ctx, 2*time.Minute); err != nil {
+		return err
+	}
 	if err := run(scAccept, b.spec(), b.acceptUnit(c, "accept")); err != nil {
 		return err
 	}
