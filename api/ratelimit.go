@@ -28,6 +28,7 @@ func (s *Server) rateLimitMiddleware(c *gin.Context) {
 		return
 	}
 	res.SetHeaders(c.Writer.Header())
+	c.Set(ctxRateLimit, res)
 	if !res.Allowed {
 		s.counters.refusedBy(res.Binding.Name)
 		writeError(c, s.log, errRateLimited(res))

@@ -203,6 +203,7 @@ func (s *Server) routes() *gin.Engine {
 	r.handle(http.MethodGet, "/logs", apikey.LogsRead, s.listLogs)
 	r.handle(http.MethodGet, "/usage", apikey.UsageRead, s.getUsage)
 	r.handle(http.MethodGet, "/account", apikey.AccountRead, s.getAccount)
+	r.handle(http.MethodGet, "/metrics", apikey.InstanceRead, s.metricsFeed)
 	r.handle(http.MethodGet, "/webhooks", apikey.WebhooksRead, s.listWebhooks)
 	r.handle(http.MethodPost, "/webhooks", apikey.WebhooksWrite, s.createWebhook)
 	r.handle(http.MethodPatch, "/webhooks/:id", apikey.WebhooksWrite, s.updateWebhook)

@@ -83,6 +83,7 @@ var sdkEnums = map[string][]string{
 var notInSDK = map[string]string{
 	"getDocs": "an HTML page for browsers",
 	"metrics": "Prometheus text for scrapers, not part of the API",
+	"getMetrics": "Prometheus text for a customer's scraper (Prometheus, Grafana Agent), not for programs",
 }
 
 func strs[T ~string](vs ...T) []string {
