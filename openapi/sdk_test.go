@@ -81,8 +81,8 @@ var sdkEnums = map[string][]string{
 
 // notInSDK are the routes the SDK leaves out, and why.
 var notInSDK = map[string]string{
-	"getDocs": "an HTML page for browsers",
-	"metrics": "Prometheus text for scrapers, not part of the API",
+	"getDocs":    "an HTML page for browsers",
+	"metrics":    "Prometheus text for scrapers, not part of the API",
 	"getMetrics": "Prometheus text for a customer's scraper (Prometheus, Grafana Agent), not for programs",
 }
 
