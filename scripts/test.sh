@@ -51,4 +51,14 @@ if [ ${#pkgs[@]} -gt 0 ]; then
 	(cd "$REPO_ROOT/client" && go test -race -count=1 -timeout 5m "$@" ./...)
 fi
 
+# The whole suite lints first (make lint: gofmt, go vet, staticcheck,
+# deadcode); a run of named packages skips it.
+if [ ${#pkgs[@]} -gt 0 ]; then
+	if command -v make >/dev/null 2>&1; then
+		make --no-print-directory lint
+	else
+		die "make not found: the whole suite runs make lint first; install make"
+	fi
+fi
+
 exec go test -race -count=1 -timeout 12m ${pkgs[@]+"${pkgs[@]}"} "$@"

@@ -18,14 +18,6 @@ type countResult struct {
 	Per      map[string]counts // proxy name → counts during the pass
 }
 
-// perUnit is a proxy's round trips per unit.
-func (c countResult) perUnit(proxy string) float64 {
-	if c.Units == 0 {
-		return 0
-	}
-	return float64(c.Per[proxy].RoundTrips) / float64(c.Units)
-}
-
 func (b *bench) snapshot() map[string]counts {
 	m := map[string]counts{}
 	for name, w := range b.proxies {
