@@ -29,23 +29,9 @@ soak:
 build:
 	CGO_ENABLED=0 go build -o bin/mocd ./cmd/mocd
 
-## lint: gofmt reports nothing, go vet and staticcheck (all checks, staticcheck.conf) pass; deadcode -test lists what nothing calls; shellcheck when installed
+## lint: scripts/lint.sh: gofmt, go vet, staticcheck (all checks), deadcode -test, shellcheck when installed
 lint:
-	@unformatted="$$(gofmt -l .)"; \
-	if [ -n "$$unformatted" ]; then \
-		echo "gofmt -l: these files need gofmt -w:"; echo "$$unformatted"; exit 1; \
-	fi
-	go vet ./...
-	@tools="$$(bash scripts/tools.sh)" && \
-	"$$tools/staticcheck" ./... && \
-	echo "deadcode -test (unreachable from any main or test; CONTRIBUTING.md says what may stay):" && \
-	"$$tools/deadcode" -test ./...
-	cd client && go vet ./...
-	@if command -v shellcheck >/dev/null 2>&1; then \
-		shellcheck -x scripts/*.sh .ci/run; \
-	else \
-		echo "lint: shellcheck not installed; skipping the shell scripts"; \
-	fi
+	bash scripts/lint.sh
 
 ## bench: PostgreSQL + Redis up, then the load harness (cmd/mocdbench): writes BENCHMARKS.md (ARGS="-duration 5s" for flags)
 bench:

@@ -54,11 +54,7 @@ fi
 # The whole suite lints first (make lint: gofmt, go vet, staticcheck,
 # deadcode); a run of named packages skips it.
 if [ ${#pkgs[@]} -gt 0 ]; then
-	if command -v make >/dev/null 2>&1; then
-		make --no-print-directory lint
-	else
-		die "make not found: the whole suite runs make lint first; install make"
-	fi
+	bash "$REPO_ROOT/scripts/lint.sh"
 fi
 
 exec go test -race -count=1 -timeout 12m ${pkgs[@]+"${pkgs[@]}"} "$@"
