@@ -44,12 +44,14 @@ type Store struct {
 	DB *sqlx.DB
 }
 
-// Open connects to Postgres and checks the connection.
+// Open connects to Postgres and checks the connection. Each connection
+// keeps the parameterised statements it runs prepared (stmtcache.go).
 func Open(ctx context.Context, databaseURL string) (*Store, error) {
-	db, err := sqlx.Open("postgres", withBinaryParameters(databaseURL))
+	pc, err := pq.NewConnector(withBinaryParameters(databaseURL))
 	if err != nil {
 		return nil, fmt.Errorf("open postgres: %w", err)
 	}
+	db := sqlx.NewDb(sql.OpenDB(preparingConnector{pc}), "postgres")
 	db.SetMaxOpenConns(32)
 	db.SetMaxIdleConns(32)
 	db.SetConnMaxIdleTime(5 * time.Minute)
