@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/netip"
 	"os"
 	"strconv"
@@ -66,6 +67,10 @@ type Config struct {
 	// when MOC_METRICS_LISTEN is "off". The api serves /metrics on Listen,
 	// and `mocd dev` shows every process's series there.
 	MetricsListen string
+	// DebugListen, when set, is a loopback address where mocd api serves
+	// net/http/pprof (MOC_DEBUG_LISTEN; off by default): profiles of the
+	// real binary, for make bench and for an operator on the host.
+	DebugListen string
 }
 
 // Load reads the environment for the given mode and checks every value
@@ -98,6 +103,7 @@ func Load(mode Mode, getenv func(string) string) (Config, error) {
 		InstanceImage: get("MOC_INSTANCE_IMAGE", "ghcr.io/openclaw/openclaw:latest"),
 		FlysimListen:  get("FLYSIM_LISTEN", "127.0.0.1:4280"),
 		MetricsListen: get("MOC_METRICS_LISTEN", "127.0.0.1:9091"),
+		DebugListen:   get("MOC_DEBUG_LISTEN", ""),
 	}
 	if strings.EqualFold(c.MetricsListen, "off") {
 		c.MetricsListen = ""
@@ -158,6 +164,9 @@ func Load(mode Mode, getenv func(string) string) (Config, error) {
 		}
 		c.TrustedProxies = append(c.TrustedProxies, pfx)
 	}
+	if c.DebugListen != "" && !loopbackAddr(c.DebugListen) {
+		errs = append(errs, fmt.Errorf("MOC_DEBUG_LISTEN: profiles are served on loopback only (such as 127.0.0.1:6060), got %q", c.DebugListen))
+	}
 	if (c.TLSCert == "") != (c.TLSKey == "") {
 		errs = append(errs, errors.New("MOC_TLS_CERT and MOC_TLS_KEY must be set together"))
 	}
@@ -215,6 +224,17 @@ func (c Config) RequireFly() error {
 	return errors.New("FLY_API_TOKEN is required for the worker (a Fly.io API token, or any value when FLY_API_BASE_URL points at `mocd flysim`)")
 }
 
+// loopbackAddr reports whether addr is host:port with a loopback IP host
+// (a name such as localhost could resolve elsewhere).
+func loopbackAddr(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.IsLoopback()
+}
+
 func parseBool(s string) (bool, error) {
 	b, err := strconv.ParseBool(s)
 	if err != nil {
@@ -248,5 +268,6 @@ func (c Config) LogValue() slog.Value {
 		slog.String("instance_image", c.InstanceImage),
 		slog.Bool("webhook_allow_private", c.WebhookAllowPrivate),
 		slog.String("metrics_listen", c.MetricsListen),
+		slog.String("debug_listen", c.DebugListen),
 	)
 }

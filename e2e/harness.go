@@ -230,6 +230,10 @@ func (s *System) StartWorker() {
 		LeaseTTL:          3 * time.Second,
 		Webhooks:          worker.WebhookOptions{SecretBox: s.SecretBox, AllowPrivate: true},
 	}
+	// Wake-ups on, as mocd worker runs them: every test also proves that a
+	// woken run and its task never run an operation twice.
+	hub := notify.New(s.DatabaseURL, []string{worker.ChannelOperationCreated}, s.logger("worker"))
+	wo.Waker = hub
 	if s.opts.Worker != nil {
 		s.opts.Worker(&wo)
 	}
@@ -238,9 +242,17 @@ func (s *System) StartWorker() {
 	rw := &runningWorker{cancel: cancel, done: make(chan struct{}), st: st}
 	go func() {
 		defer close(rw.done)
+		hubDone := make(chan struct{})
+		go func() {
+			defer close(hubDone)
+			if err := hub.Run(ctx); err != nil {
+				s.t.Errorf("e2e: worker's listener: %v", err)
+			}
+		}()
 		if err := w.Run(ctx); err != nil {
 			s.t.Errorf("e2e: worker: %v", err)
 		}
+		<-hubDone
 	}()
 	s.worker = rw
 }

@@ -40,8 +40,9 @@ type Hub struct {
 	channels []string
 	log      *slog.Logger
 
-	mu   sync.Mutex
-	subs map[topic]map[*Subscription]struct{}
+	mu       sync.Mutex
+	subs     map[topic]map[*Subscription]struct{}
+	watchers map[string]map[*watcher]struct{}
 
 	subscribers atomic.Int64
 	notified    atomic.Int64
@@ -70,6 +71,7 @@ func New(dsn string, channels []string, log *slog.Logger) *Hub {
 		channels: append([]string(nil), channels...),
 		log:      log,
 		subs:     map[topic]map[*Subscription]struct{}{},
+		watchers: map[string]map[*watcher]struct{}{},
 		ready:    make(chan struct{}),
 	}
 }
@@ -202,6 +204,9 @@ func (h *Hub) Stats() Stats {
 func (h *Hub) dispatch(channel, payload string) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	for w := range h.watchers[channel] {
+		w.fn(payload)
+	}
 	for s := range h.subs[topic{channel, payload}] {
 		s.wake()
 	}
@@ -215,6 +220,11 @@ func (h *Hub) dispatch(channel, payload string) {
 func (h *Hub) wakeAll() {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	for _, ws := range h.watchers {
+		for w := range ws {
+			w.fn("")
+		}
+	}
 	for _, m := range h.subs {
 		for s := range m {
 			s.wake()
@@ -228,5 +238,30 @@ func (s *Subscription) wake() {
 	select {
 	case s.c <- struct{}{}:
 	default:
+	}
+}
+
+type watcher struct{ fn func(payload string) }
+
+// Watch calls fn with the payload of every notification on channel, for a
+// consumer that acts on what the payload names (the worker starts the
+// operation whose id it carries) rather than re-reading a state. fn runs
+// on the hub's goroutine and must return at once. It is also called with ""
+// after every (re)connection: notifications may have been lost, and the
+// watcher must not rely on having heard each one. stop ends the watch.
+func (h *Hub) Watch(channel string, fn func(payload string)) (stop func()) {
+	w := &watcher{fn: fn}
+	h.mu.Lock()
+	m := h.watchers[channel]
+	if m == nil {
+		m = map[*watcher]struct{}{}
+		h.watchers[channel] = m
+	}
+	m[w] = struct{}{}
+	h.mu.Unlock()
+	return func() {
+		h.mu.Lock()
+		delete(h.watchers[channel], w)
+		h.mu.Unlock()
 	}
 }

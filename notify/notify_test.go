@@ -162,3 +162,57 @@ func TestHubWakesEveryoneAfterReconnecting(t *testing.T) {
 		}
 	}
 }
+
+// TestWatchPayloads checks that a watcher gets each committed
+// notification's payload, and none of a rolled-back transaction.
+func TestWatchPayloads(t *testing.T) {
+	h, db := hub(t, "mocd_test_watch")
+	got := make(chan string, 10)
+	stop := h.Watch("mocd_test_watch", func(p string) {
+		if p != "" {
+			got <- p
+		}
+	})
+	defer stop()
+	tx, err := db.Begin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(`SELECT pg_notify('mocd_test_watch', 'rolled-back')`); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Rollback(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Exec(`SELECT pg_notify('mocd_test_watch', 'op_1')`); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case p := <-got:
+		if p != "op_1" {
+			t.Fatalf("payload = %q, want op_1 (the rolled-back one must never arrive)", p)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("no payload delivered")
+	}
+	stop()
+	if _, err := db.Exec(`SELECT pg_notify('mocd_test_watch', 'op_2')`); err != nil {
+		t.Fatal(err)
+	}
+	// A second, watched channel message proves op_2 was dispatched
+	// (notifications arrive in order) without reaching the stopped watcher.
+	s := h.Subscribe("mocd_test_watch", "op_3")
+	defer s.Close()
+	drain(s)
+	if _, err := db.Exec(`SELECT pg_notify('mocd_test_watch', 'op_3')`); err != nil {
+		t.Fatal(err)
+	}
+	if !woken(s, 30*time.Second) {
+		t.Fatal("op_3 never arrived")
+	}
+	select {
+	case p := <-got:
+		t.Fatalf("stopped watcher got %q", p)
+	default:
+	}
+}

@@ -173,17 +173,6 @@ func PendingOperationsOf(ctx context.Context, db sqlx.ExtContext, instanceID str
 	return out, mapErr(err)
 }
 
-// OlderUnfinished reports whether an operation of the instance accepted
-// before seq has not finished: operations of one instance run one at a
-// time, in the order accepted.
-func OlderUnfinished(ctx context.Context, db sqlx.ExtContext, instanceID string, seq int64) (bool, error) {
-	const q = `SELECT EXISTS (SELECT 1 FROM operations
-		WHERE instance_id = $1 AND seq < $2 AND status IN ('pending', 'running'))`
-	var ok bool
-	err := sqlx.GetContext(ctx, db, &ok, q, instanceID, seq)
-	return ok, mapErr(err)
-}
-
 // StartOperation marks an unfinished operation running and counts the
 // attempt; started_at keeps the first start. It answers the row as it now
 // is, or ErrNotFound when the operation had already finished.
@@ -301,4 +290,21 @@ func InstanceLockHeld(ctx context.Context, db *sqlx.DB, instanceID string) (bool
 		return false, mapErr(err)
 	}
 	return !free, nil
+}
+
+// OperationToRun reads an operation for the worker that holds its
+// instance's lock, with whether an operation of the instance accepted
+// before it has not finished (operations of one instance run one at a
+// time, in the order accepted): one round trip for what a run must know
+// before it starts.
+func OperationToRun(ctx context.Context, db sqlx.ExtContext, opID string) (op Operation, olderUnfinished bool, err error) {
+	const q = `SELECT ` + opCols + `, EXISTS (SELECT 1 FROM operations p
+			WHERE p.instance_id = o.instance_id AND p.seq < o.seq AND p.status IN ('pending', 'running')) AS older
+		FROM operations o WHERE o.id = $1`
+	var out struct {
+		Operation
+		Older bool `db:"older"`
+	}
+	err = sqlx.GetContext(ctx, db, &out, q, opID)
+	return out.Operation, out.Older, mapErr(err)
 }

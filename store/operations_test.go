@@ -49,11 +49,11 @@ func TestInstancesOperationsEvents(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if older, _ := store.OlderUnfinished(ctx, st.DB, inst.ID, op2.Seq); !older {
-		t.Fatal("op2 does not see op1 ahead of it")
+	if got, older, err := store.OperationToRun(ctx, st.DB, op2.ID); err != nil || !older || got.ID != op2.ID {
+		t.Fatalf("op2 does not see op1 ahead of it: %+v %v %v", got, older, err)
 	}
-	if older, _ := store.OlderUnfinished(ctx, st.DB, inst.ID, op1.Seq); older {
-		t.Fatal("op1 sees something ahead of it")
+	if got, older, err := store.OperationToRun(ctx, st.DB, op1.ID); err != nil || older || got.ID != op1.ID {
+		t.Fatalf("op1 sees something ahead of it: %+v %v %v", got, older, err)
 	}
 	started, err := store.StartOperation(ctx, st.DB, op1.ID)
 	if err != nil || started.Status != store.OpRunning || started.Attempts != 1 || started.StartedAt == nil {

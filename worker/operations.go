@@ -42,6 +42,12 @@ func (w *Worker) handleOperation(ctx context.Context, t *asynq.Task) error {
 	if err := json.Unmarshal(t.Payload(), &p); err != nil || p.OperationID == "" {
 		return fmt.Errorf("operation task with payload %q: %w", t.Payload(), asynq.SkipRetry)
 	}
+	// A wake-up may be carrying the operation out in this process right
+	// now (wake.go): wait for it rather than bounce off the instance lock
+	// and come back later.
+	if err := w.woken.wait(ctx, p.OperationID); err != nil {
+		return err
+	}
 	op, err := store.OperationByID(ctx, w.st.DB, p.OperationID)
 	if errors.Is(err, store.ErrNotFound) {
 		return fmt.Errorf("operation %s does not exist: %w", p.OperationID, asynq.SkipRetry)
@@ -60,36 +66,38 @@ func (w *Worker) handleOperation(ctx context.Context, t *asynq.Task) error {
 		return errWaiting
 	}
 	defer lock.Release()
+	retried, _ := asynq.GetRetryCount(ctx)
+	maxRetry, _ := asynq.GetMaxRetry(ctx)
+	return w.runLocked(ctx, op.ID, retried, retried >= maxRetry)
+}
 
-	// Read again under the lock: another delivery may have finished it.
-	if op, err = store.OperationByID(ctx, w.st.DB, op.ID); err != nil {
+// runLocked carries out an operation whose instance lock the caller holds:
+// the part of a run that a task and a wake-up share. retried counts the
+// earlier attempts for the log; last says no retry will follow, so a Fly
+// failure must finish the operation as failed rather than leave it to the
+// next attempt.
+func (w *Worker) runLocked(ctx context.Context, opID string, retried int, last bool) error {
+	// Read under the lock: another delivery may have finished it.
+	op, older, err := store.OperationToRun(ctx, w.st.DB, opID)
+	if err != nil {
 		return err
 	}
 	if op.Terminal() {
 		return nil
 	}
-	older, err := store.OlderUnfinished(ctx, w.st.DB, op.InstanceID, op.Seq)
-	if err != nil {
-		return err
-	}
 	if older {
 		return errWaiting
 	}
-	if op, err = w.begin(ctx, op); errors.Is(err, store.ErrNotFound) {
+	op, inst, err := w.begin(ctx, op)
+	if errors.Is(err, store.ErrNotFound) {
 		return nil // finished meanwhile by another delivery
 	} else if err != nil {
-		return err
-	}
-	inst, err := store.InstanceByID(ctx, w.st.DB, op.InstanceID)
-	if err != nil {
 		return err
 	}
 
 	final, opErr, err := w.carryOut(ctx, op, inst)
 	if err != nil {
-		retried, _ := asynq.GetRetryCount(ctx)
-		maxRetry, _ := asynq.GetMaxRetry(ctx)
-		if ctx.Err() != nil || retried < maxRetry {
+		if ctx.Err() != nil || !last {
 			w.log.WarnContext(ctx, "operation step failed; retrying", slog.String("operation_id", op.ID),
 				slog.String("type", op.Type), slog.Int("retry", retried), slog.Any("error", err))
 			return err
@@ -110,25 +118,27 @@ func (w *Worker) handleOperation(ctx context.Context, t *asynq.Task) error {
 
 // begin marks the operation running and, if an earlier operation left the
 // instance in another status, shows this one's transitional status again.
-func (w *Worker) begin(ctx context.Context, op store.Operation) (store.Operation, error) {
+// It answers the instance as the operation starts on it.
+func (w *Worker) begin(ctx context.Context, op store.Operation) (store.Operation, store.Instance, error) {
 	var deliveries []string
+	var inst store.Instance
 	err := w.st.WithTx(ctx, func(tx *sqlx.Tx) error {
-		inst, err := store.LockInstance(ctx, tx, op.AccountID, op.InstanceID)
-		if err != nil {
+		var err error
+		if inst, err = store.LockInstance(ctx, tx, op.AccountID, op.InstanceID); err != nil {
 			return err
 		}
 		if op, err = store.StartOperation(ctx, tx, op.ID); err != nil {
 			return err
 		}
-		deliveries, err = w.changeStatus(ctx, tx, inst, transitional[op.Type], op.ID)
+		inst, deliveries, err = w.changeStatus(ctx, tx, inst, transitional[op.Type], op.ID)
 		return err
 	})
 	if err != nil {
-		return op, fmt.Errorf("start operation %s: %w", op.ID, err)
+		return op, inst, fmt.Errorf("start operation %s: %w", op.ID, err)
 	}
 	w.metrics.started(op)
 	w.enqueueDeliveries(ctx, deliveries)
-	return op, nil
+	return op, inst, nil
 }
 
 // finish records the outcome in ONE transaction: the operation, the
@@ -146,7 +156,7 @@ func (w *Worker) finish(ctx context.Context, op store.Operation, final string, o
 		if err != nil {
 			return err
 		}
-		if deliveries, err = w.changeStatus(ctx, tx, inst, final, op.ID); err != nil {
+		if _, deliveries, err = w.changeStatus(ctx, tx, inst, final, op.ID); err != nil {
 			return err
 		}
 		typ := webhook.EventOperationSucceeded
@@ -172,24 +182,25 @@ func (w *Worker) finish(ctx context.Context, op store.Operation, final string, o
 
 // changeStatus moves the locked instance to status, if it is not there
 // already, with its event row and instance.status_changed deliveries.
-func (w *Worker) changeStatus(ctx context.Context, tx *sqlx.Tx, inst store.Instance, status, opID string) ([]string, error) {
+func (w *Worker) changeStatus(ctx context.Context, tx *sqlx.Tx, inst store.Instance, status, opID string) (store.Instance, []string, error) {
 	if inst.Status == status {
-		return nil, nil
+		return inst, nil, nil
 	}
 	if err := store.SetInstanceStatus(ctx, tx, inst.ID, status); err != nil {
-		return nil, err
+		return inst, nil, err
 	}
 	ev, err := store.InsertInstanceEvent(ctx, tx, inst.AccountID, inst.ID, opID, inst.Status, status)
 	if err != nil {
-		return nil, err
+		return inst, nil, err
 	}
 	now, err := store.InstanceByID(ctx, tx, inst.ID)
 	if err != nil {
-		return nil, err
+		return inst, nil, err
 	}
-	return w.queueEvent(ctx, tx, inst.AccountID, ev.ID, webhook.EventInstanceStatusChanged, wire.StatusChanged{
+	ids, err := w.queueEvent(ctx, tx, inst.AccountID, ev.ID, webhook.EventInstanceStatusChanged, wire.StatusChanged{
 		Instance: wire.NewInstance(now, w.opts.BaseDomain), FromStatus: inst.Status, ToStatus: status, OperationID: ev.OperationID,
 	})
+	return now, ids, err
 }
 
 // queueEvent writes the deliveries of one event, its payload the full

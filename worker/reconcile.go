@@ -94,7 +94,7 @@ func (w *Worker) reconcileOne(ctx context.Context, inst store.Instance) error {
 		if busy || now.Status != inst.Status || !now.UpdatedAt.Equal(inst.UpdatedAt) {
 			return errChanged
 		}
-		deliveries, err = w.changeStatus(ctx, tx, now, observed, "")
+		_, deliveries, err = w.changeStatus(ctx, tx, now, observed, "")
 		return err
 	})
 	if errors.Is(err, errChanged) {

@@ -87,6 +87,11 @@ type Options struct {
 	// Registry receives the worker's metrics (metrics.go) and its Fly
 	// client's; nil counts into nothing.
 	Registry prometheus.Registerer
+	// Waker, when set, tells the worker of each operation the moment its
+	// accept commits, so that it starts it without waiting for its next
+	// Asynq poll (wake.go). Optional: the tasks alone carry every
+	// operation.
+	Waker Waker
 }
 
 // Worker is one worker process's Asynq server and periodic jobs.
@@ -112,6 +117,8 @@ type Worker struct {
 	orphanApps map[string]bool
 	// swept counts the orphans destroyed (orphans.go).
 	swept sweptCounts
+	// woken are the operations run on a wake-up right now (wake.go).
+	woken wokenRuns
 }
 
 type periodic struct {
@@ -197,6 +204,13 @@ func (w *Worker) Run(ctx context.Context) error {
 		srv.Shutdown()
 		return err
 	}
+	// Woken runs get the same grace as Asynq's tasks when the worker stops.
+	wakeCtx, stopWoken := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopWoken()
+	stopWatch := func() {}
+	if w.opts.Waker != nil {
+		stopWatch = w.watchCreated(wakeCtx)
+	}
 	var wg sync.WaitGroup
 	w.mu.Lock()
 	for _, p := range w.periodic {
@@ -208,9 +222,16 @@ func (w *Worker) Run(ctx context.Context) error {
 	}
 	w.mu.Unlock()
 	<-ctx.Done()
+	stopWatch()
 	wg.Wait()
-	wg.Add(1)
+	wg.Add(2)
 	go func() { defer wg.Done(); dsrv.Shutdown() }() // both servers drain at once
+	go func() {
+		defer wg.Done()
+		grace := time.AfterFunc(w.opts.ShutdownTimeout, stopWoken)
+		defer grace.Stop()
+		w.woken.wg.Wait()
+	}()
 	srv.Shutdown()
 	wg.Wait()
 	return nil

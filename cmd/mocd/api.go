@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -114,7 +115,23 @@ func runAPI(ctx context.Context, args []string, getenv env, stderr io.Writer) er
 	g.Go(func() error { srv.Run(gctx); return nil })
 	g.Go(func() error { return d.hub.Run(gctx) })
 	g.Go(func() error { return serveHTTP(gctx, log, cfg.Listen, srv.Handler(), cfg.TLSCert, cfg.TLSKey, nil) })
+	if cfg.DebugListen != "" {
+		g.Go(func() error { return serveHTTP(gctx, log, cfg.DebugListen, debugHandler(), "", "", nil) })
+	}
 	return g.Wait()
+}
+
+// debugHandler serves net/http/pprof, for MOC_DEBUG_LISTEN (loopback only,
+// off by default): CPU and heap profiles of the running api, as make bench
+// takes them.
+func debugHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	return mux
 }
 
 // serveHTTP serves h on addr until ctx ends, then drains in-flight requests.

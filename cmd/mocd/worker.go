@@ -14,6 +14,7 @@ import (
 
 	"github.com/myopenclaw/mocd/config"
 	"github.com/myopenclaw/mocd/fly"
+	"github.com/myopenclaw/mocd/notify"
 	"github.com/myopenclaw/mocd/webhook"
 	"github.com/myopenclaw/mocd/worker"
 )
@@ -68,10 +69,14 @@ func runWorkerWith(ctx context.Context, d *deps) error {
 	defer insp.Close()
 	d.reg.MustRegister(asynqmetrics.NewQueueMetricsCollector(insp))
 	defer d.reg.Unregister(asynqmetrics.NewQueueMetricsCollector(insp))
+	// One listening connection: the commit of each accept wakes the worker
+	// (worker/wake.go); Asynq remains the durable path without it.
+	hub := notify.New(d.cfg.DatabaseURL, []string{worker.ChannelOperationCreated}, d.log.With("component", "listen"))
 	w := worker.New(worker.Options{
 		Store:    d.store,
 		Redis:    ropt,
 		Registry: d.reg,
+		Waker:    hub,
 		Fly: fly.New(fly.Options{
 			BaseURL:    d.cfg.FlyAPIBaseURL,
 			Token:      d.cfg.FlyAPIToken,
@@ -88,5 +93,13 @@ func runWorkerWith(ctx context.Context, d *deps) error {
 			AllowPrivate: d.cfg.WebhookAllowPrivate,
 		},
 	})
+	hubDone := make(chan struct{})
+	go func() {
+		defer close(hubDone)
+		if err := hub.Run(ctx); err != nil {
+			d.log.Warn("wake-ups off: cannot listen for new operations; Asynq polling carries them", slog.Any("error", err))
+		}
+	}()
+	defer func() { <-hubDone }()
 	return w.Run(ctx)
 }

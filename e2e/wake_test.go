@@ -1,0 +1,92 @@
+package e2e
+
+import (
+	"context"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/hibiken/asynq"
+
+	"github.com/myopenclaw/mocd/jobs"
+	"github.com/myopenclaw/mocd/store"
+	"github.com/myopenclaw/mocd/worker"
+)
+
+// TestWakeUpStartsOperationsWithoutPolling: with Asynq polling only every
+// ten minutes, accepted operations still run, because their commit wakes
+// the worker (worker/wake.go); their tasks are still waiting in Redis, the
+// proof that the wake-up ran them. Each ran exactly once.
+func TestWakeUpStartsOperationsWithoutPolling(t *testing.T) {
+	t.Parallel()
+	sys := Start(t, Options{Worker: func(o *worker.Options) { o.PollInterval = 10 * time.Minute }})
+	_, token := sys.NewAccount(t, "pro")
+	insp := asynq.NewInspector(asynq.RedisClientOpt{Addr: sys.Redis.Addr()})
+	defer insp.Close()
+
+	create := accept(t, sys, http.MethodPost, "/api/v1/instances", token, map[string]string{"subdomain": "woken-claw"})
+	ops := []Operation{create}
+	if op := sys.WaitOperation(t, token, create.ID); op.Status != "succeeded" {
+		t.Fatalf("create finished as %+v", op)
+	}
+	for _, call := range []string{"stop", "start", "restart"} {
+		op := accept(t, sys, http.MethodPost, "/api/v1/instances/"+create.InstanceID+"/"+call, token, nil)
+		if done := sys.WaitOperation(t, token, op.ID); done.Status != "succeeded" {
+			t.Fatalf("%s finished as %+v", call, done)
+		}
+		ops = append(ops, op)
+	}
+	for _, op := range ops {
+		info, err := insp.GetTaskInfo(jobs.QueueLifecycle, op.ID)
+		if err != nil {
+			t.Fatalf("task of %s: %v (the api enqueues every operation)", op.ID, err)
+		}
+		if info.State != asynq.TaskStatePending {
+			t.Errorf("task of %s is %s: Asynq, not the wake-up, ran it", op.ID, info.State)
+		}
+		row, err := store.OperationByID(context.Background(), sys.Store.DB, op.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if row.Attempts != 1 {
+			t.Errorf("operation %s ran %d times", op.ID, row.Attempts)
+		}
+	}
+}
+
+// TestWakeUpAndTaskRunOnce: with both paths live (the default), a burst
+// of calls on one instance runs each operation exactly once, in order,
+// whichever path gets to it.
+func TestWakeUpAndTaskRunOnce(t *testing.T) {
+	t.Parallel()
+	sys := Start(t, Options{})
+	_, token := sys.NewAccount(t, "pro")
+	create := accept(t, sys, http.MethodPost, "/api/v1/instances", token, map[string]string{"subdomain": "twice-claw"})
+	sys.WaitOperation(t, token, create.ID)
+	var ops []Operation
+	for range 4 {
+		for _, call := range []string{"stop", "start", "restart"} {
+			ops = append(ops, accept(t, sys, http.MethodPost, "/api/v1/instances/"+create.InstanceID+"/"+call, token, nil))
+		}
+	}
+	var prev *time.Time
+	for _, op := range ops {
+		if done := sys.WaitOperation(t, token, op.ID); done.Status != "succeeded" {
+			t.Fatalf("%s finished as %+v", op.Type, done)
+		}
+		row, err := store.OperationByID(context.Background(), sys.Store.DB, op.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if row.Attempts != 1 {
+			t.Errorf("operation %s ran %d times", op.ID, row.Attempts)
+		}
+		if prev != nil && row.StartedAt.Before(*prev) {
+			t.Errorf("operation %s started before the one accepted ahead of it finished", op.ID)
+		}
+		prev = row.FinishedAt
+	}
+	if got := getInstance(t, sys, token, create.InstanceID).Status; got != "running" {
+		t.Fatalf("instance after the burst: %s", got)
+	}
+}
