@@ -39,9 +39,16 @@ type IdempotencyClaim struct {
 // than staleAfter and never finished (the process that held it died).
 // Otherwise the existing record is returned.
 func ClaimIdempotencyKey(ctx context.Context, db sqlx.ExtContext, accountID, apiKeyID, key, method, path string, fingerprint []byte, staleAfter time.Duration) (IdempotencyClaim, error) {
-	const q = `WITH claim AS (
+	// The claim commits without waiting for its WAL flush (set_config(...,
+	// true) lasts until this statement's own transaction ends): see
+	// README, "Behaviour worth knowing". A claim lost in a crash only lets
+	// a retry run afresh, because the request it guarded has not committed
+	// either: its change commits synchronously, flushing the WAL up to and
+	// past the claim.
+	const q = `WITH async AS (SELECT set_config('synchronous_commit', 'off', true)),
+		claim AS (
 			INSERT INTO idempotency_keys AS k (account_id, api_key_id, key, method, path, fingerprint)
-			VALUES ($1, $2, $3, $4, $5, $6)
+			SELECT $1::text, $2::text, $3::text, $4::text, $5::text, $6::bytea FROM async
 			ON CONFLICT (api_key_id, key) DO UPDATE
 				SET method = EXCLUDED.method, path = EXCLUDED.path, fingerprint = EXCLUDED.fingerprint,
 					locked_at = now(), created_at = now()

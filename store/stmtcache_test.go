@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"testing"
+	"time"
 
 	"github.com/myopenclaw/mocd/store"
 	"github.com/myopenclaw/mocd/testenv"
@@ -90,5 +91,39 @@ func TestPreparedStatements(t *testing.T) {
 	_ = run() // may fail once
 	if err := run(); err != nil {
 		t.Fatalf("after a schema change, the statement still fails: %v", err)
+	}
+}
+
+// TestClaimLeavesSynchronousCommitOn: the Idempotency-Key claim commits
+// without waiting for its WAL flush, but only its own transaction: the
+// next statement on the same connection (a change's transaction, whose
+// synchronous commit is what makes the lost-claim case harmless) commits
+// synchronously again.
+func TestClaimLeavesSynchronousCommitOn(t *testing.T) {
+	ctx := context.Background()
+	st := testenv.Store(t)
+	st.DB.SetMaxOpenConns(1)
+	a, err := store.CreateAccount(ctx, st.DB, "claim@example.com", "pro")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := store.InsertKey(ctx, st.DB, store.Key{ID: "key_claim", AccountID: a.ID, Name: "ci",
+		Prefix: "moc_key_claim", SecretHash: make([]byte, 32), Scopes: []string{"keys:write"}}); err != nil {
+		t.Fatal(err)
+	}
+	cl, err := store.ClaimIdempotencyKey(ctx, st.DB, a.ID, "key_claim", "k1", "POST", "/api/v1/keys", []byte{1}, time.Minute)
+	if err != nil || !cl.Claimed {
+		t.Fatalf("claim: %+v %v", cl, err)
+	}
+	var setting string
+	if err := st.DB.GetContext(ctx, &setting, `SHOW synchronous_commit`); err != nil {
+		t.Fatal(err)
+	}
+	if setting != "on" {
+		t.Fatalf("synchronous_commit after the claim = %q, want on", setting)
+	}
+	again, err := store.ClaimIdempotencyKey(ctx, st.DB, a.ID, "key_claim", "k1", "POST", "/api/v1/keys", []byte{1}, time.Minute)
+	if err != nil || again.Claimed || again.Existing == nil {
+		t.Fatalf("second claim of a committed claim: %+v %v", again, err)
 	}
 }

@@ -46,8 +46,6 @@ func run(ctx context.Context, args []string) error {
 				return errors.New("usage: mocdbench serve-gin host:port")
 			}
 			return serveGin(ctx, args[1])
-		case "serve-api":
-			return serveAPI(ctx)
 		}
 	}
 	opts, err := parseOptions(args, os.Stderr)
@@ -153,10 +151,9 @@ func runBench(ctx context.Context, opts options) error {
 		return err
 	}
 	if opts.profile {
-		b.apiP.stop(15 * time.Second)
-		b.step("profile: poll against a profiled api (mocdbench serve-api)")
+		b.step("profile: poll, the api's CPU profile from its MOC_DEBUG_LISTEN")
 		b.profiles[scPoll] = b.profileRun(ctx, scPoll, b.pollUnit)
-		b.step("profile: accept against a profiled api")
+		b.step("profile: accept (worker stopped), the api's CPU profile")
 		b.profiles[scAccept] = b.profileRun(ctx, scAccept, func(c *httpClient) unitFunc { return b.acceptUnit(c, "profile") })
 	}
 	if ctx.Err() != nil {

@@ -7,10 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
-	"net"
 	"net/http"
-	"net/http/pprof"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -19,94 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
-
-	"github.com/hibiken/asynq"
-	"github.com/redis/go-redis/v9"
-	"golang.org/x/sync/errgroup"
-
-	"github.com/myopenclaw/mocd/api"
-	"github.com/myopenclaw/mocd/config"
-	"github.com/myopenclaw/mocd/ratelimit"
-	"github.com/myopenclaw/mocd/store"
 )
-
-// The api has no pprof endpoint, and a profiling endpoint is not something
-// to add to the product for a benchmark. So the profile run uses this
-// harness's own binary as the api: `mocdbench serve-api` builds the api
-// from the same packages and the same environment as `mocd api` does
-// (cmd/mocd/api.go's newAPI and serveHTTP: keep the two in step), and adds
-// net/http/pprof on MOCDBENCH_PPROF_LISTEN. The figures of the report come
-// from the real `mocd api`; this process only says where its time goes.
-
-// serveAPI is `mocdbench serve-api`.
-func serveAPI(ctx context.Context) error {
-	cfg, err := config.Load(config.ModeProd, os.Getenv)
-	if err != nil {
-		return fmt.Errorf("configuration: %w", err)
-	}
-	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: cfg.LogLevel}))
-	st, err := store.Open(ctx, cfg.DatabaseURL)
-	if err != nil {
-		return err
-	}
-	defer st.Close()
-	ropts, err := redis.ParseURL(cfg.RedisURL)
-	if err != nil {
-		return fmt.Errorf("REDIS_URL: %w", err)
-	}
-	ropts.ContextTimeoutEnabled = true
-	rdb := redis.NewClient(ropts)
-	defer rdb.Close()
-	aopt, err := asynq.ParseRedisURI(cfg.RedisURL)
-	if err != nil {
-		return fmt.Errorf("REDIS_URL: %w", err)
-	}
-	client := asynq.NewClient(aopt)
-	defer client.Close()
-	srv := api.New(api.Options{
-		Store:          st,
-		Redis:          rdb,
-		Limiter:        ratelimit.New(rdb, ratelimit.Options{}),
-		Pepper:         []byte(cfg.Pepper),
-		Logger:         log,
-		AllowPlainHTTP: cfg.InsecureHTTP,
-		TrustedProxies: cfg.TrustedProxies,
-		Enqueuer:       client,
-	})
-
-	mux := http.NewServeMux()
-	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { srv.Run(gctx); return nil })
-	g.Go(func() error { return serve(gctx, cfg.Listen, srv.Handler()) })
-	g.Go(func() error { return serve(gctx, os.Getenv("MOCDBENCH_PPROF_LISTEN"), mux) })
-	return g.Wait()
-}
-
-// serve is cmd/mocd's serveHTTP without TLS: the same server timeouts.
-func serve(ctx context.Context, addr string, h http.Handler) error {
-	srv := &http.Server{
-		Handler:           h,
-		ReadHeaderTimeout: 5 * time.Second,
-		ReadTimeout:       30 * time.Second,
-		WriteTimeout:      90 * time.Second,
-		IdleTimeout:       120 * time.Second,
-	}
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return fmt.Errorf("listen on %s: %w", addr, err)
-	}
-	go func() {
-		<-ctx.Done()
-		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		srv.Shutdown(sctx)
-	}()
-	if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
-		return err
-	}
-	return nil
-}
 
 // profileResult is where the api's CPU time went during one scenario.
 type profileResult struct {
@@ -158,8 +68,8 @@ var (
 	reAlloc     = regexp.MustCompile(`^runtime\.(mallocgc|gcAssist|gcBgMarkWorker|bgsweep|memclrNoHeapPointers)`)
 )
 
-// profileRun runs unit against a `mocdbench serve-api` process while
-// taking a CPU profile of it, and analyses the profile.
+// profileRun runs unit against the running `mocd api` while taking a CPU
+// profile of it from its MOC_DEBUG_LISTEN, and analyses the profile.
 func (b *bench) profileRun(ctx context.Context, name string, unit func(c *httpClient) unitFunc) profileResult {
 	pr, err := b.profileRunErr(ctx, name, unit)
 	if err != nil {
@@ -171,24 +81,7 @@ func (b *bench) profileRun(ctx context.Context, name string, unit func(c *httpCl
 
 func (b *bench) profileRunErr(ctx context.Context, name string, unit func(c *httpClient) unitFunc) (profileResult, error) {
 	var pr profileResult
-	listen, err := freeAddr()
-	if err != nil {
-		return pr, err
-	}
-	pprofAddr, err := freeAddr()
-	if err != nil {
-		return pr, err
-	}
-	env := append(b.mocdEnv(withAppName(b.dbURL, appAPI), b.redis, listen), "MOCDBENCH_PPROF_LISTEN="+pprofAddr)
-	p, err := startProc(b.outDir, "api-profiled", env, b.self, "serve-api")
-	if err != nil {
-		return pr, err
-	}
-	defer p.stop(15 * time.Second)
-	base := "http://" + listen
-	if err := waitHTTP(ctx, p, base+"/readyz"); err != nil {
-		return pr, err
-	}
+	base, pprofAddr := b.apiURL, b.debugAddr
 	if err := b.resetRateLimits(ctx); err != nil {
 		return pr, err
 	}

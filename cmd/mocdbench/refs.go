@@ -85,16 +85,11 @@ type pgbenchVariant struct {
 	name   string
 	script string
 	mode   string // pgbench -M
-	// asyncClaim wraps the Idempotency-Key claim in
-	// SET synchronous_commit = off / on: its commit then does not wait for
-	// the WAL flush (two more round trips, no fsync wait).
-	asyncClaim bool
 }
 
 var pgbenchVariants = []pgbenchVariant{
 	{name: "bench/accept.sql, -M extended (as lib/pq sends)", script: pgbenchScript, mode: "extended"},
 	{name: "bench/accept.sql, -M prepared", script: pgbenchScript, mode: "prepared"},
-	{name: "bench/accept.sql, claim without waiting for its WAL flush", script: pgbenchScript, mode: "extended", asyncClaim: true},
 	{name: "bench/poll.sql, -M extended (as lib/pq sends)", script: pgbenchPollScript, mode: "extended"},
 	{name: "bench/poll.sql, -M prepared", script: pgbenchPollScript, mode: "prepared"},
 }
@@ -107,9 +102,12 @@ type pgbenchRun struct {
 
 // pgbenchTPS is the transactions per second of a script run as lib/pq
 // sends it (-M extended, nothing changed): the reference of the scenario.
-func (b *bench) pgbenchTPS(script string) float64 {
+func (b *bench) pgbenchTPS(script string) float64 { return b.pgbenchTPSMode(script, "extended") }
+
+// pgbenchTPSMode is pgbenchTPS in another -M mode.
+func (b *bench) pgbenchTPSMode(script, mode string) float64 {
 	for _, r := range b.refs.pgbench {
-		if r.variant.script == script && r.variant.mode == "extended" && !r.variant.asyncClaim && r.err == "" {
+		if r.variant.script == script && r.variant.mode == mode && r.err == "" {
 			return r.res.PerSec()
 		}
 	}
@@ -129,17 +127,6 @@ func (b *bench) runPgbench(ctx context.Context, v pgbenchVariant) (result, error
 	src, err := os.ReadFile(v.script)
 	if err != nil {
 		return res, err
-	}
-	if v.asyncClaim {
-		var lines []string
-		for _, l := range strings.Split(string(src), "\n") {
-			if strings.HasPrefix(l, "WITH claim AS") {
-				lines = append(lines, "SET synchronous_commit = off;", l, "SET synchronous_commit = on;")
-				continue
-			}
-			lines = append(lines, l)
-		}
-		src = []byte(strings.Join(lines, "\n"))
 	}
 	logDir, err := os.MkdirTemp("", "mocdbench-pgbench-")
 	if err != nil {

@@ -133,6 +133,8 @@ func (b *bench) rows() []row {
 		switch name {
 		case scAccept, scReplay:
 			w.ratio = ratio(r.PerSec(), pgTPS) + " pgbench, " + ratio(r.PerSec(), ginRPS) + " Gin"
+		case scAcceptAlone:
+			w.ratio = ratio(r.PerSec(), b.pgbenchTPSMode(pgbenchScript, "prepared")) + " pgbench -M prepared, " + ratio(r.PerSec(), pgTPS) + " pgbench"
 		case scPoll:
 			w.ratio = ratio(r.PerSec(), ginRPS) + " Gin, " + ratio(r.PerSec(), pgPoll) + " pgbench"
 		case scE2E, scE2EWait:
@@ -141,7 +143,11 @@ func (b *bench) rows() []row {
 		default:
 			w.ratio = ratio(r.PerSec(), ginRPS) + " Gin"
 		}
-		if c, ok := b.counted[name]; ok {
+		counted := name
+		if name == scAcceptAlone {
+			counted = scAccept // the api sends the same statements
+		}
+		if c, ok := b.counted[counted]; ok {
 			per := func(proxy string, byReq bool) string {
 				n := c.Units
 				if byReq {
@@ -153,6 +159,11 @@ func (b *bench) rows() []row {
 				return fmt.Sprintf("%.2f", float64(c.Per[proxy].RoundTrips)/float64(n))
 			}
 			w.apiPG, w.apiRedis = per("api-pg", !isE2E(name)), per("api-redis", !isE2E(name))
+			if name == scAcceptAlone {
+				w.workerPG, w.workerRedis = "stopped", "stopped"
+				rows = append(rows, w)
+				continue
+			}
 			if name == scAccept || isE2E(name) {
 				w.workerPG, w.workerRedis = per("worker-pg", false), per("worker-redis", false)
 			} else {
@@ -328,18 +339,15 @@ func (b *bench) report(m machine) string {
 	}
 	p("\n")
 
-	b.reportFindings(p)
 	b.reportCounts(p)
 	b.reportProfiles(p)
 
 	p("## The pgbench script\n\n")
 	p("`bench/accept.sql`, run as `pgbench -n -M extended -c %d -j 2 -T %d -f bench/accept.sql -l`\n", o.clients, int((o.warmup+o.duration+time.Second).Seconds()+0.5))
 	p("on a fresh database of its own on the same server (the first %s of its log are\n", o.warmup)
-	p("left out). The other accept rows run the same script with `-M prepared`\n")
-	p("(statements parsed and planned once per connection), and with the claim\n")
-	p("statement between `SET synchronous_commit = off` and `= on` (two more round\n")
-	p("trips, no wait for the WAL flush); `bench/poll.sql` holds a poll's two\n")
-	p("statements.\n\n")
+	p("left out). The other accept row runs the same script with `-M prepared`\n")
+	p("(statements parsed and planned once per connection, as mocd now sends them);\n")
+	p("`bench/poll.sql` holds a poll's two statements.\n\n")
 	for _, script := range []string{pgbenchScript, pgbenchPollScript} {
 		src, err := os.ReadFile(script)
 		if err != nil {
@@ -379,9 +387,9 @@ func (b *bench) report(m machine) string {
 	p("- Round trips are counted on the wire by proxies (see below), because\n")
 	p("  pg_stat_statements is not loaded on the shared server and INFO commandstats\n")
 	p("  cannot tell the api from the worker.\n")
-	p("- Profiles: the api has no pprof endpoint, so the profiled runs use\n")
-	p("  `mocdbench serve-api`, the same api packages built with the same\n")
-	p("  configuration plus net/http/pprof; the figures above come from `mocd api`.\n")
+	p("- Profiles: CPU profiles of the running `mocd api` itself, read from its\n")
+	p("  opt-in debug listener (`MOC_DEBUG_LISTEN`, loopback only), after the timed\n")
+	p("  scenarios with the worker stopped (the api alone).\n")
 	p("  The profiles are in `%s/` (`go tool pprof -http : %s/accept.pprof`).\n", b.outDir, b.outDir)
 	return sb.String()
 }
@@ -521,108 +529,5 @@ func scriptStatements(src []byte) int {
 	return n
 }
 
-// pgbenchRun finds a variant's run.
-func (b *bench) pgbenchRunOf(script, mode string, asyncClaim bool) (pgbenchRun, bool) {
-	for _, r := range b.refs.pgbench {
-		if r.variant.script == script && r.variant.mode == mode && r.variant.asyncClaim == asyncClaim && r.err == "" && r.res.Units > 0 {
-			return r, true
-		}
-	}
-	return pgbenchRun{}, false
-}
-
-// cpuPer is a group's CPU per successful unit, in milliseconds.
-func cpuPer(r result, group string) float64 {
-	n := r.Units - r.Errors
-	if n <= 0 {
-		return 0
-	}
-	return float64(r.CPU.ByGroup[group]) / float64(time.Millisecond) / float64(n)
-}
-
 // reportFindings states, with this run's figures, where the time of the
 // accept, poll and end-to-end paths goes.
-func (b *bench) reportFindings(p func(string, ...any)) {
-	p("## Where the time goes\n\n")
-	ext, okExt := b.pgbenchRunOf(pgbenchScript, "extended", false)
-	prep, okPrep := b.pgbenchRunOf(pgbenchScript, "prepared", false)
-	async, okAsync := b.pgbenchRunOf(pgbenchScript, "extended", true)
-	pollExt, okPollExt := b.pgbenchRunOf(pgbenchPollScript, "extended", false)
-	pollPrep, okPollPrep := b.pgbenchRunOf(pgbenchPollScript, "prepared", false)
-	if a, ok := b.timed[scAccept]; ok && a.CPU.Capacity > 0 {
-		p("- **accept**: per accepted call, CPU of the api %.2f ms and of its Postgres\n", cpuPer(a, "api"))
-		p("  backends %.2f ms; the worker carrying the operation out meanwhile: %.2f ms,\n", cpuPer(a, "postgres/api"), cpuPer(a, "worker"))
-		p("  its Postgres backends %.2f ms, flysim %.2f ms.", cpuPer(a, "postgres/worker"), cpuPer(a, "flysim"))
-		if okExt {
-			p(" pgbench's Postgres backends spend %.2f ms\n", cpuPer(ext.res, "postgres"))
-			p("  on the same statements, so the api's own Postgres work is what pgbench does;\n")
-			p("  the accept rate is %s pgbench's because the worker's share and the Go processes\n", ratio(a.PerSec(), ext.res.PerSec()))
-			p("  run on the same %d cores.", runtime.NumCPU())
-		}
-		p(" Each accept is %s Postgres round trips (two\n", b.perRequest(scAccept, "api-pg"))
-		p("  commits: the Idempotency-Key claim commits on its own, before the change's\n")
-		p("  transaction) and %s Redis round trips (rate limit, enqueue).\n", b.perRequest(scAccept, "api-redis"))
-	}
-	if okExt && okPrep {
-		p("- **Postgres parses and plans every statement**: lib/pq with binary_parameters sends\n")
-		p("  each query as an unnamed statement. With `-M prepared`, the accept's statements run\n")
-		p("  at %.0f tx/s instead of %.0f (%s), %.2f ms of Postgres CPU each instead of %.2f",
-			prep.res.PerSec(), ext.res.PerSec(), ratio(prep.res.PerSec(), ext.res.PerSec()), cpuPer(prep.res, "postgres"), cpuPer(ext.res, "postgres"))
-		if okPollExt && okPollPrep {
-			p(";\n  a poll's two at %.0f tx/s instead of %.0f (%s), %.2f ms instead of %.2f",
-				pollPrep.res.PerSec(), pollExt.res.PerSec(), ratio(pollPrep.res.PerSec(), pollExt.res.PerSec()), cpuPer(pollPrep.res, "postgres"), cpuPer(pollExt.res, "postgres"))
-		}
-		p(".\n  Statements prepared once per connection (database/sql `Prepare`, or pgx's\n")
-		p("  statement cache) would cut the largest single cost of both paths.\n")
-	}
-	if okExt && okAsync {
-		p("- **the claim's commit waits for a WAL flush**: committing the claim with\n")
-		p("  synchronous_commit off gives %.0f tx/s instead of %.0f (%s) despite two more\n", async.res.PerSec(), ext.res.PerSec(), ratio(async.res.PerSec(), ext.res.PerSec()))
-		p("  round trips. A claim lost in a crash is harmless (the request it guarded has\n")
-		p("  not committed either: its own commit flushes the WAL up to and past the claim).\n")
-	}
-	if r, ok := b.timed[scPoll]; ok && r.CPU.Capacity > 0 {
-		p("- **poll**: per request, CPU of the api %.2f ms, Postgres %.2f ms, Redis %.2f ms,\n", cpuPer(r, "api"), cpuPer(r, "postgres/api"), cpuPer(r, "redis"))
-		p("  the client %.2f ms and %.2f ms charged to no process (loopback networking, other\n", cpuPer(r, "harness"), float64(r.CPU.Others)/float64(time.Millisecond)/float64(max(r.Units-r.Errors, 1)))
-		p("  work); bare Gin answers with %.3f ms of server CPU. A poll makes %s Postgres round\n", cpuPer(b.refs.gin, "gin"), b.perRequest(scPoll, "api-pg"))
-		p("  trips (authentication, the operation) and %s to Redis (rate limit); the api's\n", b.perRequest(scPoll, "api-redis"))
-		if pr, ok := b.profiles[scPoll]; ok && pr.Err == "" && pr.Total > 0 {
-			p("  profile has %.0f%% of its samples in system calls, the socket reads and writes\n", 100*float64(pr.Syscalls)/float64(pr.Total))
-			p("  of those round trips and of the HTTP exchange.\n")
-		} else {
-			p("  cost is mostly those round trips.\n")
-		}
-	}
-	if r, ok := b.timed[scE2E]; ok && len(r.Server) > 0 {
-		p("- **end-to-end**: accept→succeeded p50 %s as the server recorded it, of which %s\n", ms(percentile(r.Server, 50)), ms(percentile(r.Queued, 50)))
-		p("  waiting in the queue before a worker started the operation. Asynq's server polls\n")
-		p("  its queues: when it finds them empty it sleeps TaskCheckInterval/2 plus a random\n")
-		p("  jitter of up to TaskCheckInterval (50–150 ms at the worker's 100 ms), and with\n")
-		p("  at most one operation per client in flight the queue is mostly empty. Asynq\n")
-		p("  alone, closed loop, takes %s (p50) from enqueue to processed.", ms(percentile(b.refs.asynqClosed.Latencies, 50)))
-		p(" Each operation\n  costs the worker %s Postgres and %s Redis round trips (the idle polling included).\n", b.perUnit(scE2E, "worker-pg"), b.perUnit(scE2E, "worker-redis"))
-	}
-	if d := b.drain; d.Backlog > 0 && d.Elapsed > 0 && b.refs.asynqFull.Units > 0 {
-		p("- **backlog**: the worker worked off the accept backlog at %.0f ops/s; Asynq works off\n", float64(d.Done)/d.Elapsed.Seconds())
-		p("  a full queue of no-op tasks at %.0f tasks/s.\n", b.refs.asynqFull.PerSec())
-	}
-	p("\n")
-}
-
-// perRequest is a counted scenario's round trips per HTTP request.
-func (b *bench) perRequest(name, proxy string) string {
-	c, ok := b.counted[name]
-	if !ok || c.Requests == 0 {
-		return "?"
-	}
-	return fmt.Sprintf("%.0f", float64(c.Per[proxy].RoundTrips)/float64(c.Requests))
-}
-
-// perUnit is a counted scenario's round trips per unit (operation).
-func (b *bench) perUnit(name, proxy string) string {
-	c, ok := b.counted[name]
-	if !ok || c.Units == 0 {
-		return "?"
-	}
-	return fmt.Sprintf("%.1f", float64(c.Per[proxy].RoundTrips)/float64(c.Units))
-}

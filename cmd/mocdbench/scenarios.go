@@ -12,18 +12,21 @@ import (
 
 // Scenario names, in the order of the report.
 const (
-	scAccept   = "accept"
-	scReplay   = "replay"
-	scPoll     = "poll"
-	scList     = "list"
-	scE2E      = "end-to-end"
-	scE2EWait  = "end-to-end with wait"
-	scPage1    = "operations page 1"
-	scPage1000 = "operations page 1000"
+	scAccept = "accept"
+	// scAcceptAlone is accept with the worker stopped: the api's own
+	// throughput, beside pgbench doing its statements.
+	scAcceptAlone = "accept, api alone"
+	scReplay      = "replay"
+	scPoll        = "poll"
+	scList        = "list"
+	scE2E         = "end-to-end"
+	scE2EWait     = "end-to-end with wait"
+	scPage1       = "operations page 1"
+	scPage1000    = "operations page 1000"
 )
 
 // scenarioOrder is the order of the report's rows.
-var scenarioOrder = []string{scAccept, scReplay, scPoll, scList, scE2E, scE2EWait, scPage1, scPage1000}
+var scenarioOrder = []string{scAccept, scAcceptAlone, scReplay, scPoll, scList, scE2E, scE2EWait, scPage1, scPage1000}
 
 // isE2E reports whether a scenario's unit is a whole operation, accept to
 // succeeded, rather than one request.

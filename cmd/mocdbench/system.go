@@ -44,10 +44,12 @@ type bench struct {
 	flysimP *proc
 
 	// The running api and worker (direct or through counting proxies).
-	apiURL  string
-	apiP    *proc
-	workerP *proc
-	proxies map[string]*wireCounter
+	apiURL string
+	apiP   *proc
+	// debugAddr is the api's MOC_DEBUG_LISTEN (pprof).
+	debugAddr string
+	workerP   *proc
+	proxies   map[string]*wireCounter
 
 	idents []*ident
 	scale  *ident
@@ -232,7 +234,13 @@ func (b *bench) startSystem(ctx context.Context, counted bool) error {
 	}
 	b.workerP = wp
 	b.clean.add(func() { wp.stop(15 * time.Second) })
-	ap, err := startProc(b.outDir, "api"+suffix, b.mocdEnv(apiDB, apiRedis, listen), b.mocd, "api")
+	// pprof of the real binary, on loopback (MOC_DEBUG_LISTEN): what the
+	// profile runs read.
+	if b.debugAddr, err = freeAddr(); err != nil {
+		return err
+	}
+	apiEnv := append(b.mocdEnv(apiDB, apiRedis, listen), "MOC_DEBUG_LISTEN="+b.debugAddr)
+	ap, err := startProc(b.outDir, "api"+suffix, apiEnv, b.mocd, "api")
 	if err != nil {
 		return err
 	}

@@ -110,7 +110,12 @@ func (b *bench) runTimed(ctx context.Context) error {
 		return err
 	}
 	b.drain = b.measureDrain(ctx)
-	return nil
+
+	// The api alone: the worker stopped, so that the accepts have both
+	// cores to themselves (their backlog is left in the queue).
+	b.step("stop the worker")
+	b.workerP.stop(15 * time.Second)
+	return run(scAcceptAlone, b.spec(), b.acceptUnit(c, "alone"))
 }
 
 // measureDrain waits for the worker to finish what the accept scenario
