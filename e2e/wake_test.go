@@ -14,12 +14,14 @@ import (
 )
 
 // TestWakeUpStartsOperationsWithoutPolling: with Asynq polling only every
-// ten minutes, accepted operations still run, because their commit wakes
+// 30 seconds (its first poll, at start, finds the queue empty and sleeps
+// at least 15s), accepted operations still run, because their commit wakes
 // the worker (worker/wake.go); their tasks are still waiting in Redis, the
-// proof that the wake-up ran them. Each ran exactly once.
+// proof that the wake-up ran them. Each ran exactly once. (Not longer:
+// Asynq's shutdown waits for the poll's sleep to end.)
 func TestWakeUpStartsOperationsWithoutPolling(t *testing.T) {
 	t.Parallel()
-	sys := Start(t, Options{Worker: func(o *worker.Options) { o.PollInterval = 10 * time.Minute }})
+	sys := Start(t, Options{Worker: func(o *worker.Options) { o.PollInterval = 30 * time.Second }})
 	_, token := sys.NewAccount(t, "pro")
 	insp := asynq.NewInspector(asynq.RedisClientOpt{Addr: sys.Redis.Addr()})
 	defer insp.Close()

@@ -174,11 +174,15 @@ func (w *wireCounter) newParser() parser {
 }
 
 // pgParser reads the frontend side of the Postgres protocol: an untyped
-// startup packet (after any SSLRequest), then typed messages. A Parse ('P')
-// or simple Query ('Q') names a statement by its SQL text.
+// startup packet (after any SSLRequest), then typed messages. A statement
+// runs, named by its SQL text, on a simple Query ('Q'), on a Parse ('P') of
+// the unnamed statement (lib/pq's one-shot path), or on a Bind ('B') of a
+// named statement, which the connection prepared earlier (mocd keeps its
+// statements prepared): the Parse of a named statement only prepares it.
 type pgParser struct {
-	buf     []byte
-	started bool
+	buf      []byte
+	started  bool
+	prepared map[string]string // statement name → SQL text
 }
 
 // Protocol codes of untyped packets that precede the startup message.
@@ -216,9 +220,23 @@ func (p *pgParser) feed(b []byte) []string {
 		typ, body := p.buf[0], p.buf[5:1+n]
 		switch typ {
 		case 'P': // Parse: statement name, then the SQL text
-			if _, rest, ok := bytes.Cut(body, []byte{0}); ok {
+			if stmt, rest, ok := bytes.Cut(body, []byte{0}); ok {
 				q, _, _ := bytes.Cut(rest, []byte{0})
-				names = append(names, sqlName(string(q)))
+				if len(stmt) == 0 {
+					names = append(names, sqlName(string(q)))
+				} else {
+					if p.prepared == nil {
+						p.prepared = map[string]string{}
+					}
+					p.prepared[string(stmt)] = sqlName(string(q))
+				}
+			}
+		case 'B': // Bind: portal name, then statement name
+			if _, rest, ok := bytes.Cut(body, []byte{0}); ok {
+				stmt, _, _ := bytes.Cut(rest, []byte{0})
+				if q, ok := p.prepared[string(stmt)]; ok && len(stmt) > 0 {
+					names = append(names, q)
+				}
 			}
 		case 'Q':
 			q, _, _ := bytes.Cut(body, []byte{0})

@@ -10,6 +10,7 @@ import (
 	_ "github.com/lib/pq"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/myopenclaw/mocd/store"
 	"github.com/myopenclaw/mocd/testenv"
 )
 
@@ -71,6 +72,28 @@ func TestPostgresCounter(t *testing.T) {
 	got = w.Snapshot().sub(before)
 	if got.RoundTrips != 3 || got.Statements() != 3 || got.ByName["COMMIT"] != 1 || got.ByName["SELECT $1::text"] != 1 {
 		t.Errorf("BEGIN, a statement, COMMIT: %+v, want 3 round trips and 3 statements", got)
+	}
+
+	// mocd's own connections keep statements prepared: the first run
+	// prepares (a round trip of its own), every run binds it by name.
+	st, err := store.Open(ctx, proxied)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	st.DB.SetMaxOpenConns(1)
+	if err := st.Ping(ctx); err != nil {
+		t.Fatal(err)
+	}
+	before = w.Snapshot()
+	for range 3 {
+		if err := st.DB.QueryRowContext(ctx, "SELECT $1::int * 2", 21).Scan(&n); err != nil || n != 42 {
+			t.Fatalf("prepared query through the proxy: %d, %v", n, err)
+		}
+	}
+	got = w.Snapshot().sub(before)
+	if got.RoundTrips != 4 || got.ByName["SELECT $1::int * 2"] != 3 || got.Statements() != 3 {
+		t.Errorf("a prepared statement run 3 times: %+v, want 4 round trips (one to prepare) and 3 statements", got)
 	}
 }
 

@@ -310,16 +310,22 @@ func (b *bench) seed(ctx context.Context) error {
 	if err := b.waitOperations(ctx, 2*time.Minute); err != nil {
 		return err
 	}
-	// One restart per account with a known key: poll reads its operation,
-	// replay repeats the request.
+	// One restart per account with a known Idempotency-Key, sent once by
+	// each of its API keys (keys are scoped to the API key that sent them):
+	// poll reads the first one's operation, replay repeats the request with
+	// any of the account's keys.
 	for _, id := range b.idents {
 		id.setupPath = "/api/v1/instances/" + id.instances[0] + "/restart"
 		id.setupIdemp = fmt.Sprintf("setup-%d", id.n)
-		var op struct{ ID string }
-		if _, err := c.doJSON(ctx, "POST", id.setupPath, id.tokens[0], id.setupIdemp, nil, &op); err != nil {
-			return err
+		for k, tok := range id.tokens {
+			var op struct{ ID string }
+			if _, err := c.doJSON(ctx, "POST", id.setupPath, tok, id.setupIdemp, nil, &op); err != nil {
+				return err
+			}
+			if k == 0 {
+				id.setupOp = op.ID
+			}
 		}
-		id.setupOp = op.ID
 	}
 	if err := b.waitOperations(ctx, 2*time.Minute); err != nil {
 		return err
