@@ -139,8 +139,7 @@ func TestRedisLostWhileOperationsPending(t *testing.T) {
 	// the instance lock keeps the second delivery from running alongside.
 	running := createSome("running", 3)
 	waitFor(t, "an operation running", func() bool {
-		op, _ := store.OperationByID(ctx, sys.Store.DB, running[0].ID)
-		return op.Status == "running"
+		return operationRow(t, sys, running[0].ID).Status == "running"
 	})
 	if err := sys.Redis.Client().FlushAll(ctx).Err(); err != nil {
 		t.Fatal(err)
@@ -170,18 +169,17 @@ func TestWorkerKilledMidCreate(t *testing.T) {
 	sys := Start(t, Options{FlysimDelay: 400 * time.Millisecond})
 	sys.StopWorker()
 	_, token := sys.NewAccount(t, "pro")
-	ctx := context.Background()
 
 	first := startWorkerProcess(t, sys, bin)
 	op := accept(t, sys, http.MethodPost, "/api/v1/instances", token, map[string]string{"subdomain": "killed-claw"})
 	waitFor(t, "the machine being created", func() bool { return len(sys.MachinesOf(op.InstanceID)) == 1 })
-	if got, _ := store.OperationByID(ctx, sys.Store.DB, op.ID); got.Status != "running" {
+	if got := operationRow(t, sys, op.ID); got.Status != "running" {
 		t.Fatalf("operation %s when the worker is killed", got.Status)
 	}
 	if err := first.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	_ = first.Wait()
+	_ = first.Wait() // "signal: killed", as it should
 
 	killedAt := time.Now()
 	second := startWorkerProcess(t, sys, bin)
@@ -199,7 +197,7 @@ func TestWorkerKilledMidCreate(t *testing.T) {
 	}
 	// It was the relay's rescue, not asynq's lease recovery (a minute or
 	// two later), that ran it again.
-	if got, _ := store.OperationByID(ctx, sys.Store.DB, op.ID); got.Attempts != 2 {
+	if got := operationRow(t, sys, op.ID); got.Attempts != 2 {
 		t.Fatalf("operation ran %d times", got.Attempts)
 	}
 	if !strings.Contains(second.Output(), "rescued an operation whose worker died") {
@@ -314,4 +312,15 @@ func startWorkerProcess(t *testing.T, sys *System, bin string, env ...string) *w
 		}
 	})
 	return &workerProcess{Cmd: cmd, out: out}
+}
+
+// operationRow reads an operation from Postgres; a failed read fails the
+// test, so it can never pass as the zero operation.
+func operationRow(t *testing.T, sys *System, opID string) store.Operation {
+	t.Helper()
+	op, err := store.OperationByID(context.Background(), sys.Store.DB, opID)
+	if err != nil {
+		t.Fatalf("read operation %s: %v", opID, err)
+	}
+	return op
 }
