@@ -22,15 +22,17 @@ import (
 type background struct {
 	stdout, stderr *testenv.Buffer
 	cancel         context.CancelFunc
-	done           chan int
+	done           chan struct{} // closed once run has returned code
+	code           int
 }
 
 func (c *cli) start(args ...string) *background {
-	b := &background{stdout: &testenv.Buffer{}, stderr: &testenv.Buffer{}, done: make(chan int, 1)}
+	b := &background{stdout: &testenv.Buffer{}, stderr: &testenv.Buffer{}, done: make(chan struct{})}
 	ctx, cancel := context.WithCancel(context.Background())
 	b.cancel = cancel
 	go func() {
-		b.done <- run(ctx, args, IO{
+		defer close(b.done)
+		b.code = run(ctx, args, IO{
 			Stdin: strings.NewReader(""), Stdout: b.stdout, Stderr: b.stderr,
 			Getenv:     func(k string) string { return c.env[k] },
 			HTTPClient: &http.Client{Transport: contractChecker{t: c.t}},
@@ -43,7 +45,8 @@ func (c *cli) start(args ...string) *background {
 // stop ends the command as Ctrl-C would and answers its exit code.
 func (b *background) stop() int {
 	b.cancel()
-	return <-b.done
+	<-b.done
+	return b.code
 }
 
 // TestCancelEventsAndListen: `operations cancel`, `events` and `events
@@ -146,12 +149,21 @@ func TestCancelEventsAndListen(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The restart's three events: running → restarting, restarting →
-	// running, operation.succeeded.
-	eventually(t, "the restart's events at the receiver", func() bool {
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("listen stdout:\n%s\nlisten stderr:\n%s", listen.stdout.String(), listen.stderr.String())
+		}
+	})
+	// The restart's events end with its operation.succeeded.
+	eventually(t, "the restart's operation.succeeded at the receiver", func() bool {
 		mu.Lock()
 		defer mu.Unlock()
-		return len(received) >= 3
+		for _, g := range received {
+			if strings.Contains(string(g.body), `"type":"operation.succeeded"`) && strings.Contains(string(g.body), restart.ID) {
+				return true
+			}
+		}
+		return false
 	})
 	if code := listen.stop(); code != exitOK {
 		t.Errorf("listen ended with %d; stderr %s", code, listen.stderr.String())
