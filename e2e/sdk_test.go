@@ -212,7 +212,7 @@ func TestSDKFinishesEveryCallUnderRateLimit(t *testing.T) {
 	}
 	// Spend the key's burst through the api's own limiter: from here on the
 	// key may make one request per 500 ms (pro: 120 a minute).
-	spender := ratelimit.New(sys.Redis.Client(), ratelimit.Options{Prefix: "e2e:rl:"})
+	spender := ratelimit.New(sys.Redis.Client(), ratelimit.Options{Prefix: "e2e:rl:", Timeout: 5 * time.Second})
 	for {
 		res, err := spender.Allow(context.Background(), ratelimit.ForPlan("pro", keyID, acct))
 		if err != nil {
