@@ -212,7 +212,7 @@ func TestSDKFinishesEveryCallUnderRateLimit(t *testing.T) {
 	}
 	// Spend the key's burst through the api's own limiter: from here on the
 	// key may make one request per 500 ms (pro: 120 a minute).
-	spender := ratelimit.New(sys.Redis.Client(), ratelimit.Options{Prefix: "e2e:rl:"})
+	spender := ratelimit.New(sys.Redis.Client(), ratelimit.Options{Prefix: "e2e:rl:", Timeout: 5 * time.Second})
 	for {
 		res, err := spender.Allow(context.Background(), ratelimit.ForPlan("pro", keyID, acct))
 		if err != nil {
@@ -335,6 +335,10 @@ func TestSDKWait(t *testing.T) {
 	if err != nil || done.Status != client.OperationSucceeded || done.FinishedAt == nil {
 		t.Fatalf("Wait: %+v, %v", done, err)
 	}
+	// One long-poll on the wait route, no polling.
+	if polls, waits := cnt.calls("GET /api/v1/operations/"+op.ID), cnt.calls("GET /api/v1/operations/"+op.ID+"/wait"); polls != 0 || waits < 1 {
+		t.Errorf("Wait made %d polls and %d long-polls; want only long-polls", polls, waits)
+	}
 	// Returned when it ended: the instance is settled at once.
 	inst, err := c.GetInstance(ctx, op.InstanceID)
 	if err != nil || inst.Status != client.InstanceRunning {
@@ -375,5 +379,50 @@ func TestSDKWait(t *testing.T) {
 	if !errors.As(err, &opErr) || opErr.Operation.ID != stop.ID || failed.Status != client.OperationFailed ||
 		failed.Error == nil || failed.Error.Code != "fly_rejected" {
 		t.Fatalf("Wait on a failing stop: %+v, %v", failed, err)
+	}
+}
+
+// AllEvents walks the feed a page at a time, oldest first, and stops once
+// it has caught up (the feed's next_cursor then repeats the last one).
+func TestSDKEventFeed(t *testing.T) {
+	t.Parallel()
+	sys := Start(t, Options{})
+	_, token := sys.NewAccount(t, "pro")
+	cnt := newCounting(t)
+	c := newSDK(t, sys.URL, token, cnt)
+	ctx := context.Background()
+	op, err := c.CreateInstance(ctx, client.CreateInstanceRequest{Subdomain: "feed-walker"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Wait(ctx, op.ID); err != nil {
+		t.Fatal(err)
+	}
+	restart, err := c.RestartInstance(ctx, op.InstanceID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Wait(ctx, restart.ID); err != nil {
+		t.Fatal(err)
+	}
+	var types []client.WebhookEventType
+	for ev, err := range c.AllEvents(ctx, client.ListEventsParams{Limit: 1}) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		types = append(types, ev.Type)
+	}
+	pages := cnt.calls("GET /api/v1/events")
+	if len(types) < 4 || types[len(types)-1] != client.EventOperationSucceeded || pages != len(types)+1 {
+		t.Fatalf("AllEvents: %v over %d pages (want one page per event and one that finds nothing new)", types, pages)
+	}
+	var ops int
+	for _, ty := range types {
+		if ty == client.EventOperationSucceeded {
+			ops++
+		}
+	}
+	if ops != 2 {
+		t.Errorf("%d operation.succeeded events, want 2 (create, restart): %v", ops, types)
 	}
 }
