@@ -9,6 +9,7 @@ import (
 	"github.com/jmoiron/sqlx"
 
 	"github.com/myopenclaw/mocd/store"
+	"github.com/myopenclaw/mocd/telemetry"
 )
 
 // result is what a handler that changes something answers.
@@ -35,6 +36,8 @@ func (s *Server) change(c *gin.Context, fn func(ctx context.Context, tx *sqlx.Tx
 	ctx := c.Request.Context()
 	var res result
 	var body []byte
+	ctx, span := telemetry.Tracer().Start(ctx, "transaction "+c.FullPath())
+	defer span.End()
 	err := s.opts.Store.WithTx(ctx, func(tx *sqlx.Tx) error {
 		var err error
 		if res, err = fn(ctx, tx); err != nil {

@@ -16,6 +16,7 @@ import (
 	"github.com/gin-gonic/gin"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
+	"go.opentelemetry.io/contrib/instrumentation/github.com/gin-gonic/gin/otelgin"
 
 	"github.com/myopenclaw/mocd/apikey"
 	"github.com/myopenclaw/mocd/jobs"
@@ -169,7 +170,9 @@ func (s *Server) routes() *gin.Engine {
 		proxies = append(proxies, p.String())
 	}
 	_ = e.SetTrustedProxies(proxies)
-	e.Use(s.requestIDMiddleware, s.metrics.middleware, s.accessLogMiddleware, s.recoverMiddleware)
+	// otelgin first: every other middleware and the handler run inside the
+	// request's server span (named after the route template).
+	e.Use(otelgin.Middleware("mocd-api"), s.requestIDMiddleware, s.metrics.middleware, s.accessLogMiddleware, s.recoverMiddleware)
 	e.NoRoute(s.handle(func(c *gin.Context) error { return errNotFound }))
 	e.NoMethod(s.handle(func(c *gin.Context) error {
 		return newError(http.StatusMethodNotAllowed, "method_not_allowed", "method %s is not allowed here", c.Request.Method)

@@ -29,7 +29,25 @@ type metrics struct {
 	retries  *prometheus.CounterVec
 }
 
+// usedRoutes are the calls mocd makes; their retry series exist at 0 from
+// start, so that a dashboard shows a rate of 0 rather than no data.
+var usedRoutes = [][2]string{
+	{http.MethodPost, "/v1/apps"}, {http.MethodGet, "/v1/apps/{app}"}, {http.MethodDelete, "/v1/apps/{app}"},
+	{http.MethodPost, "/v1/apps/{app}/machines"}, {http.MethodGet, "/v1/apps/{app}/machines"},
+	{http.MethodGet, "/v1/apps/{app}/machines/{id}"}, {http.MethodDelete, "/v1/apps/{app}/machines/{id}"},
+	{http.MethodPost, "/v1/apps/{app}/machines/{id}/start"}, {http.MethodPost, "/v1/apps/{app}/machines/{id}/stop"},
+	{http.MethodPost, "/v1/apps/{app}/machines/{id}/restart"}, {http.MethodGet, "/v1/apps/{app}/machines/{id}/wait"},
+}
+
 func newMetrics(reg prometheus.Registerer) *metrics {
+	m := newMetricsVecs(reg)
+	for _, r := range usedRoutes {
+		m.retries.WithLabelValues(r[0], r[1])
+	}
+	return m
+}
+
+func newMetricsVecs(reg prometheus.Registerer) *metrics {
 	return &metrics{
 		requests: telemetry.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "mocd_fly_requests_total",

@@ -6,6 +6,8 @@ import (
 	"log/slog"
 
 	"github.com/hibiken/asynq"
+
+	"github.com/myopenclaw/mocd/telemetry"
 )
 
 // Enqueuer adds tasks to the queues; *asynq.Client satisfies it.
@@ -33,6 +35,11 @@ type Inspector interface {
 func Enqueue(ctx context.Context, q Enqueuer, log *slog.Logger, task *asynq.Task, opts ...asynq.Option) (added bool, err error) {
 	if q == nil {
 		return false, nil
+	}
+	// The trace of the request or task that queues this one goes with it,
+	// in the task's headers (Asynq keeps them with the task in Redis).
+	if h := telemetry.Inject(ctx); h != nil {
+		task = asynq.NewTaskWithHeaders(task.Type(), task.Payload(), h)
 	}
 	_, err = q.EnqueueContext(ctx, task, opts...)
 	switch {

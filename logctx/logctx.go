@@ -11,6 +11,8 @@ package logctx
 import (
 	"context"
 	"log/slog"
+
+	"go.opentelemetry.io/otel/trace"
 )
 
 type ctxKey int
@@ -34,6 +36,15 @@ var fields = []func(context.Context) (slog.Attr, bool){
 	func(ctx context.Context) (slog.Attr, bool) {
 		rid := RequestID(ctx)
 		return slog.String("request_id", rid), rid != ""
+	},
+	// The OpenTelemetry span of ctx: a log line links to its trace.
+	func(ctx context.Context) (slog.Attr, bool) {
+		sc := trace.SpanContextFromContext(ctx)
+		return slog.String("trace_id", sc.TraceID().String()), sc.IsValid()
+	},
+	func(ctx context.Context) (slog.Attr, bool) {
+		sc := trace.SpanContextFromContext(ctx)
+		return slog.String("span_id", sc.SpanID().String()), sc.IsValid()
 	},
 }
 

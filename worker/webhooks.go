@@ -159,7 +159,7 @@ func (d *deliverer) start(ctx context.Context) (*asynq.Server, error) {
 		LogLevel:                 asynq.WarnLevel,
 		BaseContext:              func() context.Context { return context.WithoutCancel(ctx) },
 	})
-	if err := srv.Start(d.mux); err != nil {
+	if err := srv.Start(traced(d.mux)); err != nil {
 		return nil, fmt.Errorf("start webhook delivery server: %w", err)
 	}
 	return srv, nil

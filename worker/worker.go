@@ -196,7 +196,7 @@ func (w *Worker) Run(ctx context.Context) error {
 		LogLevel:                 asynq.WarnLevel,
 		BaseContext:              func() context.Context { return context.WithoutCancel(ctx) },
 	})
-	if err := srv.Start(w.mux); err != nil {
+	if err := srv.Start(traced(w.mux)); err != nil {
 		return fmt.Errorf("start asynq server: %w", err)
 	}
 	dsrv, err := w.deliveries.start(ctx)

@@ -22,6 +22,7 @@ import (
 	"github.com/myopenclaw/mocd/notify"
 	"github.com/myopenclaw/mocd/ratelimit"
 	"github.com/myopenclaw/mocd/store"
+	"github.com/myopenclaw/mocd/telemetry"
 	"github.com/myopenclaw/mocd/webhook"
 )
 
@@ -100,6 +101,15 @@ func runAPI(ctx context.Context, args []string, getenv env, stderr io.Writer) er
 		return err
 	}
 	log := newLogger(cfg, stderr)
+	shutdownTracing, err := telemetry.SetupTracing(ctx, getenv, "mocd-api")
+	if err != nil {
+		return fmt.Errorf("OpenTelemetry: %w", err)
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = shutdownTracing(sctx)
+	}()
 	d, err := openDeps(ctx, cfg, log)
 	if err != nil {
 		return err

@@ -1,0 +1,71 @@
+package telemetry
+
+import (
+	"context"
+	"os"
+	"strings"
+
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/sdk/resource"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	semconv "go.opentelemetry.io/otel/semconv/v1.26.0"
+	"go.opentelemetry.io/otel/trace"
+)
+
+// Tracer is the tracer of mocd's own spans (the accept transaction, an
+// Asynq task); contrib instrumentation (otelgin, otelhttp) makes the rest.
+func Tracer() trace.Tracer { return otel.Tracer("github.com/myopenclaw/mocd") }
+
+// SetupTracing installs the W3C trace-context propagator and, when the
+// standard OTEL_EXPORTER_OTLP_ENDPOINT (or ..._TRACES_ENDPOINT) is set and
+// OTEL_SDK_DISABLED is not true, a tracer provider exporting by OTLP/HTTP;
+// the exporter reads the other OTEL_EXPORTER_OTLP_* variables itself and
+// OTEL_SERVICE_NAME overrides service. Without an endpoint, spans are not
+// recorded at all. shutdown flushes what is buffered.
+func SetupTracing(ctx context.Context, getenv func(string) string, service string) (shutdown func(context.Context) error, err error) {
+	otel.SetTextMapPropagator(propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{}))
+	noop := func(context.Context) error { return nil }
+	if getenv == nil {
+		getenv = os.Getenv
+	}
+	if strings.EqualFold(getenv("OTEL_SDK_DISABLED"), "true") ||
+		(getenv("OTEL_EXPORTER_OTLP_ENDPOINT") == "" && getenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") == "") {
+		return noop, nil
+	}
+	exp, err := otlptracehttp.New(ctx)
+	if err != nil {
+		return noop, err
+	}
+	res, err := resource.Merge(resource.Default(), resource.NewSchemaless(semconv.ServiceName(service)))
+	if err != nil {
+		res = resource.Default()
+	}
+	if name := getenv("OTEL_SERVICE_NAME"); name != "" {
+		res, _ = resource.Merge(res, resource.NewSchemaless(semconv.ServiceName(name)))
+	}
+	tp := sdktrace.NewTracerProvider(sdktrace.WithBatcher(exp), sdktrace.WithResource(res))
+	otel.SetTracerProvider(tp)
+	return tp.Shutdown, nil
+}
+
+// Inject answers the trace context of ctx as headers (traceparent, …) to
+// carry in an Asynq task; nil when ctx holds no span.
+func Inject(ctx context.Context) map[string]string {
+	if !trace.SpanContextFromContext(ctx).IsValid() {
+		return nil
+	}
+	c := propagation.MapCarrier{}
+	otel.GetTextMapPropagator().Inject(ctx, c)
+	return c
+}
+
+// Extract answers ctx carrying the trace context of headers, as a remote
+// parent for the next span.
+func Extract(ctx context.Context, headers map[string]string) context.Context {
+	if len(headers) == 0 {
+		return ctx
+	}
+	return otel.GetTextMapPropagator().Extract(ctx, propagation.MapCarrier(headers))
+}
