@@ -97,7 +97,15 @@ func (c *Client) Wait(ctx context.Context, operationID string, opts ...WaitOptio
 			// last answer is the latest state rather than a cut request.
 			hold = min(hold, time.Until(dl)-time.Second)
 		}
-		op, err := c.WaitOperation(ctx, operationID, max(hold, time.Second))
+		var op *Operation
+		var err error
+		if hold < time.Second && last == nil {
+			// Too little time for a long-poll to answer: read the
+			// operation once, so the caller learns where it stands.
+			op, err = c.GetOperation(ctx, operationID)
+		} else {
+			op, err = c.WaitOperation(ctx, operationID, max(hold, time.Second))
+		}
 		switch {
 		case err == nil:
 			if op, done, err := seen(op); done {

@@ -50,12 +50,13 @@ func (a *app) accepted(ctx context.Context, c *client.Client, op *client.Operati
 	if !f.wait {
 		return a.print(op)
 	}
-	return a.wait(ctx, c, op.ID, f.timeout)
+	return a.wait(ctx, c, op, f.timeout)
 }
 
 // wait follows an operation to its end and prints it: the final one, or
 // the last seen when the timeout passes (exit 4) or it failed (exit 1).
-func (a *app) wait(ctx context.Context, c *client.Client, opID string, timeout time.Duration) error {
+func (a *app) wait(ctx context.Context, c *client.Client, accepted *client.Operation, timeout time.Duration) error {
+	opID := accepted.ID
 	if timeout <= 0 {
 		return usagef("--timeout must be positive")
 	}
@@ -72,6 +73,9 @@ func (a *app) wait(ctx context.Context, c *client.Client, opID string, timeout t
 	}
 	op, err := c.Wait(wctx, opID, opts...)
 	stopProgress()
+	if op == nil && accepted.Type != "" {
+		op = accepted // never heard of since: as accepted, so stdout still names it
+	}
 	if op != nil {
 		if perr := a.print(op); perr != nil && err == nil {
 			err = perr

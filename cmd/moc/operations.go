@@ -119,7 +119,7 @@ func (a *app) operationsCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return a.wait(cmd.Context(), c, args[0], timeout)
+			return a.wait(cmd.Context(), c, &client.Operation{ID: args[0]}, timeout)
 		},
 	}
 	waitCmd.Flags().DurationVar(&timeout, "timeout", 10*time.Minute, "how long to wait")
