@@ -399,6 +399,7 @@ func TestEveryOperationAnswersAsDocumented(t *testing.T) {
 	tr.want(200, "", "GET", "/api/v1/usage", tok, nil)
 	tr.want(400, "invalid_request", "GET", "/api/v1/usage?from=2026-13-01", tok, nil)
 	tr.want(200, "", "GET", "/api/v1/account", tok, nil)
+	tr.want(200, "", "GET", "/api/v1/metrics", tok, nil)
 
 	// A rate limit, then a rate limiter that cannot answer. The key's
 	// allowance is spent through the limiter itself (the api's Redis and
