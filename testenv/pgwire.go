@@ -11,8 +11,8 @@ import (
 )
 
 // PGCounter is a TCP proxy between a test's client and Postgres that
-// counts what the client sends: statements (each Parse or simple Query
-// message) and round trips (each time the client speaks after the server
+// counts what the client sends: statements executed (each Bind or simple
+// Query message: a prepared statement reused from a cache is bound again) and round trips (each time the client speaks after the server
 // did). It is how a test proves a path costs N statements, without
 // pg_stat_statements (which needs a server restart to load).
 type PGCounter struct {
@@ -113,7 +113,7 @@ func (p *PGCounter) serve(client net.Conn, target string) {
 }
 
 // parse reads the frontend stream: one untyped startup packet, then typed
-// messages; it counts Parse ('P') and Query ('Q').
+// messages; it counts Bind ('B') and Query ('Q'): one per execution.
 func (p *PGCounter) parse(r io.Reader) {
 	defer io.Copy(io.Discard, r)
 	var hdr [5]byte
@@ -127,7 +127,7 @@ func (p *PGCounter) parse(r io.Reader) {
 		if _, err := io.ReadFull(r, hdr[:]); err != nil {
 			return
 		}
-		if hdr[0] == 'P' || hdr[0] == 'Q' {
+		if hdr[0] == 'B' || hdr[0] == 'Q' {
 			p.statements.Add(1)
 		}
 		if _, err := io.CopyN(io.Discard, r, int64(binary.BigEndian.Uint32(hdr[1:]))-4); err != nil {
