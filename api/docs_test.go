@@ -198,6 +198,7 @@ func TestDocumentEnumsMatchTheCode(t *testing.T) {
 	}{
 		{"fly_region", enumOf(t, create.Properties["fly_region"]), sorted(api.FlyRegions)},
 		{"Scope", enumOf(t, schemas["Scope"]), sorted(apikey.AllScopes)},
+		{"ScopePreset", enumOf(t, schemas["ScopePreset"]), sorted([]string{apikey.PresetReadOnly, apikey.PresetWrite, apikey.PresetFull})},
 		{"OperationStatus", enumOf(t, schemas["OperationStatus"]), sorted(store.OpStatuses)},
 		{"OperationType", enumOf(t, schemas["OperationType"]), sorted(store.OpTypes)},
 		{"WebhookEventType", enumOf(t, schemas["WebhookEventType"]), sorted(webhook.EventTypes())},
@@ -339,6 +340,10 @@ func TestEveryOperationAnswersAsDocumented(t *testing.T) {
 	k.json(t, &key)
 	tr.want(201, "", "POST", "/api/v1/keys/"+key.ID+"/rotate", tok, nil)
 	tr.want(404, "not_found", "POST", "/api/v1/keys/key_unknown/rotate", tok, nil)
+	tr.want(201, "", "POST", "/api/v1/keys", tok, `{"name": "preset", "scopes": "read-only"}`)
+	past := time.Now().Add(-time.Minute)
+	expired, _ := e.keyWith(acct, &past, apikey.PresetReadOnly)
+	tr.want(409, "key_expired", "POST", "/api/v1/keys/"+expired+"/rotate", tok, nil)
 	tr.want(204, "", "DELETE", "/api/v1/keys/"+key.ID, tok, nil)
 
 	// Instances and operations (no worker runs here: operations stay pending).

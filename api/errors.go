@@ -66,6 +66,10 @@ func toAPIError(err error) (*Error, bool) {
 		return errInstanceDeleting, true
 	case errors.Is(err, store.ErrCursorExpired):
 		return errCursorExpired, true
+	case errors.Is(err, store.ErrInvalidValue):
+		// The backstop behind each handler's own checks: Postgres refused a
+		// value. The answer never carries Postgres's text.
+		return badRequest("a value in the request cannot be stored (a control character such as NUL, or a time or number out of range)"), true
 	case errors.As(err, &conflict):
 		if e, ok := conflicts[conflict.Constraint]; ok {
 			return e, true
@@ -89,10 +93,11 @@ func writeError(c *gin.Context, log *slog.Logger, err error) {
 		log.ErrorContext(c.Request.Context(), "request failed",
 			slog.String("path", c.FullPath()), slog.Any("error", err))
 	}
+	// Set, not Add: an error's header replaces one the chain set before
+	// (the limiter sets Retry-After on a refusal too), and a client must
+	// see exactly one Retry-After; Python's requests reads two as "1, 1".
 	for k, vs := range apiErr.Header {
-		for _, v := range vs {
-			c.Writer.Header().Add(k, v)
-		}
+		c.Writer.Header()[http.CanonicalHeaderKey(k)] = append([]string(nil), vs...)
 	}
 	c.AbortWithStatusJSON(apiErr.Status, errorBody{Error: apiErr.Message, Code: apiErr.Code})
 }

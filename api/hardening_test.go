@@ -6,11 +6,17 @@ package api_test
 import (
 	"bytes"
 	"context"
+	"io"
+	"net"
+	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/myopenclaw/mocd/api"
+	"github.com/myopenclaw/mocd/apikey"
 	"github.com/myopenclaw/mocd/id"
 	"github.com/myopenclaw/mocd/store"
 	"github.com/myopenclaw/mocd/webhook"
@@ -172,5 +178,248 @@ func TestSecretKeyRotation(t *testing.T) {
 	again := lost.do("POST", "/api/v1/keys", tok, body, "Idempotency-Key", "across-rotation")
 	if again.Status != 201 || again.Header.Get("Idempotent-Replayed") != "true" || !bytes.Equal(again.Body, r.Body) {
 		t.Fatalf("after the take-over: %d %s", again.Status, again.Body)
+	}
+}
+
+// raw sends bytes on a fresh TCP connection to the api and returns what
+// came back until the server closed it: the attacks on methods and headers
+// were made this way, below any HTTP client's own checks.
+func (e *apiEnv) raw(req string) string {
+	e.t.Helper()
+	conn, err := net.Dial("tcp", strings.TrimPrefix(e.url, "http://"))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer conn.Close()
+	if err := conn.SetDeadline(time.Now().Add(30 * time.Second)); err != nil {
+		e.t.Fatal(err)
+	}
+	if _, err := io.WriteString(conn, req); err != nil {
+		e.t.Fatal(err)
+	}
+	b, err := io.ReadAll(conn)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return string(b)
+}
+
+// headerLines returns the values of every header line named name in a raw
+// HTTP answer.
+func headerLines(answer, name string) []string {
+	head, _, _ := strings.Cut(answer, "\r\n\r\n")
+	var out []string
+	for _, line := range strings.Split(head, "\r\n")[1:] {
+		k, v, ok := strings.Cut(line, ":")
+		if ok && strings.EqualFold(k, name) {
+			out = append(out, strings.TrimSpace(v))
+		}
+	}
+	return out
+}
+
+// TestMetricsLabelsComeFromFixedSets (issue 12, item 3): forty requests
+// with a 200 KB method name, no token, must not grow /metrics.
+func TestMetricsLabelsComeFromFixedSets(t *testing.T) {
+	t.Parallel()
+	e := startAPI(t)
+	for i := 0; i < 40; i++ {
+		method := strings.Repeat(string(rune('A'+i%26)), 200_000) + strconv.Itoa(i)
+		answer := e.raw(method + " /api/v1/instances/" + strings.Repeat("x", 1000) + " HTTP/1.1\r\nHost: mocd\r\nConnection: close\r\n\r\n")
+		if !strings.HasPrefix(answer, "HTTP/1.1 4") {
+			t.Fatalf("answer to a 200 KB method: %.200q", answer)
+		}
+		if len(answer) > 4096 {
+			t.Fatalf("a %d-byte answer echoes the method", len(answer))
+		}
+	}
+	r := e.do("GET", "/metrics", "", nil)
+	if r.Status != 200 {
+		t.Fatal(r.Status)
+	}
+	if len(r.Body) > 64<<10 {
+		t.Fatalf("/metrics is %d bytes after 40 long methods", len(r.Body))
+	}
+	labels := regexp.MustCompile(`method="([^"]*)"`).FindAllStringSubmatch(string(r.Body), -1)
+	if len(labels) == 0 {
+		t.Fatal("no method label in /metrics")
+	}
+	for _, m := range labels {
+		switch m[1] {
+		case "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "CONNECT", "TRACE", "OTHER":
+		default:
+			t.Fatalf("method label %.80q", m[1])
+		}
+	}
+	if !strings.Contains(string(r.Body), `method="OTHER",route="unmatched"`) {
+		t.Errorf("the long methods are not counted as OTHER on unmatched:\n%.2000s", r.Body)
+	}
+}
+
+// TestAccessLogCapsThePath (issue 12, item 7): a 900,000-character path is
+// not written whole to the log; the line names the route template.
+func TestAccessLogCapsThePath(t *testing.T) {
+	t.Parallel()
+	e := startAPI(t)
+	long := "/api/v1/instances/inst_" + strings.Repeat("a", 900_000)
+	answer := e.raw("GET " + long + " HTTP/1.1\r\nHost: mocd\r\nConnection: close\r\n\r\n")
+	if !strings.HasPrefix(answer, "HTTP/1.1 401") {
+		t.Fatalf("answer: %.200q", answer)
+	}
+	found := false
+	for _, line := range strings.Split(e.logs.String(), "\n") {
+		if len(line) > 4096 {
+			t.Fatalf("a %d-byte log line: %.300s", len(line), line)
+		}
+		if strings.Contains(line, `"msg":"request"`) && strings.Contains(line, `"route":"/api/v1/instances/:id"`) {
+			found = true
+		}
+	}
+	if !found {
+		t.Fatalf("no access-log line names the route:\n%.3000s", e.logs.String())
+	}
+}
+
+// TestOneRetryAfter (issue 12, item 8): a 429 carries exactly one
+// Retry-After, read off the wire.
+func TestOneRetryAfter(t *testing.T) {
+	t.Parallel()
+	e := startAPI(t)
+	_, tok := e.account("pro") // 120 a minute
+	req := "GET /api/v1/account HTTP/1.1\r\nHost: mocd\r\nAuthorization: Bearer " + tok + "\r\nConnection: close\r\n\r\n"
+	for i := 0; i < 200; i++ {
+		answer := e.raw(req)
+		if !strings.HasPrefix(answer, "HTTP/1.1 429") {
+			continue
+		}
+		if v := headerLines(answer, "Retry-After"); len(v) != 1 {
+			t.Fatalf("Retry-After lines: %q", v)
+		}
+		if _, err := strconv.Atoi(headerLines(answer, "Retry-After")[0]); err != nil {
+			t.Fatalf("Retry-After is not an integer: %v", err)
+		}
+		return
+	}
+	t.Fatal("200 requests on a pro key and no 429")
+}
+
+// keyWith adds a key with scopes and an expiry to an account, straight in
+// the database, and returns its id and token.
+func (e *apiEnv) keyWith(accountID string, expires *time.Time, scopes ...string) (string, string) {
+	e.t.Helper()
+	expanded, err := apikey.Expand(scopes)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	tok := apikey.Mint(apikey.NewKeyID(), testPepper)
+	if _, err := store.InsertKey(context.Background(), e.st.DB, store.Key{
+		ID: tok.KeyID, AccountID: accountID, Name: "test", Prefix: tok.Prefix, SecretHash: tok.Hash,
+		Scopes: expanded, ExpiresAt: expires,
+	}); err != nil {
+		e.t.Fatal(err)
+	}
+	return tok.KeyID, tok.Plain
+}
+
+// TestKeysCannotOutliveTheirLimits (issue 12, item 5).
+func TestKeysCannotOutliveTheirLimits(t *testing.T) {
+	t.Parallel()
+	e := startAPI(t)
+	acct, full := e.account("pro", "full")
+	soon := time.Now().Add(time.Hour).UTC().Truncate(time.Second)
+	_, expiring := e.keyWith(acct, &soon, "full")
+
+	t.Run("a child without expires_at expires with its parent", func(t *testing.T) {
+		r := e.do("POST", "/api/v1/keys", expiring, `{"name":"child","scopes":["read-only"]}`)
+		var k struct {
+			ExpiresAt *time.Time `json:"expires_at"`
+		}
+		r.json(t, &k)
+		if r.Status != 201 || k.ExpiresAt == nil || !k.ExpiresAt.Equal(soon) {
+			t.Fatalf("%d %s, want expires_at %s", r.Status, r.Body, soon.Format(time.RFC3339))
+		}
+	})
+	t.Run("a child may not expire later than its parent", func(t *testing.T) {
+		later := soon.Add(time.Minute).Format(time.RFC3339)
+		r := e.do("POST", "/api/v1/keys", expiring, `{"name":"child","scopes":["read-only"],"expires_at":"`+later+`"}`)
+		if r.Status != 400 || r.code(t) != "invalid_request" {
+			t.Fatalf("%d %s", r.Status, r.Body)
+		}
+	})
+	t.Run("rotating an expired key is 409 key_expired", func(t *testing.T) {
+		past := time.Now().Add(-time.Minute)
+		dead, _ := e.keyWith(acct, &past, "read-only")
+		r := e.do("POST", "/api/v1/keys/"+dead+"/rotate", full, nil)
+		if r.Status != 409 || r.code(t) != "key_expired" {
+			t.Fatalf("%d %s", r.Status, r.Body)
+		}
+	})
+	t.Run("an expiring key cannot rotate a key that outlives it", func(t *testing.T) {
+		forever, _ := e.keyWith(acct, nil, "read-only")
+		r := e.do("POST", "/api/v1/keys/"+forever+"/rotate", expiring, nil)
+		if r.Status != 403 || r.code(t) != "insufficient_scope" {
+			t.Fatalf("%d %s", r.Status, r.Body)
+		}
+	})
+	t.Run("revoke follows the scope rule", func(t *testing.T) {
+		_, weak := e.keyWith(acct, nil, "keys:write", "keys:read")
+		strong, strongTok := e.keyWith(acct, nil, "full")
+		r := e.do("DELETE", "/api/v1/keys/"+strong, weak, nil)
+		if r.Status != 403 || r.code(t) != "insufficient_scope" {
+			t.Fatalf("%d %s", r.Status, r.Body)
+		}
+		if r := e.do("GET", "/api/v1/account", strongTok, nil); r.Status != 200 {
+			t.Fatalf("the stronger key was revoked anyway: %d", r.Status)
+		}
+		peer, _ := e.keyWith(acct, nil, "keys:read")
+		if r := e.do("DELETE", "/api/v1/keys/"+peer, weak, nil); r.Status != 204 {
+			t.Fatalf("revoking a key with fewer scopes: %d %s", r.Status, r.Body)
+		}
+	})
+}
+
+// TestBadInputIsA400 (issue 12, items 4 and 8): what answered 500, and a
+// preset given in place of the scope list as API.md writes it.
+func TestBadInputIsA400(t *testing.T) {
+	t.Parallel()
+	e := startAPI(t)
+	_, tok := e.account("pro", "full")
+	for name, tc := range map[string]struct {
+		method, path, body string
+		status             int
+	}{
+		"NUL in a key name":       {"POST", "/api/v1/keys", `{"name":"a\u0000b","scopes":["read-only"]}`, 400},
+		"expires_at +16:00":       {"POST", "/api/v1/keys", `{"name":"x","scopes":["read-only"],"expires_at":"2999-01-01T00:00:00+16:00"}`, 201},
+		"expires_at +23:59":       {"POST", "/api/v1/keys", `{"name":"x","scopes":["read-only"],"expires_at":"2999-01-01T00:00:00+23:59"}`, 201},
+		"expires_at -23:59":       {"POST", "/api/v1/keys", `{"name":"x","scopes":["read-only"],"expires_at":"2999-01-01T00:00:00-23:59"}`, 201},
+		"usage to=0001-01-01":     {"GET", "/api/v1/usage?to=0001-01-01", "", 400},
+		"usage from=0001-01-01":   {"GET", "/api/v1/usage?from=0001-01-01&to=0001-01-02", "", 400},
+		"NUL in a filter":         {"GET", "/api/v1/operations?instance_id=inst_%00", "", 400},
+		"NUL in the key filter":   {"GET", "/api/v1/logs?key_id=key_%00", "", -1},
+		"NUL in a webhook URL":    {"POST", "/api/v1/webhooks", `{"url":"https://example.com/\u0000","events":["webhook.test"]}`, 400},
+		"logs from year 0":        {"GET", "/api/v1/logs?from=0000-01-01T00:00:00Z", "", 200},
+		"operations after +23:59": {"GET", "/api/v1/operations?created_after=2020-01-01T00:00:00%2B23:59", "", 200},
+		"a preset as a string":    {"POST", "/api/v1/keys", `{"name":"ci","scopes":"read-only"}`, 201},
+		"a preset in a list":      {"POST", "/api/v1/keys", `{"name":"ci","scopes":["write","keys:read"]}`, 201},
+		"scopes of another type":  {"POST", "/api/v1/keys", `{"name":"ci","scopes":7}`, 400},
+	} {
+		t.Run(name, func(t *testing.T) {
+			var body any
+			if tc.body != "" {
+				body = tc.body
+			}
+			r := e.do(tc.method, tc.path, tok, body)
+			if r.Status != tc.status && !(tc.status == -1 && r.Status < 500) {
+				t.Fatalf("%d %s, want %d", r.Status, r.Body, tc.status)
+			}
+			if r.Status >= 400 && r.code(t) == "" {
+				t.Fatalf("no code: %s", r.Body)
+			}
+		})
+	}
+	var k struct{ Scopes []string }
+	e.do("POST", "/api/v1/keys", tok, `{"name":"ci","scopes":"read-only"}`).json(t, &k)
+	if want, _ := apikey.Expand([]string{"read-only"}); strings.Join(k.Scopes, ",") != strings.Join(want, ",") {
+		t.Fatalf("scopes %v, want %v", k.Scopes, want)
 	}
 }

@@ -2,9 +2,11 @@ package api
 
 import (
 	"context"
+	"encoding/json"
 	"net/http"
 	"strings"
 	"time"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/gin-gonic/gin"
@@ -27,8 +29,45 @@ func (s *Server) listKeys(c *gin.Context) error {
 
 type createKeyRequest struct {
 	Name      string     `json:"name"`
-	Scopes    []string   `json:"scopes"`
+	Scopes    scopeList  `json:"scopes"`
 	ExpiresAt *time.Time `json:"expires_at"`
+}
+
+// scopeList is the scopes field: a list of scopes and presets, or one
+// preset given in place of the list (API.md: "scopes": "read-only").
+type scopeList []string
+
+// UnmarshalJSON accepts a JSON array of strings or a single string.
+func (l *scopeList) UnmarshalJSON(b []byte) error {
+	var one string
+	if err := json.Unmarshal(b, &one); err == nil {
+		*l = scopeList{one}
+		return nil
+	}
+	var many []string
+	if err := json.Unmarshal(b, &many); err != nil {
+		return badRequest(`scopes must be a list of scopes, or a preset such as "read-only", "write" or "full"`)
+	}
+	*l = many
+	return nil
+}
+
+// maxKeyNameRunes bounds a key's name.
+const maxKeyNameRunes = 100
+
+// validKeyName says what is wrong with a key's name: required, at most
+// maxKeyNameRunes characters, no control characters (a NUL once reached
+// Postgres, which refuses it, and answered 500).
+func validKeyName(name string) error {
+	if name == "" || utf8.RuneCountInString(name) > maxKeyNameRunes {
+		return badRequest("name is required, at most %d characters", maxKeyNameRunes)
+	}
+	for _, r := range name {
+		if unicode.IsControl(r) {
+			return badRequest("name must not contain control characters (such as NUL or a newline)")
+		}
+	}
+	return nil
 }
 
 func (s *Server) createKey(c *gin.Context) error {
@@ -37,27 +76,29 @@ func (s *Server) createKey(c *gin.Context) error {
 		return err
 	}
 	req.Name = strings.TrimSpace(req.Name)
-	if req.Name == "" || utf8.RuneCountInString(req.Name) > 100 {
-		return badRequest("name is required, at most 100 characters")
+	if err := validKeyName(req.Name); err != nil {
+		return err
 	}
 	if len(req.Scopes) == 0 {
-		return badRequest(`scopes is required: a list of scopes, or a preset such as ["read-only"], ["write"] or ["full"]`)
+		return badRequest(`scopes is required: a list of scopes, or a preset such as "read-only", "write" or "full"`)
 	}
 	scopes, err := apikey.Expand(req.Scopes)
 	if err != nil {
 		return badRequest("%v", err)
 	}
-	if err := canGrant(principal(c), scopes); err != nil {
+	p := principal(c)
+	if err := canAct(p, "grant", scopes); err != nil {
 		return err
 	}
-	if req.ExpiresAt != nil && !req.ExpiresAt.After(time.Now()) {
-		return badRequest("expires_at must be in the future")
+	expires, err := childExpiry(p, req.ExpiresAt, time.Now())
+	if err != nil {
+		return err
 	}
 	tok := apikey.Mint(apikey.NewKeyID(), s.opts.Pepper)
 	return s.change(c, func(ctx context.Context, tx *sqlx.Tx) (result, error) {
 		k, err := store.InsertKey(ctx, tx, store.Key{
-			ID: tok.KeyID, AccountID: principal(c).AccountID, Name: req.Name, Prefix: tok.Prefix,
-			SecretHash: tok.Hash, Scopes: scopes, ExpiresAt: req.ExpiresAt,
+			ID: tok.KeyID, AccountID: p.AccountID, Name: req.Name, Prefix: tok.Prefix,
+			SecretHash: tok.Hash, Scopes: scopes, ExpiresAt: expires,
 		})
 		if err != nil {
 			return result{}, err
@@ -66,14 +107,40 @@ func (s *Server) createKey(c *gin.Context) error {
 	})
 }
 
-// canGrant refuses to mint or rotate a key holding a scope the caller lacks.
-func canGrant(p *store.Principal, scopes []string) error {
+// childExpiry is the expires_at of a key that p creates (API.md: never
+// later than p's own). A key that expires creates keys that expire with it
+// at the latest: when the request names no expires_at, the new key gets
+// p's. Times are stored in UTC: Postgres refuses offsets beyond ±15:59,
+// which RFC 3339 allows up to ±23:59 (+16:00 once answered 500).
+func childExpiry(p *store.Principal, asked *time.Time, now time.Time) (*time.Time, error) {
+	if asked == nil {
+		return p.ExpiresAt, nil
+	}
+	t := asked.UTC()
+	if !t.After(now) {
+		return nil, badRequest("expires_at must be in the future")
+	}
+	if t.Year() > 9999 {
+		return nil, badRequest("expires_at must be before the year 10000")
+	}
+	if p.ExpiresAt != nil && t.After(*p.ExpiresAt) {
+		return nil, badRequest("expires_at must not be later than this API key's own (%s)", p.ExpiresAt.UTC().Format(time.RFC3339))
+	}
+	return &t, nil
+}
+
+// canAct refuses to create, rotate or revoke a key holding a scope the
+// caller lacks (API.md): a key can never act on a more powerful one.
+func canAct(p *store.Principal, verb string, scopes []string) error {
 	if missing := apikey.Missing(p.Scopes, scopes); len(missing) > 0 {
 		return newError(http.StatusForbidden, "insufficient_scope",
-			"this API key cannot grant scopes it does not hold: %s", strings.Join(missing, ", "))
+			"this API key cannot %s a key holding scopes it does not hold itself: %s", verb, strings.Join(missing, ", "))
 	}
 	return nil
 }
+
+var errKeyExpired = newError(http.StatusConflict, "key_expired",
+	"the key has expired; its token cannot be renewed: create a new key")
 
 func (s *Server) rotateKey(c *gin.Context) error {
 	p := principal(c)
@@ -86,8 +153,17 @@ func (s *Server) rotateKey(c *gin.Context) error {
 		if err != nil {
 			return result{}, err
 		}
-		if err := canGrant(p, k.Scopes); err != nil {
+		if err := canAct(p, "rotate", k.Scopes); err != nil {
 			return result{}, err
+		}
+		// A new token for an expired key would be refused at once.
+		if k.ExpiresAt != nil && !time.Now().Before(*k.ExpiresAt) {
+			return result{}, errKeyExpired
+		}
+		// Nor may a rotation hand the caller a token that outlives it.
+		if p.ExpiresAt != nil && (k.ExpiresAt == nil || k.ExpiresAt.After(*p.ExpiresAt)) {
+			return result{}, newError(http.StatusForbidden, "insufficient_scope",
+				"this API key expires at %s and cannot rotate a key that outlives it", p.ExpiresAt.UTC().Format(time.RFC3339))
 		}
 		tok := apikey.Mint(k.ID, s.opts.Pepper)
 		if k, err = store.RotateKey(ctx, tx, p.AccountID, k.ID, tok.Hash); err != nil {
@@ -98,12 +174,20 @@ func (s *Server) rotateKey(c *gin.Context) error {
 }
 
 func (s *Server) revokeKey(c *gin.Context) error {
+	p := principal(c)
 	keyID := c.Param("id")
 	if !id.HasPrefix(keyID, id.Key) {
 		return errNotFound
 	}
 	return s.change(c, func(ctx context.Context, tx *sqlx.Tx) (result, error) {
-		if err := store.RevokeKey(ctx, tx, principal(c).AccountID, keyID); err != nil {
+		k, err := store.GetKey(ctx, tx, p.AccountID, keyID)
+		if err != nil {
+			return result{}, err
+		}
+		if err := canAct(p, "revoke", k.Scopes); err != nil {
+			return result{}, err
+		}
+		if err := store.RevokeKey(ctx, tx, p.AccountID, keyID); err != nil {
 			return result{}, err
 		}
 		return result{status: http.StatusNoContent}, nil

@@ -8,9 +8,11 @@ import (
 	"log/slog"
 	"net/http"
 	"net/netip"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/gin-gonic/gin"
 
@@ -71,8 +73,9 @@ func (s *Server) accessLogMiddleware(c *gin.Context) {
 	start := time.Now()
 	c.Next()
 	attrs := []slog.Attr{
-		slog.String("method", c.Request.Method),
-		slog.String("path", c.Request.URL.Path),
+		slog.String("method", methodLabel(c.Request.Method)),
+		slog.String("route", routeLabel(c)),
+		slog.String("path", capPath(c.Request.URL.Path)),
 		slog.Int("status", c.Writer.Status()),
 		slog.Duration("duration", time.Since(start)),
 		slog.String("client_ip", c.ClientIP()),
@@ -81,6 +84,23 @@ func (s *Server) accessLogMiddleware(c *gin.Context) {
 		attrs = append(attrs, slog.String("key_id", p.(*store.Principal).ID))
 	}
 	s.log.LogAttrs(c.Request.Context(), slog.LevelInfo, "request", attrs...)
+}
+
+// maxLoggedPath is the longest path the access log writes whole: a caller
+// may send a path of nearly 1 MB, and the log is not theirs to fill.
+const maxLoggedPath = 512
+
+// capPath cuts a path to maxLoggedPath bytes, on a UTF-8 boundary, and
+// says it did.
+func capPath(p string) string {
+	if len(p) <= maxLoggedPath {
+		return p
+	}
+	cut := maxLoggedPath
+	for cut > 0 && !utf8.RuneStart(p[cut]) {
+		cut--
+	}
+	return p[:cut] + "…(" + strconv.Itoa(len(p)) + " bytes)"
 }
 
 // recoverMiddleware turns a panic into a logged 500 without a stack trace
@@ -168,7 +188,10 @@ func decodeJSON(c *gin.Context, v any) error {
 	if err := dec.Decode(v); err != nil {
 		var typeErr *json.UnmarshalTypeError
 		var syntaxErr *json.SyntaxError
+		var apiErr *Error
 		switch {
+		case errors.As(err, &apiErr):
+			return apiErr // a field's own UnmarshalJSON said what is wrong
 		case errors.As(err, &typeErr):
 			return badRequest("field %q must be of type %s", typeErr.Field, typeErr.Type)
 		case errors.As(err, &syntaxErr):

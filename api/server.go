@@ -175,7 +175,9 @@ func (s *Server) routes() *gin.Engine {
 	e.Use(otelgin.Middleware("mocd-api"), s.requestIDMiddleware, s.metrics.middleware, s.accessLogMiddleware, s.recoverMiddleware)
 	e.NoRoute(s.handle(func(c *gin.Context) error { return errNotFound }))
 	e.NoMethod(s.handle(func(c *gin.Context) error {
-		return newError(http.StatusMethodNotAllowed, "method_not_allowed", "method %s is not allowed here", c.Request.Method)
+		// The method is named only when it is a known one: the caller's own
+		// 200 KB method is not worth echoing.
+		return newError(http.StatusMethodNotAllowed, "method_not_allowed", "method %s is not allowed here", methodLabel(c.Request.Method))
 	}))
 
 	e.GET("/healthz", s.healthz)

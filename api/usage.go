@@ -93,6 +93,9 @@ func (s *Server) getUsage(c *gin.Context) error {
 	return nil
 }
 
+// minUsageDate is the earliest day GET /usage answers for.
+var minUsageDate = time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)
+
 // usageRange reads from and to (UTC dates). to defaults to today; from to
 // the 30-day range ending at to.
 func usageRange(c *gin.Context, now time.Time) (from, to time.Time, err error) {
@@ -107,6 +110,12 @@ func usageRange(c *gin.Context, now time.Time) (from, to time.Time, err error) {
 		if from, err = parseDate("from", v); err != nil {
 			return from, to, err
 		}
+	}
+	// Nothing is counted before mocd existed, and a date before year 1
+	// cannot be stored: to=0001-01-01 once made from fall in year 0 and
+	// answered 500.
+	if from.Before(minUsageDate) || to.Before(minUsageDate) {
+		return from, to, badRequest("from and to must be dates from %s on", minUsageDate.Format(store.DateLayout))
 	}
 	if from.After(to) {
 		return from, to, badRequest("from (%s) must not be later than to (%s)", from.Format(store.DateLayout), to.Format(store.DateLayout))

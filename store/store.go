@@ -175,8 +175,16 @@ func mapErr(err error) error {
 		return ErrNotFound
 	}
 	var pqErr *pq.Error
-	if errors.As(err, &pqErr) && pqErr.Code == "23505" {
-		return &ConflictError{Constraint: pqErr.Constraint}
+	if errors.As(err, &pqErr) {
+		switch {
+		case pqErr.Code == "23505":
+			return &ConflictError{Constraint: pqErr.Constraint}
+		case pqErr.Code.Class() == "22":
+			// A data exception: a value Postgres cannot hold (a NUL in
+			// text, a time zone offset beyond ±15:59, a date out of range).
+			// Only a caller's input reaches a statement that way.
+			return fmt.Errorf("%w: %s", ErrInvalidValue, pqErr.Code.Name())
+		}
 	}
 	return err
 }
@@ -198,3 +206,7 @@ func execOne(ctx context.Context, db sqlx.ExtContext, q string, args ...any) err
 	}
 	return nil
 }
+
+// ErrInvalidValue is a value that Postgres refused to store or compare (SQL
+// error class 22, data exception): bad input, never a fault of the server.
+var ErrInvalidValue = errors.New("store: a value cannot be stored")
