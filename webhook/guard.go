@@ -50,6 +50,9 @@ var forbiddenPrefixes = []netip.Prefix{
 var (
 	nat64Prefix = netip.MustParsePrefix("64:ff9b::/96") // IPv4 in the last 4 bytes
 	sixToFour   = netip.MustParsePrefix("2002::/16")    // IPv4 in bytes 2 to 5
+	// IPv4-translated (RFC 2765, SIIT): ::ffff:0:a.b.c.d. Not the same as
+	// IPv4-mapped (::ffff:a.b.c.d), which Unmap handles.
+	translated = netip.MustParsePrefix("::ffff:0:0:0/96")
 )
 
 // forbiddenHosts are cloud metadata names, refused even where they do not
@@ -94,16 +97,32 @@ func isForbiddenAddr(addr netip.Addr) bool {
 			return true
 		}
 	}
-	if addr.Is6() {
-		b := addr.As16()
-		switch {
-		case nat64Prefix.Contains(addr):
-			return isForbiddenAddr(netip.AddrFrom4([4]byte(b[12:16])))
-		case sixToFour.Contains(addr):
-			return isForbiddenAddr(netip.AddrFrom4([4]byte(b[2:6])))
-		}
+	if v4, ok := embeddedIPv4(addr); ok {
+		return isForbiddenAddr(v4)
 	}
 	return false
+}
+
+// embeddedIPv4 returns the IPv4 address that an IPv6 form carries for a
+// gateway or tunnel to reach: NAT64 (64:ff9b::/96), 6to4 (2002::/16),
+// IPv4-translated (::ffff:0:0:0/96) and an ISATAP interface identifier
+// (…:0:5efe:a.b.c.d or …:200:5efe:a.b.c.d under any prefix). The other
+// forms that embed one (IPv4-compatible ::/96, Teredo 2001::/32) are
+// refused whole by forbiddenPrefixes, IPv4-mapped by Unmap.
+func embeddedIPv4(addr netip.Addr) (netip.Addr, bool) {
+	if !addr.Is6() {
+		return netip.Addr{}, false
+	}
+	b := addr.As16()
+	switch {
+	case nat64Prefix.Contains(addr), translated.Contains(addr):
+		return netip.AddrFrom4([4]byte(b[12:16])), true
+	case sixToFour.Contains(addr):
+		return netip.AddrFrom4([4]byte(b[2:6])), true
+	case (b[8]|0x02) == 0x02 && b[9] == 0 && b[10] == 0x5e && b[11] == 0xfe:
+		return netip.AddrFrom4([4]byte(b[12:16])), true
+	}
+	return netip.Addr{}, false
 }
 
 // ValidateURL checks that raw may be a webhook endpoint: an https URL (http
@@ -168,7 +187,10 @@ func ValidateURL(ctx context.Context, raw string, allowPrivate bool, resolver *n
 	}
 	addrs, err := resolver.LookupNetIP(ctx, "ip", host)
 	if err != nil {
-		return fmt.Errorf("%w: %s: %w", ErrUnresolvable, host, err)
+		// Not the resolver's own error: its text names our DNS server
+		// ("lookup x on 10.0.0.2:53: …"), which the caller has no business
+		// learning.
+		return fmt.Errorf("%w: %s (%s)", ErrUnresolvable, host, dnsReason(err))
 	}
 	if len(addrs) == 0 {
 		return fmt.Errorf("%w: %s", ErrUnresolvable, host)
@@ -179,6 +201,18 @@ func ValidateURL(ctx context.Context, raw string, allowPrivate bool, resolver *n
 		}
 	}
 	return nil
+}
+
+// dnsReason says why a lookup failed in words that name no server.
+func dnsReason(err error) string {
+	var dnsErr *net.DNSError
+	switch {
+	case errors.As(err, &dnsErr) && dnsErr.IsNotFound:
+		return "no such host"
+	case errors.As(err, &dnsErr) && dnsErr.IsTimeout, errors.Is(err, context.DeadlineExceeded):
+		return "the lookup timed out"
+	}
+	return "the lookup failed"
 }
 
 // numericHost reports whether host looks like a loose numeric IPv4 form: its

@@ -3,10 +3,12 @@ package webhook_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
@@ -186,4 +188,65 @@ func TestNewHTTPClient(t *testing.T) {
 			t.Fatal("Transport uses a proxy")
 		}
 	})
+}
+
+// TestEveryIPv6FormOfAForbiddenIPv4IsForbidden (issue 12, item 7): the
+// guard once let through IPv4-translated addresses; every IPv6 form that
+// carries a forbidden IPv4 address for a gateway or tunnel must be refused,
+// and the same forms of a public address stay allowed where routable.
+func TestEveryIPv6FormOfAForbiddenIPv4IsForbidden(t *testing.T) {
+	t.Parallel()
+	forms := map[string]func(a [4]byte) string{
+		"IPv4-mapped":     func(a [4]byte) string { return fmt.Sprintf("::ffff:%d.%d.%d.%d", a[0], a[1], a[2], a[3]) },
+		"IPv4-translated": func(a [4]byte) string { return fmt.Sprintf("::ffff:0:%d.%d.%d.%d", a[0], a[1], a[2], a[3]) },
+		"IPv4-compatible": func(a [4]byte) string { return fmt.Sprintf("::%d.%d.%d.%d", a[0], a[1], a[2], a[3]) },
+		"NAT64":           func(a [4]byte) string { return fmt.Sprintf("64:ff9b::%d.%d.%d.%d", a[0], a[1], a[2], a[3]) },
+		"6to4":            func(a [4]byte) string { return fmt.Sprintf("2002:%02x%02x:%02x%02x::1", a[0], a[1], a[2], a[3]) },
+		"ISATAP":          func(a [4]byte) string { return fmt.Sprintf("2606:4700::5efe:%d.%d.%d.%d", a[0], a[1], a[2], a[3]) },
+		"ISATAP global":   func(a [4]byte) string { return fmt.Sprintf("2606:4700::200:5efe:%d.%d.%d.%d", a[0], a[1], a[2], a[3]) },
+		"Teredo":          func(a [4]byte) string { return "2001:0:4136:e378:8000:63bf:3fff:fdd2" },
+	}
+	for _, v4 := range [][4]byte{{127, 0, 0, 1}, {10, 0, 0, 1}, {169, 254, 169, 254}, {0, 0, 0, 0}, {100, 64, 0, 1}, {192, 168, 1, 1}, {172, 16, 0, 1}} {
+		for name, form := range forms {
+			addr := form(v4)
+			if ip := net.ParseIP(addr); ip == nil || !webhook.IsForbiddenIP(ip) {
+				t.Errorf("%s form %s of %v is allowed", name, addr, v4)
+			}
+			err := webhook.ValidateURL(context.Background(), "https://["+addr+"]/hook", false, nil)
+			if !errors.Is(err, webhook.ErrForbiddenAddress) {
+				t.Errorf("ValidateURL(%s): %v", addr, err)
+			}
+		}
+	}
+	public := [4]byte{93, 184, 216, 34}
+	for _, name := range []string{"NAT64", "6to4", "ISATAP", "IPv4-translated"} {
+		if addr := forms[name](public); webhook.IsForbiddenIP(net.ParseIP(addr)) {
+			t.Errorf("%s form %s of a public address is refused", name, addr)
+		}
+	}
+}
+
+// TestUnresolvableHostDoesNotNameOurResolver (issue 12, item 7): the error
+// for a name that does not resolve once carried "on 10.0.0.2:53", our DNS
+// server's address.
+func TestUnresolvableHostDoesNotNameOurResolver(t *testing.T) {
+	t.Parallel()
+	// A resolver whose every query fails: its error names the configured
+	// DNS server, as a real failure does.
+	r := &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, network, address string) (net.Conn, error) {
+		return nil, errors.New("refused for the test")
+	}}
+	_, lookupErr := r.LookupNetIP(context.Background(), "ip", "hook.example.com")
+	var dnsErr *net.DNSError
+	if !errors.As(lookupErr, &dnsErr) || dnsErr.Server == "" {
+		t.Fatalf("the lookup error names no server, so this test would prove nothing: %v", lookupErr)
+	}
+	err := webhook.ValidateURL(context.Background(), "https://hook.example.com/x", false, r)
+	if !errors.Is(err, webhook.ErrUnresolvable) {
+		t.Fatalf("err = %v", err)
+	}
+	host, _, _ := net.SplitHostPort(dnsErr.Server)
+	if strings.Contains(err.Error(), dnsErr.Server) || (host != "" && strings.Contains(err.Error(), host)) {
+		t.Fatalf("the error names our resolver %s: %v", dnsErr.Server, err)
+	}
 }
