@@ -6,6 +6,8 @@ package api_test
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
+	"encoding/binary"
 	"io"
 	"net"
 	"regexp"
@@ -421,5 +423,65 @@ func TestBadInputIsA400(t *testing.T) {
 	e.do("POST", "/api/v1/keys", tok, `{"name":"ci","scopes":"read-only"}`).json(t, &k)
 	if want, _ := apikey.Expand([]string{"read-only"}); strings.Join(k.Scopes, ",") != strings.Join(want, ",") {
 		t.Fatalf("scopes %v, want %v", k.Scopes, want)
+	}
+}
+
+// TestCursorsAreSealed (issue 12, item 7): a cursor carried the global row
+// sequence (and the audit log's, its time) in clear, which told a caller
+// how busy other accounts were. Decoded, it must not contain them.
+func TestCursorsAreSealed(t *testing.T) {
+	t.Parallel()
+	e := startAPI(t)
+	acct, tok := e.account("business")
+	ctx := context.Background()
+	instID := id.New(id.Instance)
+	if _, err := store.InsertInstance(ctx, e.st.DB, instID, acct, "seal-"+strings.ToLower(id.Random(10)), "iad", store.StatusRunning); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 3; i++ {
+		if r := e.do("POST", "/api/v1/instances/"+instID+"/restart", tok, nil); r.Status != 202 {
+			t.Fatalf("restart: %d %s", r.Status, r.Body)
+		}
+	}
+	var page struct {
+		Data       []struct{ ID string }
+		NextCursor *string `json:"next_cursor"`
+	}
+	for _, list := range []struct{ path, table string }{
+		{"/api/v1/operations?limit=1", "operations"},
+		{"/api/v1/logs?limit=1", "audit_log"},
+	} {
+		r := e.do("GET", list.path, tok, nil)
+		r.json(t, &page)
+		if r.Status != 200 || page.NextCursor == nil || len(page.Data) != 1 {
+			t.Fatalf("%s: %d %s", list.path, r.Status, r.Body)
+		}
+		var row struct {
+			Seq       int64     `db:"seq"`
+			CreatedAt time.Time `db:"created_at"`
+		}
+		if err := e.st.DB.GetContext(ctx, &row, `SELECT seq, created_at FROM `+list.table+` WHERE id = $1`, page.Data[0].ID); err != nil {
+			t.Fatal(err)
+		}
+		raw, err := base64.RawURLEncoding.DecodeString(*page.NextCursor)
+		if err != nil {
+			t.Fatalf("%s: cursor %q: %v", list.path, *page.NextCursor, err)
+		}
+		for name, v := range map[string]uint64{"seq": uint64(row.Seq), "created_at": uint64(row.CreatedAt.UnixMicro())} {
+			var be, le [8]byte
+			binary.BigEndian.PutUint64(be[:], v)
+			binary.LittleEndian.PutUint64(le[:], v)
+			if bytes.Contains(raw, be[:]) || bytes.Contains(raw, le[:]) {
+				t.Errorf("%s: the cursor carries the row's %s (%d) in clear: %x", list.path, name, v, raw)
+			}
+		}
+		// Sealed, the cursor still pages, and an altered one is refused.
+		if r := e.do("GET", list.path+"&cursor="+*page.NextCursor, tok, nil); r.Status != 200 {
+			t.Fatalf("%s: next page: %d %s", list.path, r.Status, r.Body)
+		}
+		raw[len(raw)-1] ^= 1
+		if r := e.do("GET", list.path+"&cursor="+base64.RawURLEncoding.EncodeToString(raw), tok, nil); r.Status != 400 || r.code(t) != "invalid_cursor" {
+			t.Fatalf("%s: altered cursor: %d %s", list.path, r.Status, r.Body)
+		}
 	}
 }

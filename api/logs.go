@@ -1,8 +1,6 @@
 package api
 
 import (
-	"crypto/hmac"
-	"encoding/base64"
 	"encoding/binary"
 	"net/http"
 	"time"
@@ -65,21 +63,20 @@ func (s *Server) listLogs(c *gin.Context) error {
 // The audit log's cursor carries the (created_at, seq) of the last entry
 // served, where cursor.go's carry a seq alone: the log is ordered by time
 // so that a time range and the cursor bound one index range (see
-// store.ListAudit). It is signed and bound to its list the same way, so a
+// store.ListAudit). It is sealed and bound to its list the same way, so a
 // forged, altered or foreign cursor is a 400.
-const logCursorLen = 8 + 8 + 16
+const logCursorLen = 8 + 8
 
 func (s *Server) sealLogCursor(scope string, pos store.AuditPosition) string {
 	var b [logCursorLen]byte
 	binary.BigEndian.PutUint64(b[:8], uint64(pos.Seq))
 	binary.BigEndian.PutUint64(b[8:16], uint64(pos.CreatedAt.UnixMicro()))
-	copy(b[16:], s.cursorMAC(scope, b[:16]))
-	return base64.RawURLEncoding.EncodeToString(b[:])
+	return s.sealCursorBytes(scope, b[:])
 }
 
 func (s *Server) openLogCursor(scope, cursor string) (store.AuditPosition, error) {
-	b, err := base64.RawURLEncoding.DecodeString(cursor)
-	if err != nil || len(b) != logCursorLen || !hmac.Equal(b[16:], s.cursorMAC(scope, b[:16])) {
+	b, ok := s.openCursorBytes(scope, cursor, logCursorLen)
+	if !ok {
 		return store.AuditPosition{}, errBadCursor
 	}
 	seq := int64(binary.BigEndian.Uint64(b[:8]))

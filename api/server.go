@@ -6,6 +6,8 @@ package api
 
 import (
 	"context"
+	"crypto/aes"
+	"crypto/cipher"
 	"crypto/hmac"
 	"crypto/sha256"
 	"log/slog"
@@ -81,7 +83,9 @@ type Server struct {
 	metrics   *metrics
 	counters  *engineMetrics
 	cursorKey []byte
-	routeList []Route
+	// cursorCipher encrypts cursors (see sealCursorBytes).
+	cursorCipher cipher.Block
+	routeList    []Route
 	// closing is closed when Run ends: waiters answer at once and streams
 	// end, so that a graceful shutdown is not held up by them.
 	closing chan struct{}
@@ -112,6 +116,8 @@ func New(opts Options) *Server {
 	if s.opts.StreamHeartbeat <= 0 {
 		s.opts.StreamHeartbeat = defaultHeartbeat
 	}
+	// AES-256 accepts any 32-byte key, which derive always returns.
+	s.cursorCipher, _ = aes.NewCipher(derive(opts.Pepper, "cursor-encryption"))
 	s.engine = s.routes()
 	return s
 }
