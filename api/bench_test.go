@@ -18,7 +18,17 @@ func BenchmarkAuth(b *testing.B) {
 	e := startAPI(b)
 	_, tok := e.account("pro")
 	random := "moc_" + strings.Repeat("A", 16) + "_" + strings.Repeat("b", 36)
-	for _, bc := range []struct{ name, token string }{{"valid", tok}, {"bad-checksum", random}} {
+	known, _, err := apikey.Parse(tok)
+	if err != nil {
+		b.Fatal(err)
+	}
+	// Issue 12: an unknown key id must cost what a wrong secret costs
+	// (compare the two lines: once ~27 µs apart).
+	wrongSecret := apikey.Mint(known, testPepper).Plain
+	unknownID := apikey.Mint(apikey.NewKeyID(), testPepper).Plain
+	for _, bc := range []struct{ name, token string }{
+		{"valid", tok}, {"bad-checksum", random}, {"wrong-secret", wrongSecret}, {"unknown-key-id", unknownID},
+	} {
 		b.Run(bc.name, func(b *testing.B) {
 			req := httptest.NewRequest("GET", "/api/v1/keys", nil)
 			req.Header.Set("Authorization", "Bearer "+bc.token)

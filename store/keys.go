@@ -46,12 +46,32 @@ func InsertKey(ctx context.Context, db sqlx.ExtContext, k Key) (Key, error) {
 
 // GetPrincipal reads a live or dead key with its account's plan; the caller
 // decides what revoked or expired means.
+//
+// An unknown key id costs the same work as a known one: the statement
+// then yields a stand-in row of the same shape (a hash no secret matches,
+// every scope), so the caller decodes one row and computes one HMAC either
+// way, and it returns that stand-in with ErrNotFound. Refusing an unknown
+// id faster than a wrong secret told an attacker which key ids exist.
 func GetPrincipal(ctx context.Context, db sqlx.ExtContext, keyID string) (Principal, error) {
 	const q = `SELECT ` + keyCols + `, a.plan, a.email
-		FROM api_keys k JOIN accounts a ON a.id = k.account_id WHERE k.id = $1`
+		FROM api_keys k JOIN accounts a ON a.id = k.account_id WHERE k.id = $1
+		UNION ALL
+		SELECT '', '', '', '', decode(repeat('00', 32), 'hex'), $2::text[],
+			now(), NULL, NULL, NULL, 'free', ''
+		WHERE NOT EXISTS (SELECT 1 FROM api_keys WHERE id = $1)`
 	var p Principal
-	err := sqlx.GetContext(ctx, db, &p, q, keyID)
+	err := sqlx.GetContext(ctx, db, &p, q, keyID, pq.StringArray(standInScopes))
+	if err == nil && p.ID == "" {
+		return p, ErrNotFound
+	}
 	return p, mapErr(err)
+}
+
+// standInScopes fill the stand-in row of an unknown key: as many as a full
+// key holds, so that decoding it costs what decoding a real key does.
+var standInScopes = []string{
+	"account:read", "instance:delete", "instance:read", "instance:write", "keys:read", "keys:write",
+	"logs:read", "operations:read", "usage:read", "webhooks:read", "webhooks:write",
 }
 
 // ListKeys returns an account's keys that are not revoked, oldest first.
