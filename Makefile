@@ -9,7 +9,7 @@ endif
 
 .DEFAULT_GOAL := build
 
-.PHONY: dev test soak build lint bench openapi-lint image clean
+.PHONY: dev test soak build lint bench fuzz openapi-lint image clean
 
 ## dev: PostgreSQL + Redis up, then `mocd dev` (api + worker + Fly emulator on loopback)
 dev:
@@ -37,6 +37,11 @@ lint:
 bench:
 	bash scripts/services.sh
 	go run ./cmd/mocdbench $(ARGS)
+
+## fuzz: PostgreSQL + Redis up, then every native fuzz target for FUZZTIME each (default 60s), one at a time
+fuzz:
+	bash scripts/services.sh
+	bash scripts/fuzz.sh
 
 ## openapi-lint: lints the OpenAPI document when scripts/openapi-lint.sh exists
 openapi-lint:

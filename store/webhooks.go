@@ -348,3 +348,26 @@ func MarkWebhookEnqueued(ctx context.Context, db sqlx.ExtContext, deliveryID str
 	_, err := db.ExecContext(ctx, q, deliveryID)
 	return mapErr(err)
 }
+
+// SealedSecret is one endpoint's sealed signing secret.
+type SealedSecret struct {
+	ID     string `db:"id"`
+	Sealed []byte `db:"secret_sealed"`
+}
+
+// SealedSecrets lists up to limit endpoints' sealed secrets with an id
+// after after, by id: for re-sealing them under a new MOC_SECRET_KEY.
+func SealedSecrets(ctx context.Context, db sqlx.ExtContext, after string, limit int) ([]SealedSecret, error) {
+	const q = `SELECT id, secret_sealed FROM webhook_endpoints WHERE id > $1 ORDER BY id LIMIT $2`
+	out := []SealedSecret{}
+	err := sqlx.SelectContext(ctx, db, &out, q, after, limit)
+	return out, mapErr(err)
+}
+
+// ResealSecret replaces an endpoint's sealed secret with the same secret
+// sealed under another key, unless it changed meanwhile.
+func ResealSecret(ctx context.Context, db sqlx.ExtContext, endpointID string, old, resealed []byte) error {
+	const q = `UPDATE webhook_endpoints SET secret_sealed = $3 WHERE id = $1 AND secret_sealed = $2`
+	_, err := db.ExecContext(ctx, q, endpointID, old, resealed)
+	return mapErr(err)
+}

@@ -1,6 +1,7 @@
 package worker
 
 import (
+	"bytes"
 	"context"
 	"io"
 	"log/slog"
@@ -10,6 +11,7 @@ import (
 	"github.com/myopenclaw/mocd/id"
 	"github.com/myopenclaw/mocd/store"
 	"github.com/myopenclaw/mocd/testenv"
+	"github.com/myopenclaw/mocd/webhook"
 )
 
 // TestRetentionJob runs one pass of the periodic job: it prunes, past the
@@ -101,5 +103,43 @@ func TestRetentionJob(t *testing.T) {
 	}
 	if n := count(`SELECT count(*) FROM audit_log`) + count(`SELECT count(*) FROM operations`); n != 9 {
 		t.Errorf("the default retention pruned recent rows: %d left", n)
+	}
+}
+
+// TestResealSecrets (issue 12, item 6): after one pass with the old
+// MOC_SECRET_KEY listed as previous, every webhook secret opens with the
+// new key alone, so the old one can be dropped.
+func TestResealSecrets(t *testing.T) {
+	t.Parallel()
+	st := testenv.Store(t)
+	ctx := context.Background()
+	acct, err := store.CreateAccount(ctx, st.DB, "reseal@example.com", "pro")
+	if err != nil {
+		t.Fatal(err)
+	}
+	oldBox, _ := webhook.NewSecretBox(bytes.Repeat([]byte{1}, 32))
+	newBox, _ := webhook.NewSecretBox(bytes.Repeat([]byte{2}, 32))
+	sealed, err := oldBox.Seal("whsec_old")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.DB.ExecContext(ctx, `INSERT INTO webhook_endpoints (id, account_id, url, events, secret_sealed)
+		VALUES ('wh_reseal', $1, 'https://example.com/hook', '{webhook.test}', $2)`, acct.ID, sealed); err != nil {
+		t.Fatal(err)
+	}
+	w := &Worker{st: st, log: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		opts: Options{Webhooks: WebhookOptions{SecretBox: newBox.WithPrevious(oldBox)}}}
+	if err := w.resealSecrets(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var now []byte
+	if err := st.DB.GetContext(ctx, &now, `SELECT secret_sealed FROM webhook_endpoints WHERE id = 'wh_reseal'`); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := newBox.Open(now); err != nil || got != "whsec_old" {
+		t.Fatalf("the new key alone opens %q, %v", got, err)
+	}
+	if _, err := oldBox.Open(now); err == nil {
+		t.Fatal("still sealed under the old key")
 	}
 }
