@@ -94,6 +94,7 @@ func (s *Server) getInstance(c *gin.Context) error {
 type createInstanceRequest struct {
 	Subdomain *string `json:"subdomain"`
 	FlyRegion *string `json:"fly_region"`
+	Version   *string `json:"version"`
 }
 
 func (s *Server) createInstance(c *gin.Context) error {
@@ -115,8 +116,13 @@ func (s *Server) createInstance(c *gin.Context) error {
 			return badRequest("fly_region %q is not a Fly.io region; use one of %s", region, strings.Join(FlyRegions, ", "))
 		}
 	}
+	release, err := s.resolveVersion(req.Version)
+	if err != nil {
+		return err
+	}
 	p := principal(c)
 	limit := plan.Of(p.Plan).Instances
+	volumeGB := plan.Of(p.Plan).VolumeGB
 	return s.change(c, func(ctx context.Context, tx *sqlx.Tx) (result, error) {
 		live, err := store.LockAccountForQuota(ctx, tx, p.AccountID)
 		if err != nil {
@@ -127,6 +133,9 @@ func (s *Server) createInstance(c *gin.Context) error {
 		}
 		inst, err := store.InsertInstance(ctx, tx, id.New(id.Instance), p.AccountID, sub, region, store.StatusCreating)
 		if err != nil {
+			return result{}, err
+		}
+		if inst, err = store.SetInstanceRelease(ctx, tx, inst.ID, release.Version, release.Image, volumeGB); err != nil {
 			return result{}, err
 		}
 		op, err := store.InsertOperation(ctx, tx, id.New(id.Operation), p.AccountID, inst.ID, store.OpCreate)

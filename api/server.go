@@ -26,6 +26,7 @@ import (
 	"github.com/myopenclaw/mocd/notify"
 	"github.com/myopenclaw/mocd/ratelimit"
 	"github.com/myopenclaw/mocd/store"
+	"github.com/myopenclaw/mocd/versions"
 	"github.com/myopenclaw/mocd/webhook"
 )
 
@@ -71,6 +72,10 @@ type Options struct {
 	// StreamHeartbeat is the interval of the event stream's heartbeat
 	// comment; default 15 s (API.md).
 	StreamHeartbeat time.Duration
+	// Versions is the operator's catalog of OpenClaw versions
+	// (MOC_VERSIONS_FILE). Nil lists none: instances then get no version
+	// and run the worker's MOC_INSTANCE_IMAGE.
+	Versions *versions.Catalog
 }
 
 // Server is the HTTP API.
@@ -89,6 +94,8 @@ type Server struct {
 	// closing is closed when Run ends: waiters answer at once and streams
 	// end, so that a graceful shutdown is not held up by them.
 	closing chan struct{}
+	// secretDigestKey keys the digests of instance secrets (secrets.go).
+	secretDigestKey []byte
 }
 
 // handlerFunc is a handler that returns its error instead of writing it.
@@ -104,14 +111,15 @@ func New(opts Options) *Server {
 	}
 	gin.SetMode(gin.ReleaseMode)
 	s := &Server{
-		opts:      opts,
-		log:       logctx.New(opts.Logger),
-		uses:      newKeyUses(),
-		authFails: newAuthFailures(),
-		metrics:   newMetrics(opts.Registry),
-		counters:  newEngineMetrics(opts.Registry),
-		cursorKey: derive(opts.Pepper, "cursor"),
-		closing:   make(chan struct{}),
+		opts:            opts,
+		log:             logctx.New(opts.Logger),
+		uses:            newKeyUses(),
+		authFails:       newAuthFailures(),
+		metrics:         newMetrics(opts.Registry),
+		counters:        newEngineMetrics(opts.Registry),
+		cursorKey:       derive(opts.Pepper, "cursor"),
+		closing:         make(chan struct{}),
+		secretDigestKey: derive(opts.Pepper, "secret-digest"),
 	}
 	if s.opts.StreamHeartbeat <= 0 {
 		s.opts.StreamHeartbeat = defaultHeartbeat
@@ -205,6 +213,11 @@ func (s *Server) routes() *gin.Engine {
 	r.handle(http.MethodPost, "/instances/:id/restart", apikey.InstanceWrite, s.lifecycle(store.OpRestart, store.StatusRestarting))
 	r.handle(http.MethodDelete, "/instances/:id", apikey.InstanceDelete, s.lifecycle(store.OpDelete, store.StatusDeleting))
 	r.handle(http.MethodGet, "/instances/:id/events", apikey.LogsRead, s.listInstanceEvents)
+	r.handle(http.MethodPost, "/instances/:id/upgrade", apikey.InstanceWrite, s.upgradeInstance)
+	r.handle(http.MethodGet, "/instances/:id/secrets", apikey.InstanceRead, s.listSecrets)
+	r.handle(http.MethodPut, "/instances/:id/secrets/:name", apikey.InstanceWrite, s.putSecret)
+	r.handle(http.MethodDelete, "/instances/:id/secrets/:name", apikey.InstanceWrite, s.deleteSecret)
+	r.handle(http.MethodGet, "/versions", apikey.InstanceRead, s.listVersions)
 	r.handle(http.MethodGet, "/operations", apikey.OperationsRead, s.listOperations)
 	r.handle(http.MethodGet, "/operations/:id", apikey.OperationsRead, s.getOperation)
 	r.handle(http.MethodGet, "/operations/:id/wait", apikey.OperationsRead, s.waitOperation)
@@ -245,7 +258,7 @@ func (s *Server) Routes() []Route { return s.routeList }
 func (r router) handle(method, path, scope string, h handlerFunc) {
 	chain := []gin.HandlerFunc{r.s.scopeMiddleware(scope)}
 	switch method {
-	case http.MethodPost, http.MethodPatch, http.MethodDelete:
+	case http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete:
 		chain = append(chain, r.s.idempotencyMiddleware)
 	}
 	r.g.Handle(method, path, append(chain, r.s.handle(h))...)

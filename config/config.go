@@ -71,6 +71,15 @@ type Config struct {
 	// net/http/pprof (MOC_DEBUG_LISTEN; off by default): profiles of the
 	// real binary, for make bench and for an operator on the host.
 	DebugListen string
+	// VersionsFile is the operator's catalog of OpenClaw versions
+	// (package versions); empty means the one version InstanceImage.
+	VersionsFile string
+	// UpgradeTimeout bounds how long a new version has to come up healthy
+	// before the worker rolls it back.
+	UpgradeTimeout time.Duration
+	// FlysimUnhealthyImages are images whose machines the emulator makes
+	// fail their health checks (to try a rollback).
+	FlysimUnhealthyImages []string
 }
 
 // Load reads the environment for the given mode and checks every value
@@ -104,6 +113,12 @@ func Load(mode Mode, getenv func(string) string) (Config, error) {
 		FlysimListen:  get("FLYSIM_LISTEN", "127.0.0.1:4280"),
 		MetricsListen: get("MOC_METRICS_LISTEN", "127.0.0.1:9091"),
 		DebugListen:   get("MOC_DEBUG_LISTEN", ""),
+		VersionsFile:  get("MOC_VERSIONS_FILE", ""),
+	}
+	for _, img := range strings.Split(get("FLYSIM_UNHEALTHY_IMAGES", ""), ",") {
+		if img = strings.TrimSpace(img); img != "" {
+			c.FlysimUnhealthyImages = append(c.FlysimUnhealthyImages, img)
+		}
 	}
 	if strings.EqualFold(c.MetricsListen, "off") {
 		c.MetricsListen = ""
@@ -142,6 +157,9 @@ func Load(mode Mode, getenv func(string) string) (Config, error) {
 	}
 	if c.Retention, err = time.ParseDuration(get("MOC_RETENTION", "2160h")); err != nil || c.Retention < time.Hour {
 		errs = append(errs, fmt.Errorf("MOC_RETENTION: want a duration of at least 1h such as 2160h, got %q", getenv("MOC_RETENTION")))
+	}
+	if c.UpgradeTimeout, err = time.ParseDuration(get("MOC_UPGRADE_TIMEOUT", "5m")); err != nil || c.UpgradeTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("MOC_UPGRADE_TIMEOUT: want a duration such as 5m, got %q", getenv("MOC_UPGRADE_TIMEOUT")))
 	}
 	if c.RateLimitTimeout, err = time.ParseDuration(get("MOC_RATELIMIT_TIMEOUT", "500ms")); err != nil || c.RateLimitTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("MOC_RATELIMIT_TIMEOUT: want a duration such as 500ms, got %q", getenv("MOC_RATELIMIT_TIMEOUT")))
@@ -266,6 +284,8 @@ func (c Config) LogValue() slog.Value {
 		slog.String("fly_api_base_url", c.FlyAPIBaseURL),
 		slog.String("fly_org", c.FlyOrg),
 		slog.String("instance_image", c.InstanceImage),
+		slog.String("versions_file", c.VersionsFile),
+		slog.Duration("upgrade_timeout", c.UpgradeTimeout),
 		slog.Bool("webhook_allow_private", c.WebhookAllowPrivate),
 		slog.String("metrics_listen", c.MetricsListen),
 		slog.String("debug_listen", c.DebugListen),

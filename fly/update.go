@@ -2,7 +2,12 @@ package fly
 
 import (
 	"context"
+	"fmt"
+	"math"
 	"net/http"
+	"net/url"
+	"strconv"
+	"time"
 )
 
 // Check statuses of a machine's health checks (Consul's, as Fly reports
@@ -70,4 +75,24 @@ func (c *Client) UpdateMachine(ctx context.Context, app, id string, in UpdateInp
 		return nil, err
 	}
 	return &out, nil
+}
+
+// ExtendLease renews the lease with nonce for ttl: the holder posts again
+// with its nonce (fly-go's flaps.RefreshLease). It fails with 409 when the
+// lease lapsed and someone else took the machine meanwhile.
+func (c *Client) ExtendLease(ctx context.Context, app, id, nonce string, ttl time.Duration) (*Lease, error) {
+	secs := max(int(math.Ceil(ttl.Seconds())), 1)
+	var out struct {
+		Status string `json:"status"`
+		Data   *Lease `json:"data"`
+	}
+	q := url.Values{"ttl": {strconv.Itoa(secs)}}
+	h := header([]CallOption{WithLease(nonce)})
+	if err := c.do(ctx, call{method: http.MethodPost, path: pathMachine(app, id) + "/lease", query: q, out: &out, header: h}); err != nil {
+		return nil, err
+	}
+	if out.Data == nil || out.Data.Nonce == "" {
+		return nil, fmt.Errorf("fly: extend lease on machine %s: answer has no nonce (status %q)", id, out.Status)
+	}
+	return out.Data, nil
 }

@@ -30,6 +30,8 @@ type Limits struct {
 	KeyPerHour     Rate `json:"-"`
 	AccountPerMin  Rate `json:"-"`
 	RequestsPerDay int  `json:"-"`
+	// VolumeGB is the size of each instance's persistent data volume.
+	VolumeGB int `json:"-"`
 }
 
 func perMinute(n int) Rate { return Rate{Limit: n, Period: time.Minute, Window: "minute"} }
@@ -37,8 +39,8 @@ func perHour(n int) Rate   { return Rate{Limit: n, Period: time.Hour, Window: "h
 
 var table = map[Name]Limits{
 	Free:     {APIAccess: false},
-	Pro:      {APIAccess: true, Instances: 6, KeyPerMinute: perMinute(120), KeyPerHour: perHour(2000), AccountPerMin: perMinute(300)},
-	Business: {APIAccess: true, Instances: 21, KeyPerMinute: perMinute(600), KeyPerHour: perHour(10000), AccountPerMin: perMinute(1500)},
+	Pro:      {APIAccess: true, Instances: 6, KeyPerMinute: perMinute(120), KeyPerHour: perHour(2000), AccountPerMin: perMinute(300), VolumeGB: 10},
+	Business: {APIAccess: true, Instances: 21, KeyPerMinute: perMinute(600), KeyPerHour: perHour(10000), AccountPerMin: perMinute(1500), VolumeGB: 40},
 }
 
 // Valid reports whether n names a plan.

@@ -35,10 +35,17 @@ type Instance struct {
 	CreatedAt    time.Time  `db:"created_at"`
 	UpdatedAt    time.Time  `db:"updated_at"`
 	DeletedAt    *time.Time `db:"deleted_at"`
+	// Version is the OpenClaw version the instance runs and Image its
+	// image; VolumeGB and FlyVolumeID describe its data volume.
+	Version     string  `db:"version"`
+	Image       string  `db:"image"`
+	VolumeGB    int     `db:"volume_gb"`
+	FlyVolumeID *string `db:"fly_volume_id"`
 }
 
 const instanceCols = `i.id, i.account_id, i.subdomain, i.status, a.plan, i.fly_region,
-	i.fly_app, i.fly_machine_id, i.created_at, i.updated_at, i.deleted_at`
+	i.fly_app, i.fly_machine_id, i.created_at, i.updated_at, i.deleted_at,
+	i.version, i.image, i.volume_gb, i.fly_volume_id`
 
 // InsertInstance stores a new instance in the given status. A live
 // instance already holding the subdomain is a *ConflictError on

@@ -19,6 +19,11 @@ const (
 	OpStop    = "instance.stop"
 	OpRestart = "instance.restart"
 	OpDelete  = "instance.delete"
+	// OpUpgrade moves an instance to another OpenClaw version, rolling
+	// back if it does not come up healthy; OpConfigure applies its
+	// secrets to its machine.
+	OpUpgrade   = "instance.upgrade"
+	OpConfigure = "instance.configure"
 )
 
 // Operation statuses.
@@ -53,6 +58,13 @@ type Operation struct {
 	StartedAt    *time.Time `db:"started_at"`
 	FinishedAt   *time.Time `db:"finished_at"`
 	EnqueuedAt   *time.Time `db:"enqueued_at"`
+	// Version and Image are the target of an upgrade; FromState,
+	// LeaseNonce and RollbackReason its progress (release.go).
+	Version        *string `db:"version"`
+	Image          *string `db:"image"`
+	FromState      *string `db:"from_state"`
+	LeaseNonce     *string `db:"lease_nonce"`
+	RollbackReason *string `db:"rollback_reason"`
 }
 
 // OperationError is the error of a failed operation: a stable code and a
@@ -68,7 +80,8 @@ func (o Operation) Terminal() bool {
 }
 
 const opCols = `seq, id, account_id, instance_id, type, status, error_code, error_message,
-	attempts, created_at, started_at, finished_at, enqueued_at`
+	attempts, created_at, started_at, finished_at, enqueued_at,
+	version, image, from_state, lease_nonce, rollback_reason`
 
 // InsertOperation stores a new pending operation: the outbox row that the
 // worker's relay enqueues if the api's own enqueue is lost.

@@ -32,6 +32,8 @@ type Fly interface {
 	WaitMachine(ctx context.Context, app, id, state, version string, timeout time.Duration) error
 	AcquireLease(ctx context.Context, app, id string, ttl time.Duration) (*fly.Lease, error)
 	ReleaseLease(ctx context.Context, app, id, nonce string) error
+	// The calls of upgrades, secrets and volumes (release.go).
+	releaseFly
 }
 
 // MetadataInstanceID labels each machine with the instance it serves, so
@@ -77,6 +79,8 @@ func (w *Worker) carryOut(ctx context.Context, op store.Operation, inst store.In
 		err = w.settle(ctx, inst, fly.StateStarted, true)
 	case store.OpDelete:
 		err = w.destroy(ctx, inst)
+	case store.OpUpgrade, store.OpConfigure:
+		return w.carryOutRelease(ctx, op, inst)
 	default:
 		err = &opFailure{Code: "unknown_operation", Message: "unknown operation type " + op.Type}
 	}
@@ -154,6 +158,9 @@ func (w *Worker) create(ctx context.Context, inst store.Instance) error {
 		return err
 	}
 	if m == nil {
+		if err := w.ensureVolume(ctx, &inst); err != nil {
+			return err
+		}
 		if m, err = w.createMachine(ctx, app, inst); err != nil {
 			return err
 		}
@@ -203,13 +210,15 @@ func (w *Worker) ensureApp(ctx context.Context, app string) error {
 // first one's name. That machine is ours, and is adopted: found by its name
 // and the mocd_instance_id label, never by name alone.
 func (w *Worker) createMachine(ctx context.Context, app string, inst store.Instance) (*fly.Machine, error) {
+	env, err := w.secretEnv(ctx, inst.ID)
+	if err != nil {
+		return nil, err
+	}
 	m, err := w.fly.CreateMachine(ctx, app, fly.MachineInput{
 		Name:   inst.Subdomain,
 		Region: inst.FlyRegion,
-		Config: fly.MachineConfig{
-			Image:    w.opts.Image,
-			Metadata: map[string]string{MetadataInstanceID: inst.ID},
-		},
+		// Image, secrets, label, volume and health check (release.go).
+		Config: w.machineConfig(fly.MachineConfig{}, inst, w.imageOf(inst), env),
 	})
 	if err == nil {
 		return m, nil
@@ -435,10 +444,14 @@ func (w *Worker) destroy(ctx context.Context, inst store.Instance) error {
 			return err
 		}
 	}
+	if err := w.destroyVolumes(ctx, app); err != nil {
+		return err
+	}
 	if err := w.fly.DeleteApp(ctx, app); err != nil && !fly.IsNotFound(err) {
 		return fmt.Errorf("delete app %s: %w", app, err)
 	}
-	return nil
+	// The instance is gone: its secrets have no reason to be kept.
+	return store.DeleteInstanceSecrets(ctx, w.st.DB, inst.ID)
 }
 
 func deref(s *string) string {

@@ -24,7 +24,7 @@ var (
 	transitional = map[string]string{
 		store.OpCreate: store.StatusCreating, store.OpStart: store.StatusStarting,
 		store.OpStop: store.StatusStopping, store.OpRestart: store.StatusRestarting,
-		store.OpDelete: store.StatusDeleting,
+		store.OpDelete: store.StatusDeleting, store.OpUpgrade: store.StatusRestarting,
 	}
 	settled = map[string]string{
 		store.OpCreate: store.StatusRunning, store.OpStart: store.StatusRunning,
@@ -130,7 +130,11 @@ func (w *Worker) begin(ctx context.Context, op store.Operation) (store.Operation
 		if op, err = store.StartOperation(ctx, tx, op.ID); err != nil {
 			return err
 		}
-		inst, deliveries, err = w.changeStatus(ctx, tx, inst, transitional[op.Type], op.ID)
+		// An instance.configure shows no transitional status: a stopped
+		// instance stays stopped while it runs.
+		if t, ok := transitional[op.Type]; ok {
+			inst, deliveries, err = w.changeStatus(ctx, tx, inst, t, op.ID)
+		}
 		return err
 	})
 	if err != nil {

@@ -22,6 +22,7 @@ import (
 	"github.com/myopenclaw/mocd/jobs"
 	"github.com/myopenclaw/mocd/store"
 	"github.com/myopenclaw/mocd/telemetry"
+	"github.com/myopenclaw/mocd/webhook"
 )
 
 // Defaults of Options.
@@ -92,6 +93,15 @@ type Options struct {
 	// Asynq poll (wake.go). Optional: the tasks alone carry every
 	// operation.
 	Waker Waker
+	// SecretBox opens instance secrets (MOC_SECRET_KEY); default
+	// Webhooks.SecretBox, which is sealed with the same key.
+	SecretBox *webhook.SecretBox
+	// UpgradeTimeout bounds how long a new version has to come up healthy
+	// before it is rolled back (release.go); default DefaultUpgradeTimeout.
+	UpgradeTimeout time.Duration
+	// HealthPoll spaces the reads of a machine's health checks; default
+	// DefaultHealthPoll.
+	HealthPoll time.Duration
 }
 
 // Worker is one worker process's Asynq server and periodic jobs.
@@ -146,6 +156,12 @@ func New(opts Options) *Worker {
 	}
 	if opts.MaxBackoff <= 0 {
 		opts.MaxBackoff = DefaultMaxBackoff
+	}
+	if opts.UpgradeTimeout <= 0 {
+		opts.UpgradeTimeout = DefaultUpgradeTimeout
+	}
+	if opts.HealthPoll <= 0 {
+		opts.HealthPoll = DefaultHealthPoll
 	}
 	if opts.ShutdownTimeout <= 0 {
 		opts.ShutdownTimeout = 8 * time.Second

@@ -21,12 +21,16 @@ const DefaultBaseDomain = "myopenclaw.ai"
 // Instance is the Instance object; the Fly fields and the account stay
 // private.
 type Instance struct {
-	ID        string    `json:"id"`
-	Subdomain string    `json:"subdomain"`
-	Status    string    `json:"status"`
-	Plan      string    `json:"plan"`
-	FlyRegion string    `json:"fly_region"`
-	URL       string    `json:"url"`
+	ID        string `json:"id"`
+	Subdomain string `json:"subdomain"`
+	Status    string `json:"status"`
+	Plan      string `json:"plan"`
+	FlyRegion string `json:"fly_region"`
+	URL       string `json:"url"`
+	// Version is the OpenClaw version the instance runs; VolumeGB the size
+	// of its persistent data volume.
+	Version   string    `json:"version"`
+	VolumeGB  int       `json:"volume_gb"`
 	CreatedAt time.Time `json:"created_at"`
 	UpdatedAt time.Time `json:"updated_at"`
 }
@@ -40,7 +44,8 @@ func NewInstance(row store.Instance, baseDomain string) Instance {
 	}
 	return Instance{
 		ID: row.ID, Subdomain: row.Subdomain, Status: row.Status, Plan: row.Plan, FlyRegion: row.FlyRegion,
-		URL:       "https://" + row.Subdomain + "." + baseDomain,
+		URL:     "https://" + row.Subdomain + "." + baseDomain,
+		Version: row.Version, VolumeGB: row.VolumeGB,
 		CreatedAt: row.CreatedAt.UTC(), UpdatedAt: row.UpdatedAt.UTC(),
 	}
 }

@@ -23,6 +23,7 @@ import (
 	"github.com/myopenclaw/mocd/ratelimit"
 	"github.com/myopenclaw/mocd/store"
 	"github.com/myopenclaw/mocd/telemetry"
+	"github.com/myopenclaw/mocd/versions"
 	"github.com/myopenclaw/mocd/webhook"
 )
 
@@ -76,6 +77,10 @@ func newAPI(d *deps) (*api.Server, io.Closer, error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("MOC_SECRET_KEY: %w", err)
 	}
+	catalog, err := versions.Load(d.cfg.VersionsFile, d.cfg.InstanceImage)
+	if err != nil {
+		return nil, nil, fmt.Errorf("MOC_VERSIONS_FILE: %w", err)
+	}
 	client := asynq.NewClient(ropt)
 	return api.New(api.Options{
 		Store:          d.store,
@@ -92,6 +97,7 @@ func newAPI(d *deps) (*api.Server, io.Closer, error) {
 		SecretBox:           box,
 		WebhookAllowPrivate: d.cfg.WebhookAllowPrivate,
 		Notifier:            d.hub,
+		Versions:            catalog,
 	}), client, nil
 }
 

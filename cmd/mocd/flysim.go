@@ -30,5 +30,7 @@ func flysimOptions(cfg config.Config, log *slog.Logger) flysim.Options {
 		Chaos:       cfg.FlysimChaos,
 		Seed:        cfg.FlysimSeed,
 		Logger:      log,
+
+		UnhealthyImages: cfg.FlysimUnhealthyImages,
 	}
 }

@@ -99,6 +99,9 @@ func runWorkerWith(ctx context.Context, d *deps) error {
 		Logger:    d.log.With("component", "worker"),
 		Retention: d.cfg.Retention,
 		LeaseTTL:  d.cfg.FlyLeaseTTL,
+		SecretBox: box,
+
+		UpgradeTimeout: d.cfg.UpgradeTimeout,
 		Webhooks: worker.WebhookOptions{
 			SecretBox:    box,
 			AllowPrivate: d.cfg.WebhookAllowPrivate,
