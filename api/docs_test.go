@@ -25,6 +25,7 @@ import (
 	"github.com/myopenclaw/mocd/openapi"
 	"github.com/myopenclaw/mocd/ratelimit"
 	"github.com/myopenclaw/mocd/store"
+	"github.com/myopenclaw/mocd/versions"
 	"github.com/myopenclaw/mocd/webhook"
 )
 
@@ -129,7 +130,12 @@ func TestDocsAndOpenAPIArePublic(t *testing.T) {
 
 // ginPath turns a document path into Gin's form: {instance_id} → :id.
 func ginPath(p string) string {
-	return regexp.MustCompile(`\{[a-z_]+\}`).ReplaceAllString(p, ":id")
+	return regexp.MustCompile(`\{[a-z_]+\}`).ReplaceAllStringFunc(p, func(m string) string {
+		if m == "{name}" {
+			return ":name"
+		}
+		return ":id"
+	})
 }
 
 // Every authenticated route of the server is in the document with the
@@ -302,7 +308,14 @@ func TestEveryOperationAnswersAsDocumented(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := startAPI(t, func(o *api.Options) { o.SecretBox = box; o.WebhookAllowPrivate = true })
+	catalog, err := versions.Static([]versions.Version{
+		{Version: "1.0.0", Image: "registry.example/openclaw:1.0.0", Default: true},
+		{Version: "1.1.0", Image: "registry.example/openclaw:1.1.0"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := startAPI(t, func(o *api.Options) { o.SecretBox = box; o.WebhookAllowPrivate = true; o.Versions = catalog })
 	tr := &tour{apiEnv: e, t: t, v: v, seen: map[string][]int{}}
 	acct, tok := e.account("pro")
 
@@ -378,6 +391,19 @@ func TestEveryOperationAnswersAsDocumented(t *testing.T) {
 	tr.want(400, "invalid_request", "GET", "/api/v1/events?types=webhook.test", tok, nil)
 	tr.want(400, "invalid_cursor", "GET", "/api/v1/events?after=forged", tok, nil)
 	tr.stream("/api/v1/events/stream", tok)
+
+	// Versions, upgrades and secrets.
+	tr.want(200, "", "GET", "/api/v1/versions", tok, nil)
+	tr.want(400, "unknown_version", "POST", "/api/v1/instances", tok, map[string]string{"subdomain": "tour-pinned", "version": "9.9.9"})
+	tr.want(202, "", "POST", "/api/v1/instances", tok, map[string]string{"subdomain": "tour-pinned", "version": "1.1.0"})
+	tr.want(400, "unknown_version", "POST", inst+"/upgrade", tok, map[string]string{"version": "9.9.9"})
+	tr.want(202, "", "POST", inst+"/upgrade", tok, map[string]string{"version": "1.1.0"})
+	tr.want(400, "invalid_request", "PUT", inst+"/secrets/FLY_TOKEN", tok, map[string]string{"value": "v"})
+	tr.want(400, "invalid_request", "PUT", inst+"/secrets/TOUR_KEY", tok, map[string]string{"value": strings.Repeat("v", 32<<10+1)})
+	tr.want(202, "", "PUT", inst+"/secrets/TOUR_KEY", tok, map[string]string{"value": "v"})
+	tr.want(200, "", "GET", inst+"/secrets", tok, nil)
+	tr.want(202, "", "DELETE", inst+"/secrets/TOUR_KEY", tok, nil)
+	tr.want(404, "not_found", "DELETE", inst+"/secrets/TOUR_KEY", tok, nil)
 	tr.want(202, "", "DELETE", inst, tok, nil)
 	tr.want(409, "instance_deleting", "POST", inst+"/start", tok, nil)
 

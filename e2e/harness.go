@@ -32,6 +32,7 @@ import (
 	"github.com/myopenclaw/mocd/ratelimit"
 	"github.com/myopenclaw/mocd/store"
 	"github.com/myopenclaw/mocd/testenv"
+	"github.com/myopenclaw/mocd/versions"
 	"github.com/myopenclaw/mocd/webhook"
 	"github.com/myopenclaw/mocd/worker"
 )
@@ -42,8 +43,17 @@ var Pepper = []byte("e2e-pepper-0123456789abcdef")
 // SecretKey seals webhook signing secrets in every System.
 const SecretKey = "e2e-secret-key-0123456789abcdef"
 
-// Image is the instance image the worker asks flysim for.
+// Image is the instance image the worker asks flysim for when an instance
+// has no version (and the image of the default version, 1.0.0).
 const Image = "registry.example/openclaw:e2e"
+
+// Versions is the catalog of every System unless its Options say
+// otherwise: 1.0.0 is the default and runs Image.
+var Versions = []versions.Version{
+	{Version: "1.0.0", Image: Image, Default: true},
+	{Version: "1.1.0", Image: "registry.example/openclaw:1.1.0"},
+	{Version: "2.0.0", Image: "registry.example/openclaw:2.0.0"},
+}
 
 // Options adjust a System. Zero values suit most tests.
 type Options struct {
@@ -56,6 +66,11 @@ type Options struct {
 	// and 500ms, so recovery and drift tests finish quickly.
 	RelayInterval     time.Duration
 	ReconcileInterval time.Duration
+	// Versions is the api's catalog of OpenClaw versions; default
+	// Versions (the package variable).
+	Versions []versions.Version
+	// UpgradeTimeout bounds an upgrade's wait for health; default 2s.
+	UpgradeTimeout time.Duration
 	// API and Worker, when set, adjust the options before each is built.
 	API    func(*api.Options)
 	Worker func(*worker.Options)
@@ -123,6 +138,17 @@ func Start(t testing.TB, opts Options) *System {
 	insp := asynq.NewInspector(asynq.RedisClientOpt{Addr: s.Redis.Addr()})
 	s.Registry.MustRegister(asynqmetrics.NewQueueMetricsCollector(insp))
 
+	if opts.Versions == nil {
+		opts.Versions = Versions
+	}
+	if opts.UpgradeTimeout == 0 {
+		opts.UpgradeTimeout = 2 * time.Second
+	}
+	s.opts = opts
+	catalog, err := versions.Static(opts.Versions)
+	if err != nil {
+		t.Fatalf("e2e: %v", err)
+	}
 	fo := flysim.Options{Delay: opts.FlysimDelay, Propagation: 2 * time.Second}
 	if opts.Flysim != nil {
 		opts.Flysim(&fo)
@@ -152,6 +178,7 @@ func Start(t testing.TB, opts Options) *System {
 		SecretBox:           s.SecretBox,
 		WebhookAllowPrivate: true,
 		Notifier:            s.Hub,
+		Versions:            catalog,
 	}
 	if opts.API != nil {
 		opts.API(&ao)
@@ -229,6 +256,8 @@ func (s *System) StartWorker() {
 		ShutdownTimeout:   2 * time.Second,
 		LeaseTTL:          3 * time.Second,
 		Webhooks:          worker.WebhookOptions{SecretBox: s.SecretBox, AllowPrivate: true},
+		UpgradeTimeout:    s.opts.UpgradeTimeout,
+		HealthPoll:        20 * time.Millisecond,
 	}
 	// Wake-ups on, as mocd worker runs them: every test also proves that a
 	// woken run and its task never run an operation twice.
@@ -421,6 +450,8 @@ type Instance struct {
 	Plan      string    `json:"plan"`
 	FlyRegion string    `json:"fly_region"`
 	URL       string    `json:"url"`
+	Version   string    `json:"version"`
+	VolumeGB  int       `json:"volume_gb"`
 	CreatedAt time.Time `json:"created_at"`
 	UpdatedAt time.Time `json:"updated_at"`
 }

@@ -194,7 +194,7 @@ func rateHeaders() http.Header {
 	}
 }
 
-const instanceBody = `{"id":"inst_1L2mQKhvBh5qRMVRUR2g","subdomain":"my-claw","status":"running","plan":"pro","fly_region":"lhr","url":"https://my-claw.myopenclaw.ai","created_at":"2026-11-22T08:08:30.43659Z","updated_at":"2026-11-22T08:08:37.424822Z"}`
+const instanceBody = `{"id":"inst_1L2mQKhvBh5qRMVRUR2g","subdomain":"my-claw","status":"running","plan":"pro","fly_region":"lhr","url":"https://my-claw.myopenclaw.ai","version":"2026.1.30","volume_gb":10,"created_at":"2026-11-22T08:08:30.43659Z","updated_at":"2026-11-22T08:08:37.424822Z"}`
 
 const operationBody = `{"id":"op_vSJl4jqqxTnX2sLJNcnb","type":"instance.create","status":"pending","instance_id":"inst_1L2mQKhvBh5qRMVRUR2g","created_at":"2026-11-22T08:08:30.43659Z","started_at":null,"finished_at":null,"error":null}`
 
