@@ -174,12 +174,13 @@ func TestSeedClientShapes(t *testing.T) {
 		if list[i]["subdomain"] != want || list[i]["status"] != "running" || list[i]["fly_region"] != "iad" {
 			t.Fatalf("item %d: %v", i, list[i])
 		}
-		for _, k := range []string{"id", "subdomain", "status", "plan", "fly_region", "url", "created_at", "updated_at"} {
+		fields := []string{"id", "subdomain", "status", "plan", "fly_region", "url", "version", "volume_gb", "created_at", "updated_at"}
+		for _, k := range fields {
 			if _, ok := list[i][k]; !ok {
 				t.Fatalf("item %d lacks %q: %v", i, k, list[i])
 			}
 		}
-		if len(list[i]) != 8 {
+		if len(list[i]) != len(fields) {
 			t.Fatalf("item %d has extra fields: %v", i, list[i])
 		}
 	}
