@@ -41,7 +41,7 @@ const (
 var OpStatuses = []string{OpPending, OpRunning, OpSucceeded, OpFailed, OpCancelled}
 
 // OpTypes lists every operation type, for validating filters.
-var OpTypes = []string{OpCreate, OpStart, OpStop, OpRestart, OpDelete}
+var OpTypes = []string{OpCreate, OpStart, OpStop, OpRestart, OpDelete, OpUpgrade, OpConfigure}
 
 // Operation is an operations row (its public object is wire.Operation).
 type Operation struct {
