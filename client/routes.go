@@ -256,3 +256,34 @@ func callSlice[T any](ctx context.Context, c *Client, r request) ([]T, error) {
 	}
 	return out, nil
 }
+
+// ListVersions answers the OpenClaw versions an instance can run, the
+// default among them. Scope instance:read.
+func (c *Client) ListVersions(ctx context.Context) ([]OpenClawVersion, error) {
+	return callSlice[OpenClawVersion](ctx, c, request{method: http.MethodGet, path: pathOf("versions")})
+}
+
+// UpgradeInstance accepts moving an instance to another version; the
+// worker rolls it back when the new version does not come up healthy.
+// Scope instance:write.
+func (c *Client) UpgradeInstance(ctx context.Context, instanceID string, req UpgradeRequest, opts ...CallOption) (*Operation, error) {
+	return c.operation(ctx, http.MethodPost, pathOf("instances", instanceID, "upgrade"), req, opts)
+}
+
+// ListSecrets answers an instance's secrets, without their values. Scope
+// instance:read.
+func (c *Client) ListSecrets(ctx context.Context, instanceID string) ([]Secret, error) {
+	return callSlice[Secret](ctx, c, request{method: http.MethodGet, path: pathOf("instances", instanceID, "secrets")})
+}
+
+// PutSecret accepts setting one secret; an instance.configure operation
+// applies it to the machine. Scope instance:write.
+func (c *Client) PutSecret(ctx context.Context, instanceID, name string, req PutSecretRequest, opts ...CallOption) (*Operation, error) {
+	return c.operation(ctx, http.MethodPut, pathOf("instances", instanceID, "secrets", name), req, opts)
+}
+
+// DeleteSecret accepts removing one secret; an instance.configure
+// operation applies it. Scope instance:write.
+func (c *Client) DeleteSecret(ctx context.Context, instanceID, name string, opts ...CallOption) (*Operation, error) {
+	return c.operation(ctx, http.MethodDelete, pathOf("instances", instanceID, "secrets", name), nil, opts)
+}

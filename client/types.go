@@ -36,13 +36,50 @@ type Instance struct {
 	URL       string         `json:"url"`
 	CreatedAt time.Time      `json:"created_at"`
 	UpdatedAt time.Time      `json:"updated_at"`
+	// Version is the OpenClaw version the instance runs (ListVersions).
+	Version string `json:"version"`
+	// VolumeGB is the size of the instance's persistent volume.
+	VolumeGB int `json:"volume_gb"`
 }
 
 // CreateInstanceRequest is the body of CreateInstance. FlyRegion defaults
-// to "iad" on the server.
+// to "iad" on the server, Version to the default of ListVersions.
 type CreateInstanceRequest struct {
 	Subdomain string `json:"subdomain"`
 	FlyRegion string `json:"fly_region,omitempty"`
+	Version   string `json:"version,omitempty"`
+}
+
+// OpenClawVersion is an OpenClaw release an instance can run (the
+// document's Version schema; Version is the SDK's own).
+type OpenClawVersion struct {
+	Version string `json:"version"`
+	// Image is the container image the machine runs.
+	Image string `json:"image"`
+	// Default reports whether creates without a version get this one.
+	Default bool `json:"default"`
+	// ReleasedAt is nil when the operator did not say.
+	ReleasedAt *time.Time `json:"released_at"`
+}
+
+// UpgradeRequest is the body of UpgradeInstance.
+type UpgradeRequest struct {
+	// Version is one of ListVersions.
+	Version string `json:"version"`
+}
+
+// Secret is a secret of an instance, without its value.
+type Secret struct {
+	Name string `json:"name"`
+	// Digest is "hmac-sha256:" and a keyed digest of the value: equal
+	// values of one account have equal digests.
+	Digest    string    `json:"digest"`
+	UpdatedAt time.Time `json:"updated_at"`
+}
+
+// PutSecretRequest is the body of PutSecret; Value is never answered back.
+type PutSecretRequest struct {
+	Value string `json:"value"`
 }
 
 // OperationType is what an operation does.
@@ -55,6 +92,10 @@ const (
 	OperationStop    OperationType = "instance.stop"
 	OperationRestart OperationType = "instance.restart"
 	OperationDelete  OperationType = "instance.delete"
+	OperationUpgrade OperationType = "instance.upgrade"
+	// OperationConfigure applies an instance's secrets (PutSecret,
+	// DeleteSecret).
+	OperationConfigure OperationType = "instance.configure"
 )
 
 // OperationStatus is where an operation is.
@@ -132,11 +173,15 @@ const (
 	ScopeAccountRead    Scope = "account:read"
 )
 
-// Presets of scopes, accepted by CreateKeyRequest.Scopes.
+// ScopePreset names a set of scopes, accepted in CreateKeyRequest.Scopes
+// beside scope names.
+type ScopePreset string
+
+// Presets of scopes.
 const (
-	PresetReadOnly = "read-only"
-	PresetWrite    = "write"
-	PresetFull     = "full"
+	PresetReadOnly ScopePreset = "read-only"
+	PresetWrite    ScopePreset = "write"
+	PresetFull     ScopePreset = "full"
 )
 
 // Key is an API key; never its secret.
