@@ -1,10 +1,8 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -258,28 +256,30 @@ set, still wins. --api-url (or MOC_API_URL) is saved with it.`,
 // echo, or the first line of a piped stdin. Never from an argument, which
 // would land in shell history and the process list.
 func (a *app) readToken() (string, error) {
-	var line string
-	if a.io.StdinTTY && a.io.ReadSecret != nil {
-		fmt.Fprint(a.io.Stderr, "Paste your API token (moc_…): ")
-		b, err := a.io.ReadSecret()
-		fmt.Fprintln(a.io.Stderr)
-		if err != nil {
-			return "", err
-		}
-		line = string(b)
-	} else {
-		r := bufio.NewReader(a.io.Stdin)
-		s, err := r.ReadString('\n')
-		if err != nil && !errors.Is(err, io.EOF) {
-			return "", err
-		}
-		line = s
+	line, err := a.readSecret("Paste your API token (moc_…): ")
+	if err != nil {
+		return "", err
 	}
 	token := strings.TrimSpace(line)
 	if parts := strings.Split(token, "_"); len(parts) != 3 || parts[0] != "moc" || parts[1] == "" || parts[2] == "" {
 		return "", usagef("that is not a token: want moc_<key-id>_<secret> on stdin")
 	}
 	return token, nil
+}
+
+// readSecret reads a secret the user must not type on the command line
+// (where the shell's history and the process list keep it): from the
+// terminal without echo after prompt, or all of a piped stdin (at most
+// 64 KiB).
+func (a *app) readSecret(prompt string) (string, error) {
+	if a.io.StdinTTY && a.io.ReadSecret != nil {
+		fmt.Fprint(a.io.Stderr, prompt)
+		b, err := a.io.ReadSecret()
+		fmt.Fprintln(a.io.Stderr)
+		return string(b), err
+	}
+	b, err := io.ReadAll(io.LimitReader(a.io.Stdin, 64<<10))
+	return string(b), err
 }
 
 // tokenPrefix is the public part of a token: moc_<key-id>.

@@ -88,24 +88,11 @@ func (a *app) wait(ctx context.Context, c *client.Client, accepted *client.Opera
 }
 
 func (a *app) instancesCommand() *cobra.Command {
-	cmd := group(&cobra.Command{Use: "instances", Aliases: []string{"instance", "inst"}, Short: "List, create, start, stop, restart and delete instances"})
+	cmd := group(&cobra.Command{Use: "instances", Aliases: []string{"instance", "inst"}, Short: "List, create, start, stop, restart, upgrade and delete instances"})
 
 	cmd.AddCommand(&cobra.Command{
 		Use: "list", Short: "List the account's instances", Args: noArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := a.client()
-			if err != nil {
-				return err
-			}
-			list, err := c.ListInstances(cmd.Context())
-			if err != nil {
-				return err
-			}
-			if list == nil {
-				list = []client.Instance{}
-			}
-			return a.print(list)
-		},
+		RunE: listRunE(a, (*client.Client).ListInstances),
 	})
 	cmd.AddCommand(&cobra.Command{
 		Use: "get INSTANCE_ID", Short: "Show one instance", Args: exactArgs("INSTANCE_ID"),
@@ -124,7 +111,7 @@ func (a *app) instancesCommand() *cobra.Command {
 
 	var create struct {
 		lifecycleFlags
-		subdomain, region string
+		subdomain, region, version string
 	}
 	createCmd := &cobra.Command{
 		Use: "create --subdomain NAME [--region iad]", Short: "Create an instance", Args: noArgs,
@@ -137,7 +124,7 @@ func (a *app) instancesCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			op, err := c.CreateInstance(cmd.Context(), client.CreateInstanceRequest{Subdomain: create.subdomain, FlyRegion: create.region}, create.callOptions()...)
+			op, err := c.CreateInstance(cmd.Context(), client.CreateInstanceRequest{Subdomain: create.subdomain, FlyRegion: create.region, Version: create.version}, create.callOptions()...)
 			if err != nil {
 				return err
 			}
@@ -146,8 +133,9 @@ func (a *app) instancesCommand() *cobra.Command {
 	}
 	createCmd.Flags().StringVar(&create.subdomain, "subdomain", "", "the instance's DNS label (required)")
 	createCmd.Flags().StringVar(&create.region, "region", "", "Fly.io region (default iad)")
+	createCmd.Flags().StringVar(&create.version, "version", "", "OpenClaw version (default: the default of moc versions)")
 	create.add(createCmd)
-	cmd.AddCommand(createCmd)
+	cmd.AddCommand(createCmd, a.upgradeCommand())
 
 	for _, lc := range []struct {
 		name, short string

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"time"
 
@@ -35,13 +34,7 @@ func (a *app) keysCommand() *cobra.Command {
 
 	cmd.AddCommand(&cobra.Command{
 		Use: "list", Short: "List the account's keys", Args: noArgs,
-		RunE: a.withClient(func(ctx context.Context, c *client.Client) (any, error) {
-			keys, err := c.ListKeys(ctx)
-			if keys == nil {
-				keys = []client.Key{}
-			}
-			return keys, err
-		}),
+		RunE: listRunE(a, (*client.Client).ListKeys),
 	})
 
 	var create struct {

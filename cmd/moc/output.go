@@ -86,9 +86,9 @@ func intp(n *int) string {
 func (a *app) table(w io.Writer, v any) {
 	switch v := v.(type) {
 	case []client.Instance:
-		row(w, "ID", "SUBDOMAIN", "STATUS", "REGION", "URL", "CREATED")
+		row(w, "ID", "SUBDOMAIN", "STATUS", "VERSION", "REGION", "VOLUME", "URL", "CREATED")
 		for _, i := range v {
-			row(w, i.ID, i.Subdomain, a.colour(string(i.Status)), i.FlyRegion, i.URL, ts(i.CreatedAt))
+			row(w, i.ID, i.Subdomain, a.colour(string(i.Status)), i.Version, i.FlyRegion, strconv.Itoa(i.VolumeGB)+" GB", i.URL, ts(i.CreatedAt))
 		}
 	case *client.Instance:
 		a.table(w, []client.Instance{*v})
@@ -173,6 +173,20 @@ func (a *app) table(w io.Writer, v any) {
 		row(w, "INSTANCES", fmt.Sprintf("%d of %d", v.InstancesUsed, v.InstanceLimit))
 		row(w, "RATE LIMITS", fmt.Sprintf("%d/min and %d/hour per key, %d/min per account",
 			v.RateLimits.KeyPerMinute, v.RateLimits.KeyPerHour, v.RateLimits.AccountPerMinute))
+	case []client.OpenClawVersion:
+		row(w, "VERSION", "DEFAULT", "IMAGE", "RELEASED")
+		for _, r := range v {
+			def := ""
+			if r.Default {
+				def = "default"
+			}
+			row(w, r.Version, def, r.Image, tsp(r.ReleasedAt))
+		}
+	case []client.Secret:
+		row(w, "NAME", "DIGEST", "UPDATED")
+		for _, s := range v {
+			row(w, s.Name, s.Digest, ts(s.UpdatedAt))
+		}
 	case []client.Event:
 		row(w, "TIME", "TYPE", "ID", "SUBJECT")
 		for _, e := range v {

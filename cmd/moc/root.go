@@ -133,6 +133,8 @@ Exit codes: 0 done, 1 the operation failed or was cancelled, 2 bad usage,
 		a.usageCommand(),
 		a.accountCommand(),
 		a.eventsCommand(),
+		a.versionsCommand(),
+		a.secretsCommand(),
 	)
 	return root
 }

@@ -20,13 +20,7 @@ func (a *app) webhooksCommand() *cobra.Command {
 
 	cmd.AddCommand(&cobra.Command{
 		Use: "list", Short: "List webhook endpoints", Args: noArgs,
-		RunE: a.withClient(func(ctx context.Context, c *client.Client) (any, error) {
-			list, err := c.ListWebhooks(ctx)
-			if list == nil {
-				list = []client.WebhookEndpoint{}
-			}
-			return list, err
-		}),
+		RunE: listRunE(a, (*client.Client).ListWebhooks),
 	})
 
 	var create struct{ url, events, idempotencyKey string }
