@@ -349,25 +349,49 @@ func MarkWebhookEnqueued(ctx context.Context, db sqlx.ExtContext, deliveryID str
 	return mapErr(err)
 }
 
-// SealedSecret is one endpoint's sealed signing secret.
+// SealedSecret is one secret sealed under MOC_SECRET_KEY: an endpoint's
+// signing secret or an instance's secret.
 type SealedSecret struct {
 	ID     string `db:"id"`
-	Sealed []byte `db:"secret_sealed"`
+	Sealed []byte `db:"sealed"`
 }
 
-// SealedSecrets lists up to limit endpoints' sealed secrets with an id
-// after after, by id: for re-sealing them under a new MOC_SECRET_KEY.
-func SealedSecrets(ctx context.Context, db sqlx.ExtContext, after string, limit int) ([]SealedSecret, error) {
-	const q = `SELECT id, secret_sealed FROM webhook_endpoints WHERE id > $1 ORDER BY id LIMIT $2`
+// SealedSet is a kind of sealed secret, for re-sealing every one of them
+// under a new MOC_SECRET_KEY.
+type SealedSet struct {
+	Name         string // for logs
+	list, reseal string
+}
+
+// The sets of sealed secrets. An instance secret's id is
+// "<instance id>/<name>" (an instance id holds no "/").
+var (
+	WebhookSecrets = SealedSet{
+		Name:   "webhook signing secrets",
+		list:   `SELECT id, secret_sealed AS sealed FROM webhook_endpoints WHERE id > $1 ORDER BY id LIMIT $2`,
+		reseal: `UPDATE webhook_endpoints SET secret_sealed = $3 WHERE id = $1 AND secret_sealed = $2`,
+	}
+	InstanceSecrets = SealedSet{
+		Name: "instance secrets",
+		list: `SELECT instance_id || '/' || name AS id, sealed FROM instance_secrets
+		        WHERE (instance_id, name) > (split_part($1, '/', 1), substr($1, strpos($1, '/') + 1))
+		        ORDER BY instance_id, name LIMIT $2`,
+		reseal: `UPDATE instance_secrets SET sealed = $3
+		          WHERE instance_id = split_part($1, '/', 1) AND name = substr($1, strpos($1, '/') + 1) AND sealed = $2`,
+	}
+)
+
+// SealedSecrets lists up to limit secrets of set with an id after after,
+// by id.
+func SealedSecrets(ctx context.Context, db sqlx.ExtContext, set SealedSet, after string, limit int) ([]SealedSecret, error) {
 	out := []SealedSecret{}
-	err := sqlx.SelectContext(ctx, db, &out, q, after, limit)
+	err := sqlx.SelectContext(ctx, db, &out, set.list, after, limit)
 	return out, mapErr(err)
 }
 
-// ResealSecret replaces an endpoint's sealed secret with the same secret
-// sealed under another key, unless it changed meanwhile.
-func ResealSecret(ctx context.Context, db sqlx.ExtContext, endpointID string, old, resealed []byte) error {
-	const q = `UPDATE webhook_endpoints SET secret_sealed = $3 WHERE id = $1 AND secret_sealed = $2`
-	_, err := db.ExecContext(ctx, q, endpointID, old, resealed)
+// ResealSecret replaces a sealed secret with the same secret sealed under
+// another key, unless it changed meanwhile.
+func ResealSecret(ctx context.Context, db sqlx.ExtContext, set SealedSet, id string, old, resealed []byte) error {
+	_, err := db.ExecContext(ctx, set.reseal, id, old, resealed)
 	return mapErr(err)
 }

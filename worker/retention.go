@@ -82,45 +82,47 @@ func pruneAll(ctx context.Context, db sqlx.ExtContext, fn pruneFunc, cutoff time
 }
 
 // resealSecrets re-seals, under the current MOC_SECRET_KEY, every webhook
-// signing secret that only a previous key (MOC_SECRET_KEY_PREVIOUS) opens,
-// so that an operator can drop the previous key after one pass. It runs
-// with the retention job; a secret no key opens is counted and logged,
-// never deleted.
+// signing secret and instance secret that only a previous key
+// (MOC_SECRET_KEY_PREVIOUS) opens, so that an operator can drop the
+// previous key after one pass. It runs with the retention job; a secret no
+// key opens is counted and logged, never deleted.
 func (w *Worker) resealSecrets(ctx context.Context) error {
 	box := w.opts.Webhooks.SecretBox
 	if box == nil {
 		return nil
 	}
-	resealed, unopenable := 0, 0
-	after := ""
-	for {
-		page, err := store.SealedSecrets(ctx, w.st.DB, after, pruneBatch)
-		if err != nil {
-			return err
-		}
-		for _, s := range page {
-			out, changed, err := box.Reseal(s.Sealed)
+	for _, set := range []store.SealedSet{store.WebhookSecrets, store.InstanceSecrets} {
+		resealed, unopenable := 0, 0
+		after := ""
+		for {
+			page, err := store.SealedSecrets(ctx, w.st.DB, set, after, pruneBatch)
 			if err != nil {
-				unopenable++
-				continue
+				return err
 			}
-			if changed {
-				if err := store.ResealSecret(ctx, w.st.DB, s.ID, s.Sealed, out); err != nil {
-					return err
+			for _, s := range page {
+				out, changed, err := box.Reseal(s.Sealed)
+				if err != nil {
+					unopenable++
+					continue
 				}
-				resealed++
+				if changed {
+					if err := store.ResealSecret(ctx, w.st.DB, set, s.ID, s.Sealed, out); err != nil {
+						return err
+					}
+					resealed++
+				}
 			}
+			if len(page) < pruneBatch {
+				break
+			}
+			after = page[len(page)-1].ID
 		}
-		if len(page) < pruneBatch {
-			break
+		if resealed > 0 {
+			w.log.InfoContext(ctx, "re-sealed under the current MOC_SECRET_KEY", slog.String("what", set.Name), slog.Int("secrets", resealed))
 		}
-		after = page[len(page)-1].ID
-	}
-	if resealed > 0 {
-		w.log.InfoContext(ctx, "webhook secrets re-sealed under the current MOC_SECRET_KEY", slog.Int("endpoints", resealed))
-	}
-	if unopenable > 0 {
-		w.log.WarnContext(ctx, "webhook secrets that neither MOC_SECRET_KEY nor MOC_SECRET_KEY_PREVIOUS opens; their deliveries fail", slog.Int("endpoints", unopenable))
+		if unopenable > 0 {
+			w.log.WarnContext(ctx, "neither MOC_SECRET_KEY nor MOC_SECRET_KEY_PREVIOUS opens these secrets", slog.String("what", set.Name), slog.Int("secrets", unopenable))
+		}
 	}
 	return nil
 }

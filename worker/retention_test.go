@@ -107,8 +107,9 @@ func TestRetentionJob(t *testing.T) {
 }
 
 // TestResealSecrets (issue 12, item 6): after one pass with the old
-// MOC_SECRET_KEY listed as previous, every webhook secret opens with the
-// new key alone, so the old one can be dropped.
+// MOC_SECRET_KEY listed as previous, every webhook secret and every
+// instance secret (more than one page of them, over two instances) opens
+// with the new key alone, so the old one can be dropped.
 func TestResealSecrets(t *testing.T) {
 	t.Parallel()
 	st := testenv.Store(t)
@@ -127,10 +128,35 @@ func TestResealSecrets(t *testing.T) {
 		VALUES ('wh_reseal', $1, 'https://example.com/hook', '{webhook.test}', $2)`, acct.ID, sealed); err != nil {
 		t.Fatal(err)
 	}
+	sealedValue, err := oldBox.Seal("sk-instance-secret")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, inst := range []string{"inst_a", "inst_b"} {
+		if _, err := st.DB.ExecContext(ctx, `INSERT INTO instances (id, account_id, subdomain, status, fly_region) VALUES ($1, $2, $1, 'running', 'iad')`, inst, acct.ID); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := st.DB.ExecContext(ctx, `INSERT INTO instance_secrets (instance_id, name, sealed, digest)
+			SELECT $1, 'S_' || g, $2, 'x' FROM generate_series(1, $3::int) g`, inst, sealedValue, pruneBatch*3/4); err != nil {
+			t.Fatal(err)
+		}
+	}
 	w := &Worker{st: st, log: slog.New(slog.NewTextHandler(io.Discard, nil)),
 		opts: Options{Webhooks: WebhookOptions{SecretBox: newBox.WithPrevious(oldBox)}}}
 	if err := w.resealSecrets(ctx); err != nil {
 		t.Fatal(err)
+	}
+	var instSealed [][]byte
+	if err := st.DB.SelectContext(ctx, &instSealed, `SELECT sealed FROM instance_secrets`); err != nil {
+		t.Fatal(err)
+	}
+	if len(instSealed) != 2*(pruneBatch*3/4) {
+		t.Fatalf("%d instance secrets", len(instSealed))
+	}
+	for _, b := range instSealed {
+		if got, err := newBox.Open(b); err != nil || got != "sk-instance-secret" {
+			t.Fatalf("an instance secret the new key alone opens as %q, %v", got, err)
+		}
 	}
 	var now []byte
 	if err := st.DB.GetContext(ctx, &now, `SELECT secret_sealed FROM webhook_endpoints WHERE id = 'wh_reseal'`); err != nil {
