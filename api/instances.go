@@ -149,6 +149,16 @@ func (s *Server) createInstance(c *gin.Context) error {
 	})
 }
 
+// lockLiveInstance locks the account's instance for a change in tx; a
+// deleted one is a 404, as an unknown id is.
+func lockLiveInstance(ctx context.Context, tx *sqlx.Tx, accountID, instID string) (store.Instance, error) {
+	inst, err := store.LockInstance(ctx, tx, accountID, instID)
+	if err == nil && inst.Status == store.StatusDeleted {
+		err = errNotFound
+	}
+	return inst, err
+}
+
 // lifecycle handles start, stop, restart and delete: one transaction locks
 // the instance, queues the operation behind any earlier one and shows the
 // transitional status; the worker does the rest.
@@ -160,12 +170,9 @@ func (s *Server) lifecycle(opType, transitional string) handlerFunc {
 		}
 		p := principal(c)
 		return s.change(c, func(ctx context.Context, tx *sqlx.Tx) (result, error) {
-			inst, err := store.LockInstance(ctx, tx, p.AccountID, instID)
+			inst, err := lockLiveInstance(ctx, tx, p.AccountID, instID)
 			if err != nil {
 				return result{}, err
-			}
-			if inst.Status == store.StatusDeleted {
-				return result{}, errNotFound
 			}
 			// Checks for an unfinished delete in a statement that starts
 			// after the lock is held (see InsertCallOperation).

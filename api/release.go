@@ -75,12 +75,9 @@ func (s *Server) upgradeInstance(c *gin.Context) error {
 	}
 	p := principal(c)
 	return s.change(c, func(ctx context.Context, tx *sqlx.Tx) (result, error) {
-		inst, err := store.LockInstance(ctx, tx, p.AccountID, instID)
+		inst, err := lockLiveInstance(ctx, tx, p.AccountID, instID)
 		if err != nil {
 			return result{}, err
-		}
-		if inst.Status == store.StatusDeleted {
-			return result{}, errNotFound
 		}
 		// Checked after the instance, so that another account's id is a
 		// 404 whatever version it names.

@@ -164,12 +164,9 @@ func (s *Server) deleteSecret(c *gin.Context) error {
 func (s *Server) configure(c *gin.Context, instID string, change func(ctx context.Context, tx *sqlx.Tx) error) error {
 	p := principal(c)
 	return s.change(c, func(ctx context.Context, tx *sqlx.Tx) (result, error) {
-		inst, err := store.LockInstance(ctx, tx, p.AccountID, instID)
+		inst, err := lockLiveInstance(ctx, tx, p.AccountID, instID)
 		if err != nil {
 			return result{}, err
-		}
-		if inst.Status == store.StatusDeleted {
-			return result{}, errNotFound
 		}
 		// Refuses with ErrInstanceDeleting (409) before anything changes.
 		op, err := store.InsertCallOperation(ctx, tx, id.New(id.Operation), p.AccountID, inst.ID, store.OpConfigure)
