@@ -172,9 +172,24 @@ func TestSecretKeyRotation(t *testing.T) {
 	}
 
 	lost := startAPIOn(t, first.st, first.redis, func(o *api.Options) { o.SecretBox = newBox })
-	r = lost.do("POST", "/api/v1/keys", tok, body, "Idempotency-Key", "across-rotation")
+	r = lost.do("POST", "/api/v1/keys", tok, body, "Idempotency-Key", "across-rotation", "X-Request-Id", "rotation-take-over")
 	if r.Status != 201 || r.Header.Get("Idempotent-Replayed") != "" || bytes.Equal(r.Body, orig.Body) {
 		t.Fatalf("old key lost: %d %s (replayed %q)", r.Status, r.Body, r.Header.Get("Idempotent-Replayed"))
+	}
+	// The warning says which request took the key over: its request id,
+	// once, added from the context by logctx like on every other line.
+	var warned bool
+	for _, line := range strings.Split(lost.logs.String(), "\n") {
+		if !strings.Contains(line, "cannot be opened") {
+			continue
+		}
+		warned = true
+		if n := strings.Count(line, `"request_id":"rotation-take-over"`); n != 1 || strings.Count(line, `"request_id"`) != 1 {
+			t.Errorf("take-over warning must carry its request id exactly once: %s", line)
+		}
+	}
+	if !warned {
+		t.Errorf("no take-over warning logged:\n%.3000s", lost.logs.String())
 	}
 	// The fresh answer is stored under the new key and replayed from now on.
 	again := lost.do("POST", "/api/v1/keys", tok, body, "Idempotency-Key", "across-rotation")

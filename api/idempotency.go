@@ -119,7 +119,7 @@ func (s *Server) idempotencyMiddleware(c *gin.Context) {
 			err = store.CompleteIdempotencyKey(bg, s.opts.Store.DB, claim.apiKeyID, claim.key, status, hb, body, sealed)
 		}
 		if err != nil {
-			s.log.WarnContext(bg, "store idempotent response", "request_id", requestID(c), "error", err)
+			s.log.WarnContext(bg, "store idempotent response", slog.Any("error", err))
 		}
 	}()
 	c.Next()
@@ -159,7 +159,7 @@ func (s *Server) answerExisting(c *gin.Context, apiKeyID, key string, rec store.
 		}
 		if err != nil {
 			s.log.WarnContext(c.Request.Context(), "a stored idempotent answer cannot be opened with the current or previous MOC_SECRET_KEY; the request runs afresh",
-				slog.String("request_id", requestID(c)), slog.String("key_id", apiKeyID))
+				slog.String("key_id", apiKeyID))
 			took, terr := store.TakeOverIdempotencyKey(c.Request.Context(), s.opts.Store.DB, apiKeyID, key, fp, rec.Body)
 			if terr != nil {
 				return false, terr

@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"log/slog"
 	"net/http"
 
 	"github.com/gin-gonic/gin"
@@ -28,7 +29,7 @@ func (s *Server) listVersions(c *gin.Context) error {
 		if list == nil {
 			return err
 		}
-		s.log.WarnContext(c.Request.Context(), "versions file unreadable; serving the last good list", "error", err)
+		s.log.WarnContext(c.Request.Context(), "versions file unreadable; serving the last good list", slog.Any("error", err))
 	}
 	if list == nil {
 		list = []versions.Version{}
