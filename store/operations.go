@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/jmoiron/sqlx"
+
+	"github.com/myopenclaw/mocd/telemetry"
 )
 
 // Operation types (API.md): one per lifecycle call.
@@ -65,6 +67,11 @@ type Operation struct {
 	FromState      *string `db:"from_state"`
 	LeaseNonce     *string `db:"lease_nonce"`
 	RollbackReason *string `db:"rollback_reason"`
+	// Traceparent is the W3C trace context of the accept that wrote the
+	// row (telemetry.Traceparent), so that a run without task headers (a
+	// wake-up) or a task queued again by the relay continues its trace.
+	// Read by OperationToRun and UnfinishedOperations only.
+	Traceparent *string `db:"traceparent"`
 }
 
 // OperationError is the error of a failed operation: a stable code and a
@@ -84,12 +91,13 @@ const opCols = `seq, id, account_id, instance_id, type, status, error_code, erro
 	version, image, from_state, lease_nonce, rollback_reason`
 
 // InsertOperation stores a new pending operation: the outbox row that the
-// worker's relay enqueues if the api's own enqueue is lost.
+// worker's relay enqueues if the api's own enqueue is lost. Like every
+// insert of an operation, it keeps the trace context of ctx with the row.
 func InsertOperation(ctx context.Context, db sqlx.ExtContext, id, accountID, instanceID, opType string) (Operation, error) {
-	const q = `INSERT INTO operations (id, account_id, instance_id, type, status)
-		VALUES ($1, $2, $3, $4, 'pending') RETURNING ` + opCols
+	const q = `INSERT INTO operations (id, account_id, instance_id, type, status, traceparent)
+		VALUES ($1, $2, $3, $4, 'pending', $5) RETURNING ` + opCols
 	var out Operation
-	err := sqlx.GetContext(ctx, db, &out, q, id, accountID, instanceID, opType)
+	err := sqlx.GetContext(ctx, db, &out, q, id, accountID, instanceID, opType, telemetry.Traceparent(ctx))
 	return out, mapErr(err)
 }
 
@@ -110,13 +118,13 @@ var ErrInstanceDeleting = errors.New("store: a delete of the instance is under w
 // a deleted instance came back). Folding the check into this INSERT keeps
 // the accept at the same number of round trips.
 func InsertCallOperation(ctx context.Context, db sqlx.ExtContext, id, accountID, instanceID, opType string) (Operation, error) {
-	const q = `INSERT INTO operations (id, account_id, instance_id, type, status)
-		SELECT $1, $2, $3, $4, 'pending'
+	const q = `INSERT INTO operations (id, account_id, instance_id, type, status, traceparent)
+		SELECT $1, $2, $3, $4, 'pending', $5
 		WHERE NOT EXISTS (SELECT 1 FROM operations o
 			WHERE o.instance_id = $3 AND o.type = 'instance.delete' AND o.status IN ('pending', 'running'))
 		RETURNING ` + opCols
 	var out Operation
-	err := sqlx.GetContext(ctx, db, &out, q, id, accountID, instanceID, opType)
+	err := sqlx.GetContext(ctx, db, &out, q, id, accountID, instanceID, opType, telemetry.Traceparent(ctx))
 	if errors.Is(err, sql.ErrNoRows) {
 		return out, ErrInstanceDeleting
 	}
@@ -216,7 +224,7 @@ func FinishOperation(ctx context.Context, db sqlx.ExtContext, opID string, opErr
 // UnfinishedOperations lists up to limit pending or running operations,
 // oldest first, for the relay; after pages by seq.
 func UnfinishedOperations(ctx context.Context, db sqlx.ExtContext, after int64, limit int) ([]Operation, error) {
-	const q = `SELECT ` + opCols + ` FROM operations
+	const q = `SELECT ` + opCols + `, traceparent FROM operations
 		WHERE status IN ('pending', 'running') AND seq > $1 ORDER BY seq LIMIT $2`
 	out := []Operation{}
 	err := sqlx.SelectContext(ctx, db, &out, q, after, limit)
@@ -311,7 +319,7 @@ func InstanceLockHeld(ctx context.Context, db *sqlx.DB, instanceID string) (bool
 // time, in the order accepted): one round trip for what a run must know
 // before it starts.
 func OperationToRun(ctx context.Context, db sqlx.ExtContext, opID string) (op Operation, olderUnfinished bool, err error) {
-	const q = `SELECT ` + opCols + `, EXISTS (SELECT 1 FROM operations p
+	const q = `SELECT ` + opCols + `, traceparent, EXISTS (SELECT 1 FROM operations p
 			WHERE p.instance_id = o.instance_id AND p.seq < o.seq AND p.status IN ('pending', 'running')) AS older
 		FROM operations o WHERE o.id = $1`
 	var out struct {

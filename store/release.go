@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/jmoiron/sqlx"
+
+	"github.com/myopenclaw/mocd/telemetry"
 )
 
 // SetInstanceRelease records the version an instance runs, its image and
@@ -40,13 +42,13 @@ func SetInstanceVolume(ctx context.Context, db sqlx.ExtContext, instanceID, volu
 // locked, it inserts the operation unless a delete of the instance is
 // unfinished, and then returns ErrInstanceDeleting.
 func InsertTargetOperation(ctx context.Context, db sqlx.ExtContext, id, accountID, instanceID, opType, version, image string) (Operation, error) {
-	const q = `INSERT INTO operations (id, account_id, instance_id, type, status, version, image)
-		SELECT $1, $2, $3, $4, 'pending', $5, $6
+	const q = `INSERT INTO operations (id, account_id, instance_id, type, status, version, image, traceparent)
+		SELECT $1, $2, $3, $4, 'pending', $5, $6, $7
 		WHERE NOT EXISTS (SELECT 1 FROM operations o
 			WHERE o.instance_id = $3 AND o.type = 'instance.delete' AND o.status IN ('pending', 'running'))
 		RETURNING ` + opCols
 	var out Operation
-	err := sqlx.GetContext(ctx, db, &out, q, id, accountID, instanceID, opType, version, image)
+	err := sqlx.GetContext(ctx, db, &out, q, id, accountID, instanceID, opType, version, image, telemetry.Traceparent(ctx))
 	if errors.Is(err, sql.ErrNoRows) {
 		return out, ErrInstanceDeleting
 	}

@@ -8,6 +8,7 @@ import (
 	"github.com/lib/pq"
 
 	"github.com/myopenclaw/mocd/id"
+	"github.com/myopenclaw/mocd/telemetry"
 )
 
 // Delivery statuses.
@@ -140,13 +141,14 @@ func QueueWebhookEvent(ctx context.Context, db sqlx.ExtContext, accountID, event
 	const q = `WITH ordered AS (SELECT pg_advisory_xact_lock($6)),
 		feed AS (INSERT INTO events (id, account_id, type, payload)
 			SELECT $2, $5, $3, $4 FROM ordered RETURNING seq)
-		INSERT INTO webhook_deliveries (id, endpoint_id, account_id, event_id, event_type, payload)
-		SELECT $1 || '_' || e.id, e.id, e.account_id, $2, $3, $4
+		INSERT INTO webhook_deliveries (id, endpoint_id, account_id, event_id, event_type, payload, traceparent)
+		SELECT $1 || '_' || e.id, e.id, e.account_id, $2, $3, $4, $7
 		FROM webhook_endpoints e, feed
 		WHERE e.account_id = $5 AND e.enabled AND $3 = ANY (e.events)
 		RETURNING id`
 	ids := []string{}
-	err := sqlx.SelectContext(ctx, db, &ids, q, id.Delivery+"_"+eventID, eventID, eventType, payload, accountID, feedLockKey(accountID))
+	err := sqlx.SelectContext(ctx, db, &ids, q, id.Delivery+"_"+eventID, eventID, eventType, payload, accountID, feedLockKey(accountID),
+		telemetry.Traceparent(ctx))
 	return ids, mapErr(err)
 }
 
@@ -154,12 +156,13 @@ func QueueWebhookEvent(ctx context.Context, db sqlx.ExtContext, accountID, event
 // endpoint of the account, whatever events it subscribes to: the delivery
 // of POST /webhooks/:id/test.
 func QueueWebhookEventTo(ctx context.Context, db sqlx.ExtContext, accountID, endpointID, eventID, eventType string, payload []byte) (WebhookDelivery, error) {
-	const q = `INSERT INTO webhook_deliveries (id, endpoint_id, account_id, event_id, event_type, payload)
-		SELECT $1 || '_' || e.id, e.id, e.account_id, $2, $3, $4
+	const q = `INSERT INTO webhook_deliveries (id, endpoint_id, account_id, event_id, event_type, payload, traceparent)
+		SELECT $1 || '_' || e.id, e.id, e.account_id, $2, $3, $4, $7
 		FROM webhook_endpoints e WHERE e.id = $5 AND e.account_id = $6
 		RETURNING ` + deliveryCols
 	var out WebhookDelivery
-	err := sqlx.GetContext(ctx, db, &out, q, id.Delivery+"_"+eventID, eventID, eventType, payload, endpointID, accountID)
+	err := sqlx.GetContext(ctx, db, &out, q, id.Delivery+"_"+eventID, eventID, eventType, payload, endpointID, accountID,
+		telemetry.Traceparent(ctx))
 	return out, mapErr(err)
 }
 
@@ -326,12 +329,16 @@ type DueWebhookDelivery struct {
 	// Recorded says whether the last attempt started has an outcome; false
 	// with Attempts > 0 means its worker stopped during it.
 	Recorded bool `db:"recorded"`
+	// Traceparent is the trace context of whatever queued the delivery
+	// (telemetry.Traceparent), so that an attempt the relay queues again
+	// stays in its trace.
+	Traceparent *string `db:"traceparent"`
 }
 
 // DueWebhookDeliveries lists up to limit pending deliveries whose next
 // attempt was due more than grace ago, most overdue first, for the relay.
 func DueWebhookDeliveries(ctx context.Context, db sqlx.ExtContext, grace time.Duration, limit int) ([]DueWebhookDelivery, error) {
-	const q = `SELECT d.id, d.attempts, d.next_attempt_at,
+	const q = `SELECT d.id, d.attempts, d.next_attempt_at, d.traceparent,
 			(d.attempts = 0 OR EXISTS (SELECT 1 FROM webhook_attempts a
 				WHERE a.delivery_id = d.id AND a.attempt = d.attempts)) AS recorded
 		FROM webhook_deliveries d

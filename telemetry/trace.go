@@ -69,3 +69,32 @@ func Extract(ctx context.Context, headers map[string]string) context.Context {
 	}
 	return otel.GetTextMapPropagator().Extract(ctx, propagation.MapCarrier(headers))
 }
+
+// Traceparent answers the W3C traceparent of the span in ctx, to be stored
+// with a row whose work goes on later, elsewhere (an operation, a webhook
+// delivery): a worker woken by NOTIFY, or a task the relay queues again
+// after Redis lost the first, then continues that trace. nil when ctx
+// holds no span. Only the traceparent is kept: baggage and tracestate are
+// the caller's and may be large.
+func Traceparent(ctx context.Context) *string {
+	if !trace.SpanContextFromContext(ctx).IsValid() {
+		return nil
+	}
+	c := propagation.MapCarrier{}
+	propagation.TraceContext{}.Inject(ctx, c)
+	tp := c.Get("traceparent")
+	if tp == "" {
+		return nil
+	}
+	return &tp
+}
+
+// WithTraceparent answers ctx carrying tp (one Traceparent stored) as the
+// remote parent of the next span; ctx itself when tp is nil or not a
+// valid traceparent.
+func WithTraceparent(ctx context.Context, tp *string) context.Context {
+	if tp == nil || *tp == "" {
+		return ctx
+	}
+	return propagation.TraceContext{}.Extract(ctx, propagation.MapCarrier{"traceparent": *tp})
+}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/hibiken/asynq"
 	"github.com/jmoiron/sqlx"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/myopenclaw/mocd/api/wire"
 	"github.com/myopenclaw/mocd/id"
@@ -68,15 +69,16 @@ func (w *Worker) handleOperation(ctx context.Context, t *asynq.Task) error {
 	defer lock.Release()
 	retried, _ := asynq.GetRetryCount(ctx)
 	maxRetry, _ := asynq.GetMaxRetry(ctx)
-	return w.runLocked(ctx, op.ID, retried, retried >= maxRetry)
+	return w.runLocked(ctx, op.ID, retried, retried >= maxRetry, false)
 }
 
 // runLocked carries out an operation whose instance lock the caller holds:
 // the part of a run that a task and a wake-up share. retried counts the
 // earlier attempts for the log; last says no retry will follow, so a Fly
 // failure must finish the operation as failed rather than leave it to the
-// next attempt.
-func (w *Worker) runLocked(ctx context.Context, opID string, retried int, last bool) error {
+// next attempt. woken says a wake-up runs it: no task headers carried its
+// trace here, so the run continues the trace kept in the operation's row.
+func (w *Worker) runLocked(ctx context.Context, opID string, retried int, last, woken bool) (err error) {
 	// Read under the lock: another delivery may have finished it.
 	op, older, err := store.OperationToRun(ctx, w.st.DB, opID)
 	if err != nil {
@@ -87,6 +89,11 @@ func (w *Worker) runLocked(ctx context.Context, opID string, retried int, last b
 	}
 	if older {
 		return errWaiting
+	}
+	if woken {
+		var span trace.Span
+		ctx, span = startWokenSpan(ctx, op)
+		defer func() { endSpan(span, err) }()
 	}
 	op, inst, err := w.begin(ctx, op)
 	if errors.Is(err, store.ErrNotFound) {

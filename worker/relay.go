@@ -11,6 +11,7 @@ import (
 
 	"github.com/myopenclaw/mocd/jobs"
 	"github.com/myopenclaw/mocd/store"
+	"github.com/myopenclaw/mocd/telemetry"
 )
 
 // relayBatch bounds one read of unfinished operations.
@@ -62,6 +63,9 @@ func (w *Worker) relay(ctx context.Context) error {
 // ensureQueued (re)enqueues one operation's task when Redis does not hold
 // it, and rescues it when its task is stuck with a dead worker.
 func (w *Worker) ensureQueued(ctx context.Context, op store.Operation) error {
+	// A task queued again stays in the trace of the request that accepted
+	// the operation: its headers carry the context the row kept.
+	ctx = telemetry.WithTraceparent(ctx, op.Traceparent)
 	task, opts := jobs.NewOperationTask(op.ID)
 	added, err := jobs.Enqueue(ctx, w.client, nil, task, opts...)
 	if err != nil {

@@ -117,7 +117,7 @@ func (w *Worker) runWoken(ctx context.Context, opID, instanceID string) {
 		return // busy or unreachable: the task will come
 	}
 	defer lock.Release()
-	err = w.runLocked(ctx, opID, 0, false)
+	err = w.runLocked(ctx, opID, 0, false, true)
 	if err != nil && !errors.Is(err, errWaiting) && ctx.Err() == nil {
 		w.log.DebugContext(ctx, "woken run stopped; its task will carry on", slog.String("operation_id", opID), slog.Any("error", err))
 	}

@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -19,9 +20,13 @@ import (
 
 	"github.com/hibiken/asynq"
 	"github.com/jmoiron/sqlx"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/myopenclaw/mocd/jobs"
 	"github.com/myopenclaw/mocd/store"
+	"github.com/myopenclaw/mocd/telemetry"
 	"github.com/myopenclaw/mocd/webhook"
 )
 
@@ -398,7 +403,9 @@ type sent struct {
 // send POSTs the payload, signed for this attempt, and reads at most
 // maxResponseBody bytes of the answer (and drains a little more, so the
 // connection can be reused).
-func (d *deliverer) send(ctx context.Context, tgt store.DeliveryTarget, secret string) sent {
+func (d *deliverer) send(ctx context.Context, tgt store.DeliveryTarget, secret string) (res sent) {
+	ctx, span := d.startSend(ctx, tgt)
+	defer func() { d.endSend(span, res) }()
 	h, err := webhook.Headers(secret, tgt.ID, time.Now(), tgt.Payload)
 	if err != nil {
 		return sent{err: err}
@@ -421,6 +428,45 @@ func (d *deliverer) send(ctx context.Context, tgt store.DeliveryTarget, secret s
 	b, _ := io.ReadAll(io.LimitReader(resp.Body, maxResponseBody))
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 	return sent{status: resp.StatusCode, header: resp.Header, body: printable(b), latency: time.Since(start)}
+}
+
+// startSend starts the client span of one attempt's request, a child of
+// the delivery task's span. A span by hand rather than otelhttp's
+// transport: that one records the full URL, and a receiver's URL may carry
+// a token (path or query) that must stay out of traces as out of logs; so
+// the span names the host only. No traceparent goes to the receiver
+// either: our trace ids are no business of a customer's server.
+func (d *deliverer) startSend(ctx context.Context, tgt store.DeliveryTarget) (context.Context, trace.Span) {
+	attrs := []attribute.KeyValue{
+		attribute.String("http.request.method", http.MethodPost),
+		attribute.String("mocd.webhook.delivery_id", tgt.ID),
+		attribute.Int("mocd.webhook.attempt", tgt.Attempts+1),
+	}
+	if u, err := url.Parse(tgt.URL); err == nil {
+		attrs = append(attrs, attribute.String("server.address", u.Hostname()))
+		if p := u.Port(); p != "" {
+			attrs = append(attrs, attribute.String("server.port", p))
+		}
+	}
+	return telemetry.Tracer().Start(ctx, "webhook POST", trace.WithSpanKind(trace.SpanKindClient), trace.WithAttributes(attrs...))
+}
+
+// endSend ends an attempt's span with its outcome: the status code, or the
+// customer's description of the failure (never the error's own text,
+// which names the URL).
+func (d *deliverer) endSend(span trace.Span, r sent) {
+	switch {
+	case r.err != nil:
+		span.SetAttributes(attribute.String("error.type", "request_failed"))
+		span.SetStatus(codes.Error, d.describe(r.err))
+	default:
+		span.SetAttributes(attribute.Int("http.response.status_code", r.status))
+		if r.status >= 400 {
+			span.SetAttributes(attribute.String("error.type", strconv.Itoa(r.status)))
+			span.SetStatus(codes.Error, "")
+		}
+	}
+	span.End()
 }
 
 // outcome decides what an attempt means for its delivery: 2xx succeeds,
@@ -526,6 +572,8 @@ func (d *deliverer) relay(ctx context.Context) error {
 // Redis is fine unless Asynq archived it (its handler failed, or its
 // worker died): then it is replaced.
 func (d *deliverer) ensureQueued(ctx context.Context, dl store.DueWebhookDelivery) error {
+	// Its task stays in the trace of what queued the delivery.
+	ctx = telemetry.WithTraceparent(ctx, dl.Traceparent)
 	task, opts := jobs.NewDeliveryTask(dl.ID, dl.Attempts, time.Now())
 	added, err := jobs.Enqueue(ctx, d.queue, nil, task, opts...)
 	if err != nil {
