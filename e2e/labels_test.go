@@ -3,6 +3,7 @@ package e2e
 import (
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -25,6 +26,13 @@ var labelSets = map[string][]string{
 	"state":      {"active", "pending", "scheduled", "retry", "archived", "completed", "aggregating"},
 }
 
+// The method label: the api's names any method it knows as sent, the rest
+// OTHER; the Fly client's, the methods it may send, the rest "other".
+var (
+	apiMethods = []string{"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "CONNECT", "TRACE", "OTHER"}
+	flyMethods = []string{"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "other"}
+)
+
 // TestHostileInputKeepsLabelsInTheirSets sends what an attacker or a broken
 // client would (odd methods, ids that exist nowhere, junk keys and bodies)
 // and checks that no label of the engine's metrics took a value outside its
@@ -42,6 +50,12 @@ func TestHostileInputKeepsLabelsInTheirSets(t *testing.T) {
 		{http.MethodGet, "/api/v1/operations/op_" + strings.Repeat("z", 40), ""},
 		{http.MethodPatch, "/api/v1/webhooks/wh_nope", `{"enabled":"maybe"}`},
 		{http.MethodGet, "/metrics/../api/v1/keys", ""},
+		// Methods no route has, or no client should send (issue 12: a
+		// raw method as a label grew /metrics without bound).
+		{"PROPFIND", "/api/v1/instances", ""},
+		{"get", "/api/v1/instances", ""},
+		{strings.Repeat("M", 300), "/api/v1/instances", ""},
+		{"X-" + strings.Repeat("Z", 40), "/api/v1/instances/inst_nope/start", ""},
 	}
 	for _, h := range hostile {
 		for _, key := range []string{"", "k\u00e9y", strings.Repeat("k", 255)} {
@@ -59,6 +73,10 @@ func TestHostileInputKeepsLabelsInTheirSets(t *testing.T) {
 		}
 	}
 	m := sys.Metrics(t)
+	// The odd methods reached the api and were counted, as OTHER.
+	if n := m.Value("mocd_http_requests_total", "method", "OTHER"); n < 3 {
+		t.Errorf("mocd_http_requests_total{method=OTHER} = %v after the odd methods", n)
+	}
 	checked := 0
 	for name, f := range m {
 		if !strings.HasPrefix(name, "mocd_") && !strings.HasPrefix(name, "asynq_") {
@@ -75,9 +93,21 @@ func TestHostileInputKeepsLabelsInTheirSets(t *testing.T) {
 					if strings.ContainsAny(v, "<>%\x00") || strings.Contains(v, "inst_") || strings.Contains(v, "op_") {
 						t.Errorf("%s: route %q carries input", name, v)
 					}
-				case "method", "status", "le":
-					// HTTP method and status of mocd_http_*: the HTTP
-					// middleware's own labels; le: histogram buckets.
+				case "method":
+					set := apiMethods
+					if strings.HasPrefix(name, "mocd_fly_") {
+						set = flyMethods
+					}
+					if !slices.Contains(set, v) {
+						t.Errorf("%s: method %q is outside its set", name, v)
+					}
+				case "status":
+					// The status the api answered: a 3-digit code.
+					if n, err := strconv.Atoi(v); err != nil || n < 100 || n > 599 || len(v) != 3 {
+						t.Errorf("%s: status %q is not an HTTP status", name, v)
+					}
+				case "le":
+					// Histogram buckets.
 				default:
 					set, ok := labelSets[l.GetName()]
 					if !ok {
