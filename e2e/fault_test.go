@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"github.com/myopenclaw/mocd/testenv"
 	"net/http"
@@ -282,6 +283,24 @@ type workerProcess struct {
 
 // Output is what the process logged so far.
 func (p *workerProcess) Output() string { return p.out.String() }
+
+// listening waits for the process to log the address its /metrics listens
+// on (MOC_METRICS_LISTEN=127.0.0.1:0 picks a free port) and answers it.
+func (p *workerProcess) listening(t *testing.T) string {
+	t.Helper()
+	var addr string
+	waitFor(t, "mocd worker to listen", func() bool {
+		for _, line := range strings.Split(p.Output(), "\n") {
+			var l struct{ Msg, Addr string }
+			if json.Unmarshal([]byte(line), &l) == nil && l.Msg == "listening" && l.Addr != "" {
+				addr = l.Addr
+				return true
+			}
+		}
+		return false
+	})
+	return addr
+}
 
 // startWorkerProcess runs `mocd worker` against the System, killed at the
 // end of the test if it still runs; its output goes to the test log when

@@ -175,6 +175,7 @@ func TestReconcilerSweepsOrphans(t *testing.T) {
 	_, token := sys.NewAccount(t, "pro")
 	created := createOne(t, sys, token, "keeper")
 	own := sys.MachinesOf(created.InstanceID)[0]
+	before := sys.Metrics(t) // nothing to sweep yet
 
 	ctx := context.Background()
 	other := fly.New(fly.Options{BaseURL: sys.FlysimURL, Token: "operator"})
@@ -193,6 +194,9 @@ func TestReconcilerSweepsOrphans(t *testing.T) {
 	}
 
 	waitFor(t, "the orphans to be swept", func() bool { return apps.Load() == 1 && machines.Load() == 1 })
+	after := sys.Metrics(t)
+	wantDelta(t, before, after, 1, "mocd_reconciler_orphans_swept_total", "kind", "app")
+	wantDelta(t, before, after, 1, "mocd_reconciler_orphans_swept_total", "kind", "machine")
 	held := map[string]int{}
 	for _, a := range sys.Flysim.Machines() {
 		held[a.App] = len(a.Machines)

@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -188,4 +189,99 @@ func TestMetricsFollowTheWork(t *testing.T) {
 		wantDelta(t, before, after, 1, "mocd_reconciler_drift_found_total", "observed", "stopped")
 		wantDelta(t, before, after, 1, "mocd_reconciler_drift_repaired_total", "observed", "stopped")
 	})
+}
+
+// TestMetricsOfTheRateLimiter: each refusal counts under the policy that
+// refused it, and with Redis gone each 503 counts as the limiter failing
+// closed (the alert RateLimiterFailingClosed reads that series).
+func TestMetricsOfTheRateLimiter(t *testing.T) {
+	t.Parallel()
+	sys := Start(t, Options{})
+	_, token := sys.NewAccount(t, "pro")
+
+	t.Run("a key over its minute", func(t *testing.T) {
+		before := sys.Metrics(t)
+		refusedAfter := 0
+		for refusedAfter < 300 && sys.Do(t, http.MethodGet, "/api/v1/keys", token, nil).Status != http.StatusTooManyRequests {
+			refusedAfter++
+		}
+		if refusedAfter == 300 {
+			t.Fatal("300 calls of a pro key and no 429")
+		}
+		after := sys.Metrics(t)
+		wantDelta(t, before, after, 1, "mocd_ratelimit_refusals_total", "policy", "key-minute")
+		wantDelta(t, before, after, 1, "mocd_ratelimit_refusals_total")
+		wantDelta(t, before, after, 0, "mocd_ratelimit_unavailable_total")
+	})
+
+	t.Run("Redis gone: failing closed", func(t *testing.T) {
+		_, fresh := sys.NewAccount(t, "pro")
+		before := sys.Metrics(t)
+		sys.Redis.Stop()
+		for range 3 {
+			if r := sys.Do(t, http.MethodGet, "/api/v1/instances", fresh, nil); r.Status != http.StatusServiceUnavailable || r.Code(t) != "rate_limiter_unavailable" {
+				t.Fatalf("Redis down: %d %s", r.Status, r.Body)
+			}
+		}
+		during := sys.Metrics(t) // /metrics answers without Redis
+		sys.Redis.Start()
+		wantDelta(t, before, during, 3, "mocd_ratelimit_unavailable_total")
+		wantDelta(t, before, during, 0, "mocd_ratelimit_refusals_total")
+		waitFor(t, "calls to pass again", func() bool {
+			return sys.Do(t, http.MethodGet, "/api/v1/instances", fresh, nil).Status == http.StatusOK
+		})
+	})
+	// Last: the address then stays refused for a while, good tokens too.
+	t.Run("an address over its failed authentications", func(t *testing.T) {
+		before := sys.Metrics(t)
+		bad := "moc_" + strings.Repeat("x", 40)
+		n := 0
+		for n < 200 && sys.Do(t, http.MethodGet, "/api/v1/keys", bad, nil).Status != http.StatusTooManyRequests {
+			n++
+		}
+		if n == 200 {
+			t.Fatal("200 bad tokens from one address and no 429")
+		}
+		after := sys.Metrics(t)
+		wantDelta(t, before, after, 1, "mocd_ratelimit_refusals_total", "policy", "address-minute")
+		wantDelta(t, before, after, 1, "mocd_ratelimit_refusals_total")
+	})
+}
+
+// TestWorkerProcessServesItsOwnMetrics runs `mocd worker` as a process of
+// its own (the in-process worker stopped) and scrapes its /metrics on
+// MOC_METRICS_LISTEN: the operation it carried out moves its series, not
+// the api's, and the api's series are not in it.
+func TestWorkerProcessServesItsOwnMetrics(t *testing.T) {
+	t.Parallel()
+	sys := Start(t, Options{})
+	sys.StopWorker()
+	p := startWorkerProcess(t, sys, buildMocd(t))
+	url := "http://" + p.listening(t) + "/metrics"
+	_, token := sys.NewAccount(t, "pro")
+	const create = "instance.create"
+
+	before, apiBefore := Scrape(t, url, ""), sys.Metrics(t)
+	op := accept(t, sys, http.MethodPost, "/api/v1/instances", token, map[string]string{"subdomain": "own-metrics"})
+	if d := sys.WaitOperation(t, token, op.ID); d.Status != "succeeded" {
+		t.Fatalf("create: %+v", d)
+	}
+	after, apiAfter := Scrape(t, url, ""), sys.Metrics(t)
+	wantDelta(t, before, after, 1, "mocd_operations_started_total", "type", create)
+	wantDelta(t, before, after, 1, "mocd_operations_finished_total", "type", create, "outcome", "succeeded", "code", "none")
+	wantDelta(t, before, after, 1, "mocd_operation_run_seconds", "type", create, "outcome", "succeeded")
+	wantDelta(t, before, after, 1, "mocd_fly_requests_total", "method", "POST", "route", "/v1/apps", "result", "ok")
+	for _, f := range []string{"asynq_queue_size", "mocd_relay_requeued_total", "mocd_webhook_attempts_total", "go_goroutines", "process_cpu_seconds_total"} {
+		if _, ok := after[f]; !ok {
+			t.Errorf("no %s in the worker's /metrics: %s", f, after)
+		}
+	}
+	for _, f := range []string{"mocd_http_requests_total", "mocd_operations_accepted_total"} {
+		if _, ok := after[f]; ok {
+			t.Errorf("the api's %s is in the worker's /metrics", f)
+		}
+	}
+	// The api counted the accept; the run is the other process's.
+	wantDelta(t, apiBefore, apiAfter, 1, "mocd_operations_accepted_total", "type", create)
+	wantDelta(t, apiBefore, apiAfter, 0, "mocd_operations_finished_total")
 }

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
-	"sync/atomic"
 
 	"github.com/myopenclaw/mocd/fly"
 	"github.com/myopenclaw/mocd/store"
@@ -15,23 +14,9 @@ import (
 // appPrefix starts every app mocd creates (AppName).
 const appPrefix = "moc-"
 
-// sweptCounts are the orphans the sweeps of this worker destroyed.
-type sweptCounts struct {
-	apps, machines atomic.Int64
-}
-
-// OrphansSwept answers how many orphan apps and machines this worker's
-// reconciler has destroyed since it started.
-func (w *Worker) OrphansSwept() (apps, machines int64) {
-	return w.swept.apps.Load(), w.swept.machines.Load()
-}
-
+// countSwept counts one orphan destroyed: the metric
+// mocd_reconciler_orphans_swept_total, and Options.OnOrphanSwept.
 func (w *Worker) countSwept(kind string) {
-	if kind == "app" {
-		w.swept.apps.Add(1)
-	} else {
-		w.swept.machines.Add(1)
-	}
 	w.metrics.orphanSwept(kind)
 	if w.opts.OnOrphanSwept != nil {
 		w.opts.OnOrphanSwept(kind)

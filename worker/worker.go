@@ -83,7 +83,8 @@ type Options struct {
 	// mid-change) holds up the next attempt. Default DefaultLeaseTTL.
 	LeaseTTL time.Duration
 	// OnOrphanSwept, when set, is called once for every orphan the
-	// reconciler destroys, with kind "app" or "machine" (for a metric).
+	// reconciler destroys, with kind "app" or "machine", beside the
+	// metric mocd_reconciler_orphans_swept_total (tests wait on it).
 	OnOrphanSwept func(kind string)
 	// Registry receives the worker's metrics (metrics.go) and its Fly
 	// client's; nil counts into nothing.
@@ -125,8 +126,6 @@ type Worker struct {
 	// orphanApps holds the moc- apps the last sweep found without a live
 	// instance; one still so on the next sweep is destroyed.
 	orphanApps map[string]bool
-	// swept counts the orphans destroyed (orphans.go).
-	swept sweptCounts
 	// woken are the operations run on a wake-up right now (wake.go).
 	woken wokenRuns
 }
