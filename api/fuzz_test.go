@@ -19,6 +19,8 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/myopenclaw/mocd/api"
 	"github.com/myopenclaw/mocd/id"
 	"github.com/myopenclaw/mocd/store"
@@ -37,6 +39,9 @@ type fuzzEnv struct {
 	tok      string
 	ids      map[string]string // route parameter → a real id of the account
 	requests atomic.Int64
+	// redis flushes the rate-limit buckets; made before the fuzzing,
+	// since a fuzz target may not register cleanups with the F.
+	redis *redis.Client
 }
 
 func newFuzzEnv(f *testing.F) *fuzzEnv {
@@ -49,7 +54,7 @@ func newFuzzEnv(f *testing.F) *fuzzEnv {
 	// webhook/fuzz_test.go fuzzes the address guard itself.
 	e := startAPI(f, func(o *api.Options) { o.SecretBox = box; o.WebhookAllowPrivate = true })
 	acct, tok := e.account("business", "full")
-	fe := &fuzzEnv{apiEnv: e, tok: tok, ids: map[string]string{}}
+	fe := &fuzzEnv{apiEnv: e, tok: tok, ids: map[string]string{}, redis: e.redis.Client()}
 	ctx := context.Background()
 	instID := id.New(id.Instance)
 	if _, err := store.InsertInstance(ctx, e.st.DB, instID, acct, "fuzz-"+strings.ToLower(id.Random(8)), "iad", store.StatusRunning); err != nil {
@@ -79,7 +84,7 @@ func (fe *fuzzEnv) serve(method, target, body string, headers ...string) *httpte
 	// The rate limits would soon answer every iteration with a 429 and
 	// hide the handlers: start the buckets afresh now and then.
 	if fe.requests.Add(1)%200 == 0 {
-		fe.redis.Client().FlushDB(context.Background())
+		fe.redis.FlushDB(context.Background())
 	}
 	req := httptest.NewRequest(method, "http://mocd.test/", strings.NewReader(body))
 	req.URL = &url.URL{Path: target}
