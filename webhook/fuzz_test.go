@@ -33,7 +33,7 @@ func FuzzValidateURL(f *testing.F) {
 			if !errors.Is(err, webhook.ErrInvalidURL) && !errors.Is(err, webhook.ErrForbiddenAddress) && !errors.Is(err, webhook.ErrUnresolvable) {
 				t.Fatalf("ValidateURL(%q): an error of no kind: %v", raw, err)
 			}
-			if strings.Contains(err.Error(), ":53") {
+			if strings.Contains(err.Error(), ":53") && !strings.Contains(raw, ":53") {
 				t.Fatalf("ValidateURL(%q) names a DNS server: %v", raw, err)
 			}
 			return
