@@ -8,6 +8,8 @@ import (
 	"github.com/gin-gonic/gin"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/myopenclaw/mocd/telemetry"
 )
 
 // metrics are the api's Prometheus series, on an injected registry.
@@ -18,18 +20,12 @@ type metrics struct {
 }
 
 func newMetrics(reg *prometheus.Registry) *metrics {
-	m := &metrics{
-		reg: reg,
-		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "mocd_http_requests_total", Help: "HTTP requests by route and status.",
-		}, []string{"method", "route", "status"}),
-		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name: "mocd_http_request_duration_seconds", Help: "HTTP request latency by route.",
-			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
-		}, []string{"method", "route"}),
+	return &metrics{
+		reg:      reg,
+		requests: telemetry.NewCounterVec(reg, "mocd_http_requests_total", "HTTP requests by route and status.", "method", "route", "status"),
+		duration: telemetry.NewHistogramVec(reg, "mocd_http_request_duration_seconds", "HTTP request latency by route.",
+			[]float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5}, "method", "route"),
 	}
-	reg.MustRegister(m.requests, m.duration)
-	return m
 }
 
 func (m *metrics) middleware(c *gin.Context) {

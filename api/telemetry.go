@@ -8,12 +8,9 @@ import (
 	"github.com/myopenclaw/mocd/telemetry"
 )
 
-// Label sets of the api's engine metrics: every value is one of these or
-// telemetry.Other, whatever a request carries.
+// Label sets of the api's engine metrics: every value is one of these (or
+// of store.OpTypes) or telemetry.Other, whatever a request carries.
 var (
-	// acceptedTypes are the operation types a call can create.
-	acceptedTypes = []string{store.OpCreate, store.OpStart, store.OpStop, store.OpRestart, store.OpDelete,
-		"instance.upgrade", "instance.configure"}
 	// limitPolicies are the rate-limit policies (RateLimit-Policy names).
 	limitPolicies = []string{ratelimit.KeyMinute, ratelimit.KeyHour, ratelimit.AccountMinute, ratelimit.AddressMinute}
 )
@@ -37,37 +34,23 @@ type engineMetrics struct {
 
 func newEngineMetrics(reg prometheus.Registerer) *engineMetrics {
 	m := &engineMetrics{
-		accepted: telemetry.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "mocd_operations_accepted_total",
-			Help: "Operations accepted (committed, 202) by type.",
-		}, []string{"type"})),
-		refused: telemetry.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "mocd_ratelimit_refusals_total",
-			Help: "Requests refused with 429 by the rate-limit policy that refused them (key-minute, key-hour, account-minute, address-minute: failed authentications).",
-		}, []string{"policy"})),
-		unavailable: telemetry.Register(reg, prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "mocd_ratelimit_unavailable_total",
-			Help: "Requests refused with 503 because the rate limiter (Redis) did not answer: the limiter failing closed.",
-		})),
-		idempotency: telemetry.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "mocd_idempotency_total",
-			Help: "Requests whose Idempotency-Key was seen before, by result: replayed, in_use (409), reused (422).",
-		}, []string{"result"})),
+		accepted: telemetry.NewCounterVec(reg, "mocd_operations_accepted_total",
+			"Operations accepted (committed, 202) by type.", "type"),
+		refused: telemetry.NewCounterVec(reg, "mocd_ratelimit_refusals_total",
+			"Requests refused with 429 by the rate-limit policy that refused them (key-minute, key-hour, account-minute, address-minute: failed authentications).", "policy"),
+		unavailable: telemetry.NewCounter(reg, "mocd_ratelimit_unavailable_total",
+			"Requests refused with 503 because the rate limiter (Redis) did not answer: the limiter failing closed."),
+		idempotency: telemetry.NewCounterVec(reg, "mocd_idempotency_total",
+			"Requests whose Idempotency-Key was seen before, by result: replayed, in_use (409), reused (422).", "result"),
 	}
-	for _, t := range acceptedTypes {
-		m.accepted.WithLabelValues(t)
-	}
-	for _, p := range limitPolicies {
-		m.refused.WithLabelValues(p)
-	}
-	for _, r := range []string{idemReplayed, idemInUse, idemReused} {
-		m.idempotency.WithLabelValues(r)
-	}
+	telemetry.Zero(m.accepted.MetricVec, store.OpTypes)
+	telemetry.Zero(m.refused.MetricVec, limitPolicies)
+	telemetry.Zero(m.idempotency.MetricVec, []string{idemReplayed, idemInUse, idemReused})
 	return m
 }
 
 func (m *engineMetrics) acceptedOp(opType string) {
-	m.accepted.WithLabelValues(telemetry.OneOf(opType, acceptedTypes...)).Inc()
+	m.accepted.WithLabelValues(telemetry.OneOf(opType, store.OpTypes...)).Inc()
 }
 
 func (m *engineMetrics) refusedBy(policy string) {

@@ -49,19 +49,14 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 
 func newMetricsVecs(reg prometheus.Registerer) *metrics {
 	return &metrics{
-		requests: telemetry.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "mocd_fly_requests_total",
-			Help: "Requests to the Fly Machines API (each try of a retried call counts) by method, route template, status class (network: no answer) and result (ok, transient, rejected, error).",
-		}, []string{"method", "route", "code_class", "result"})),
-		duration: telemetry.Register(reg, prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name:    "mocd_fly_request_duration_seconds",
-			Help:    "Latency of one request to the Fly Machines API by method and route template (wait calls hold up to a minute).",
-			Buckets: []float64{.01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60},
-		}, []string{"method", "route"})),
-		retries: telemetry.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "mocd_fly_retries_total",
-			Help: "Fly Machines API calls sent again after a transient failure, by method and route template.",
-		}, []string{"method", "route"})),
+		requests: telemetry.NewCounterVec(reg, "mocd_fly_requests_total",
+			"Requests to the Fly Machines API (each try of a retried call counts) by method, route template, status class (network: no answer) and result (ok, transient, rejected, error).",
+			"method", "route", "code_class", "result"),
+		duration: telemetry.NewHistogramVec(reg, "mocd_fly_request_duration_seconds",
+			"Latency of one request to the Fly Machines API by method and route template (wait calls hold up to a minute).",
+			[]float64{.01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60}, "method", "route"),
+		retries: telemetry.NewCounterVec(reg, "mocd_fly_retries_total",
+			"Fly Machines API calls sent again after a transient failure, by method and route template.", "method", "route"),
 	}
 }
 

@@ -13,14 +13,14 @@ import (
 // Label sets. Every label value of the worker's metrics comes from one of
 // these (or is telemetry.Other), whatever is in the database.
 var (
-	// opTypes are the operation types (API.md).
-	opTypes = []string{store.OpCreate, store.OpStart, store.OpStop, store.OpRestart, store.OpDelete,
-		"instance.upgrade", "instance.configure"}
+	// The operation types are store.OpTypes (API.md).
 	// opErrorCodes are the error codes an operation can fail with.
 	opErrorCodes = []string{"fly_rejected", "fly_unavailable", "machine_gone", "no_machine",
 		"unknown_operation", "upgrade_rolled_back", "cancelled"}
 	// instanceStatuses are what the reconciler can observe.
 	instanceStatuses = []string{store.StatusRunning, store.StatusStopped, store.StatusFailed}
+	// orphanKinds are what the reconciler sweeps.
+	orphanKinds = []string{"app", "machine"}
 )
 
 // Outcomes of one webhook attempt, the outcome label.
@@ -29,6 +29,18 @@ const (
 	attemptRetry     = "retry"     // no answer or a non-2xx: another attempt is scheduled
 	attemptExhausted = "exhausted" // the last attempt of the schedule failed: the delivery failed
 	attemptGone      = "gone"      // 410: the delivery failed and the endpoint is disabled
+)
+
+// attemptOutcomes and attemptNumbers are the label sets of an attempt.
+var (
+	attemptOutcomes = []string{attemptDelivered, attemptRetry, attemptExhausted, attemptGone}
+	attemptNumbers  = func() []string {
+		n := make([]string, maxAttemptLabel)
+		for i := range n {
+			n[i] = strconv.Itoa(i + 1)
+		}
+		return n
+	}()
 )
 
 // Kinds and reasons of relay re-enqueues, and reasons a delivery is
@@ -65,105 +77,56 @@ var opBuckets = []float64{.05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600
 
 func newMetrics(reg prometheus.Registerer) *metrics {
 	return &metrics{
-		opsStarted: telemetry.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "mocd_operations_started_total",
-			Help: "Operations a worker began to carry out (marked running), by type.",
-		}, []string{"type"})),
-		opsFinished: telemetry.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "mocd_operations_finished_total",
-			Help: "Operations finished by type, outcome (succeeded, failed) and error code (none when succeeded).",
-		}, []string{"type", "outcome", "code"})),
-		opQueueTime: telemetry.Register(reg, prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name:    "mocd_operation_queue_seconds",
-			Help:    "Time from an operation's accept to its start (waiting in the queue and behind earlier operations of its instance), by type.",
-			Buckets: opBuckets,
-		}, []string{"type"})),
-		opRunTime: telemetry.Register(reg, prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name:    "mocd_operation_run_seconds",
-			Help:    "Time from an operation's start to its finish, by type and outcome.",
-			Buckets: opBuckets,
-		}, []string{"type", "outcome"})),
-		attempts: telemetry.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "mocd_webhook_attempts_total",
-			Help: "Webhook delivery attempts by outcome (delivered, retry, exhausted, gone) and attempt number (1 is the first).",
-		}, []string{"outcome", "attempt"})),
-		attemptTime: telemetry.Register(reg, prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name:    "mocd_webhook_attempt_duration_seconds",
-			Help:    "Time a receiver took to answer one webhook attempt (or to fail), by outcome.",
-			Buckets: []float64{.01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 15},
-		}, []string{"outcome"})),
-		disabled: telemetry.Register(reg, prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "mocd_webhook_endpoints_disabled_total",
-			Help: "Webhook endpoints the worker disabled because their receiver answered 410 Gone.",
-		})),
-		abandoned: telemetry.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "mocd_webhook_deliveries_abandoned_total",
-			Help: "Pending webhook deliveries failed without an attempt, by reason (endpoint_disabled, attempts_exhausted).",
-		}, []string{"reason"})),
-		requeued: telemetry.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "mocd_relay_requeued_total",
-			Help: "Tasks the relay queued again, by kind (operation, delivery) and reason: missing (Redis lost it), archived (Asynq gave up on it), rescue (its worker died while it ran).",
-		}, []string{"kind", "reason"})),
-		driftFound: telemetry.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "mocd_reconciler_drift_found_total",
-			Help: "Settled instances whose machine was found in another state than their status, by the status observed.",
-		}, []string{"observed"})),
-		driftRepaired: telemetry.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "mocd_reconciler_drift_repaired_total",
-			Help: "Drift the reconciler repaired (the instance now shows what its machine does), by the status observed.",
-		}, []string{"observed"})),
-		orphans: telemetry.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "mocd_reconciler_orphans_swept_total",
-			Help: "Fly resources no live instance owns that the reconciler removed, by kind (app, machine).",
-		}, []string{"kind"})),
-		jobFailures: telemetry.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "mocd_worker_job_failures_total",
-			Help: "Passes of a periodic job (relay, reconcile, retention) that ended in an error.",
-		}, []string{"job"})),
+		opsStarted: telemetry.NewCounterVec(reg, "mocd_operations_started_total",
+			"Operations a worker began to carry out (marked running), by type.", "type"),
+		opsFinished: telemetry.NewCounterVec(reg, "mocd_operations_finished_total",
+			"Operations finished by type, outcome (succeeded, failed) and error code (none when succeeded).", "type", "outcome", "code"),
+		opQueueTime: telemetry.NewHistogramVec(reg, "mocd_operation_queue_seconds",
+			"Time from an operation's accept to its start (waiting in the queue and behind earlier operations of its instance), by type.", opBuckets, "type"),
+		opRunTime: telemetry.NewHistogramVec(reg, "mocd_operation_run_seconds",
+			"Time from an operation's start to its finish, by type and outcome.", opBuckets, "type", "outcome"),
+		attempts: telemetry.NewCounterVec(reg, "mocd_webhook_attempts_total",
+			"Webhook delivery attempts by outcome (delivered, retry, exhausted, gone) and attempt number (1 is the first).", "outcome", "attempt"),
+		attemptTime: telemetry.NewHistogramVec(reg, "mocd_webhook_attempt_duration_seconds",
+			"Time a receiver took to answer one webhook attempt (or to fail), by outcome.",
+			[]float64{.01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 15}, "outcome"),
+		disabled: telemetry.NewCounter(reg, "mocd_webhook_endpoints_disabled_total",
+			"Webhook endpoints the worker disabled because their receiver answered 410 Gone."),
+		abandoned: telemetry.NewCounterVec(reg, "mocd_webhook_deliveries_abandoned_total",
+			"Pending webhook deliveries failed without an attempt, by reason (endpoint_disabled, attempts_exhausted).", "reason"),
+		requeued: telemetry.NewCounterVec(reg, "mocd_relay_requeued_total",
+			"Tasks the relay queued again, by kind (operation, delivery) and reason: missing (Redis lost it), archived (Asynq gave up on it), rescue (its worker died while it ran).", "kind", "reason"),
+		driftFound: telemetry.NewCounterVec(reg, "mocd_reconciler_drift_found_total",
+			"Settled instances whose machine was found in another state than their status, by the status observed.", "observed"),
+		driftRepaired: telemetry.NewCounterVec(reg, "mocd_reconciler_drift_repaired_total",
+			"Drift the reconciler repaired (the instance now shows what its machine does), by the status observed.", "observed"),
+		orphans: telemetry.NewCounterVec(reg, "mocd_reconciler_orphans_swept_total",
+			"Fly resources no live instance owns that the reconciler removed, by kind (app, machine).", "kind"),
+		jobFailures: telemetry.NewCounterVec(reg, "mocd_worker_job_failures_total",
+			"Passes of a periodic job (relay, reconcile, retention) that ended in an error.", "job"),
 	}
 }
 
-// init creates every series of the fixed label sets at zero, so that
-// dashboards and alerts see a family (and a rate of 0) before its first
-// event, and a restart reads as a reset, not as a series appearing.
+// init creates every series of the fixed label sets at zero (telemetry.Zero).
 func (m *metrics) init(jobs []string) *metrics {
-	for _, t := range opTypes {
-		m.opsStarted.WithLabelValues(t)
-		m.opQueueTime.WithLabelValues(t)
-		m.opsFinished.WithLabelValues(t, store.OpSucceeded, "none")
-		m.opRunTime.WithLabelValues(t, store.OpSucceeded)
-		m.opRunTime.WithLabelValues(t, store.OpFailed)
-		for _, c := range opErrorCodes {
-			m.opsFinished.WithLabelValues(t, store.OpFailed, c)
-		}
-	}
-	for _, o := range []string{attemptDelivered, attemptRetry, attemptExhausted, attemptGone} {
-		m.attemptTime.WithLabelValues(o)
-		for n := 1; n <= maxAttemptLabel; n++ {
-			m.attempts.WithLabelValues(o, strconv.Itoa(n))
-		}
-	}
-	for _, r := range []string{abandonDisabled, abandonExhausted} {
-		m.abandoned.WithLabelValues(r)
-	}
-	for _, k := range []string{requeueOperation, requeueDelivery} {
-		for _, r := range []string{requeueMissing, requeueArchived, requeueRescue} {
-			m.requeued.WithLabelValues(k, r)
-		}
-	}
-	for _, o := range instanceStatuses {
-		m.driftFound.WithLabelValues(o)
-		m.driftRepaired.WithLabelValues(o)
-	}
-	m.orphans.WithLabelValues("app")
-	m.orphans.WithLabelValues("machine")
-	for _, j := range jobs {
-		m.jobFailures.WithLabelValues(j)
-	}
+	outcomes := []string{store.OpSucceeded, store.OpFailed}
+	telemetry.Zero(m.opsStarted.MetricVec, store.OpTypes)
+	telemetry.Zero(m.opQueueTime.MetricVec, store.OpTypes)
+	telemetry.Zero(m.opsFinished.MetricVec, store.OpTypes, []string{store.OpSucceeded}, []string{"none"})
+	telemetry.Zero(m.opsFinished.MetricVec, store.OpTypes, []string{store.OpFailed}, opErrorCodes)
+	telemetry.Zero(m.opRunTime.MetricVec, store.OpTypes, outcomes)
+	telemetry.Zero(m.attempts.MetricVec, attemptOutcomes, attemptNumbers)
+	telemetry.Zero(m.attemptTime.MetricVec, attemptOutcomes)
+	telemetry.Zero(m.abandoned.MetricVec, []string{abandonDisabled, abandonExhausted})
+	telemetry.Zero(m.requeued.MetricVec, []string{requeueOperation, requeueDelivery}, []string{requeueMissing, requeueArchived, requeueRescue})
+	telemetry.Zero(m.driftFound.MetricVec, instanceStatuses)
+	telemetry.Zero(m.driftRepaired.MetricVec, instanceStatuses)
+	telemetry.Zero(m.orphans.MetricVec, orphanKinds)
+	telemetry.Zero(m.jobFailures.MetricVec, jobs)
 	return m
 }
 
-func opTypeLabel(t string) string { return telemetry.OneOf(t, opTypes...) }
+func opTypeLabel(t string) string { return telemetry.OneOf(t, store.OpTypes...) }
 
 // started records an operation marked running for the first time (a
 // retried or rescued operation is marked running again).
@@ -222,5 +185,5 @@ func (m *metrics) drift(observed string, repaired bool) {
 // orphanSwept records one orphaned Fly resource removed; kind is "app" or
 // "machine".
 func (m *metrics) orphanSwept(kind string) {
-	m.orphans.WithLabelValues(telemetry.OneOf(kind, "app", "machine")).Inc()
+	m.orphans.WithLabelValues(telemetry.OneOf(kind, orphanKinds...)).Inc()
 }
