@@ -37,6 +37,10 @@ var usedRoutes = [][2]string{
 	{http.MethodGet, "/v1/apps/{app}/machines/{id}"}, {http.MethodDelete, "/v1/apps/{app}/machines/{id}"},
 	{http.MethodPost, "/v1/apps/{app}/machines/{id}/start"}, {http.MethodPost, "/v1/apps/{app}/machines/{id}/stop"},
 	{http.MethodPost, "/v1/apps/{app}/machines/{id}/restart"}, {http.MethodGet, "/v1/apps/{app}/machines/{id}/wait"},
+	{http.MethodGet, "/v1/apps"}, {http.MethodPost, "/v1/apps/{app}/machines/{id}"},
+	{http.MethodPost, "/v1/apps/{app}/machines/{id}/lease"}, {http.MethodDelete, "/v1/apps/{app}/machines/{id}/lease"},
+	{http.MethodPost, "/v1/apps/{app}/volumes"}, {http.MethodGet, "/v1/apps/{app}/volumes"},
+	{http.MethodGet, "/v1/apps/{app}/volumes/{id}"}, {http.MethodDelete, "/v1/apps/{app}/volumes/{id}"},
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -134,6 +138,10 @@ func Route(path string) string {
 		return "/v1/apps"
 	case len(seg) == 2:
 		return "/v1/apps/{app}"
+	case seg[2] == "volumes" && len(seg) == 3:
+		return "/v1/apps/{app}/volumes"
+	case seg[2] == "volumes" && len(seg) == 4:
+		return "/v1/apps/{app}/volumes/{id}"
 	case seg[2] != "machines":
 		return telemetry.Other
 	case len(seg) == 3:
