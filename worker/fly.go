@@ -226,15 +226,21 @@ func (w *Worker) createMachine(ctx context.Context, app string, inst store.Insta
 	if code := fly.StatusCode(err); !fly.IsNameTaken(err) && code != http.StatusConflict {
 		return nil, fmt.Errorf("create machine in %s: %w", app, err)
 	}
-	mine, lerr := w.labelled(ctx, app, inst.ID)
+	list, lerr := w.fly.ListMachines(ctx, app)
 	if lerr != nil {
-		return nil, lerr
+		return nil, fmt.Errorf("list machines of %s: %w", app, lerr)
 	}
-	for _, got := range mine {
-		if got.Name == inst.Subdomain {
-			w.log.InfoContext(ctx, "adopted the machine an earlier create made", "instance_id", inst.ID, "machine_id", got.ID)
-			return &got, nil
+	for _, got := range list {
+		if got.Name != inst.Subdomain || got.Config.Metadata[MetadataInstanceID] != inst.ID {
+			continue
 		}
+		if got.State == fly.StateDestroying {
+			// Our own machine on its way out still holds the name: the
+			// step succeeds once Fly has finished destroying it.
+			return nil, fmt.Errorf("machine name %q is held by machine %s, still being destroyed", inst.Subdomain, got.ID)
+		}
+		w.log.InfoContext(ctx, "adopted the machine an earlier create made", "instance_id", inst.ID, "machine_id", got.ID)
+		return &got, nil
 	}
 	// Taken by a machine that is not the instance's: nothing mocd can fix.
 	return nil, &opFailure{Code: "fly_rejected", Message: fmt.Sprintf(
