@@ -18,6 +18,7 @@ import (
 	"github.com/myopenclaw/mocd/apikey"
 	"github.com/myopenclaw/mocd/ratelimit"
 	"github.com/myopenclaw/mocd/store"
+	"github.com/myopenclaw/mocd/testenv"
 )
 
 // concrete fills a route pattern's :id with a well-formed id of the right
@@ -278,7 +279,7 @@ func TestLastUsedIsRecordedOffThePath(t *testing.T) {
 	if r := e.do("GET", "/api/v1/keys", tok, nil); r.Status != 200 {
 		t.Fatal(r.Status)
 	}
-	eventually(t, "last_used_at to be flushed", func() bool {
+	testenv.Eventually(t, "last_used_at to be flushed", func() bool {
 		k, err := store.GetKey(context.Background(), e.st.DB, acct, kid)
 		return err == nil && k.LastUsedAt != nil
 	})

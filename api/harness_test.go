@@ -172,15 +172,3 @@ func (e *apiEnv) do(method, path, token string, body any, headers ...string) *re
 	}
 	return &response{Status: res.StatusCode, Header: res.Header, Body: b}
 }
-
-// eventually polls cond until it holds or the deadline passes.
-func eventually(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}

@@ -3,6 +3,8 @@ package api_test
 import (
 	"strings"
 	"testing"
+
+	"github.com/myopenclaw/mocd/testenv"
 )
 
 func TestHealthReadyMetricsAndRequestID(t *testing.T) {
@@ -21,7 +23,7 @@ func TestHealthReadyMetricsAndRequestID(t *testing.T) {
 		t.Errorf("X-Request-Id not echoed: %q", r.Header.Get("X-Request-Id"))
 	}
 	// The access log line has it once, from the request's context.
-	eventually(t, "the access log line of ci-run-42", func() bool {
+	testenv.Eventually(t, "the access log line of ci-run-42", func() bool {
 		return strings.Contains(e.logs.String(), `"request_id":"ci-run-42"`)
 	})
 	for _, line := range strings.Split(e.logs.String(), "\n") {
@@ -46,5 +48,5 @@ func TestHealthReadyMetricsAndRequestID(t *testing.T) {
 		t.Errorf("readyz without Redis: %d %s", r.Status, r.Body)
 	}
 	e.redis.Start()
-	eventually(t, "readyz to recover", func() bool { return e.do("GET", "/readyz", "", nil).Status == 200 })
+	testenv.Eventually(t, "readyz to recover", func() bool { return e.do("GET", "/readyz", "", nil).Status == 200 })
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/myopenclaw/mocd/api"
 	"github.com/myopenclaw/mocd/apikey"
 	"github.com/myopenclaw/mocd/store"
+	"github.com/myopenclaw/mocd/testenv"
 	"github.com/myopenclaw/mocd/webhook"
 )
 
@@ -151,7 +152,7 @@ func TestIdempotencyStaleClaimIsTakenOver(t *testing.T) {
 	if r := e.do("POST", "/api/v1/keys", tok, body, "Idempotency-Key", "orphan"); r.Status != 409 || r.code(t) != "idempotency_key_in_use" {
 		t.Fatalf("while claimed: %d %s", r.Status, r.Body)
 	}
-	eventually(t, "the stale claim to be taken over", func() bool {
+	testenv.Eventually(t, "the stale claim to be taken over", func() bool {
 		return e.do("POST", "/api/v1/keys", tok, body, "Idempotency-Key", "orphan").Status == 201
 	})
 }

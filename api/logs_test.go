@@ -14,6 +14,7 @@ import (
 	"github.com/myopenclaw/mocd/api"
 	"github.com/myopenclaw/mocd/apikey"
 	"github.com/myopenclaw/mocd/store"
+	"github.com/myopenclaw/mocd/testenv"
 )
 
 // logEntry is an item of GET /api/v1/logs.
@@ -358,7 +359,7 @@ func TestLogsPagingWhileWriting(t *testing.T) {
 		}
 		cursor = *p.NextCursor
 		// Make sure entries really are arriving between pages.
-		eventually(t, "the writer to add an entry", func() bool { return written.Load() > before })
+		testenv.Eventually(t, "the writer to add an entry", func() bool { return written.Load() > before })
 	}
 	select {
 	case err := <-writerErr:

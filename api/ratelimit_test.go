@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/myopenclaw/mocd/testenv"
 )
 
 // spend calls GET /keys with tok, alternating between the replicas, until
@@ -136,7 +138,7 @@ func TestRateLimiterFailsClosed(t *testing.T) {
 		}
 	}
 	e.redis.Start()
-	eventually(t, "calls to pass again", func() bool {
+	testenv.Eventually(t, "calls to pass again", func() bool {
 		return e.do("GET", "/api/v1/keys", tok, nil).Status == 200
 	})
 	// Nothing was half-done: the refused creates created no key.

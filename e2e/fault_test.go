@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"github.com/myopenclaw/mocd/testenv"
 	"net/http"
 	"os"
 	"os/exec"
@@ -17,6 +16,7 @@ import (
 
 	"github.com/myopenclaw/mocd/flysim"
 	"github.com/myopenclaw/mocd/store"
+	"github.com/myopenclaw/mocd/testenv"
 	"github.com/myopenclaw/mocd/worker"
 )
 
@@ -139,7 +139,7 @@ func TestRedisLostWhileOperationsPending(t *testing.T) {
 	// Flushed while the worker runs them: the relay queues them again and
 	// the instance lock keeps the second delivery from running alongside.
 	running := createSome("running", 3)
-	waitFor(t, "an operation running", func() bool {
+	testenv.Eventually(t, "an operation running", func() bool {
 		return operationRow(t, sys, running[0].ID).Status == "running"
 	})
 	if err := sys.Redis.Client().FlushAll(ctx).Err(); err != nil {
@@ -173,7 +173,7 @@ func TestWorkerKilledMidCreate(t *testing.T) {
 
 	first := startWorkerProcess(t, sys, bin)
 	op := accept(t, sys, http.MethodPost, "/api/v1/instances", token, map[string]string{"subdomain": "killed-claw"})
-	waitFor(t, "the machine being created", func() bool { return len(sys.MachinesOf(op.InstanceID)) == 1 })
+	testenv.Eventually(t, "the machine being created", func() bool { return len(sys.MachinesOf(op.InstanceID)) == 1 })
 	if got := operationRow(t, sys, op.ID); got.Status != "running" {
 		t.Fatalf("operation %s when the worker is killed", got.Status)
 	}
@@ -216,7 +216,7 @@ func TestReconcilerRepairsDrift(t *testing.T) {
 	if err := sys.Flysim.SetState(worker.AppName(op.InstanceID), m.ID, "stopped"); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the reconciler to see the stopped machine", func() bool {
+	testenv.Eventually(t, "the reconciler to see the stopped machine", func() bool {
 		return getInstance(t, sys, token, op.InstanceID).Status == "stopped"
 	})
 	var evs struct {
@@ -236,18 +236,6 @@ func TestReconcilerRepairsDrift(t *testing.T) {
 		t.Fatalf("start: %+v", d)
 	}
 	assertOneMachine(t, sys, op.InstanceID, "started")
-}
-
-// waitFor polls cond until it holds, failing the test after 30s.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }
 
 var (
@@ -289,7 +277,7 @@ func (p *workerProcess) Output() string { return p.out.String() }
 func (p *workerProcess) listening(t *testing.T) string {
 	t.Helper()
 	var addr string
-	waitFor(t, "mocd worker to listen", func() bool {
+	testenv.Eventually(t, "mocd worker to listen", func() bool {
 		for _, line := range strings.Split(p.Output(), "\n") {
 			var l struct{ Msg, Addr string }
 			if json.Unmarshal([]byte(line), &l) == nil && l.Msg == "listening" && l.Addr != "" {

@@ -11,6 +11,7 @@ import (
 	"github.com/myopenclaw/mocd/fly"
 	"github.com/myopenclaw/mocd/flysim"
 	"github.com/myopenclaw/mocd/store"
+	"github.com/myopenclaw/mocd/testenv"
 	"github.com/myopenclaw/mocd/worker"
 )
 
@@ -193,7 +194,7 @@ func TestReconcilerSweepsOrphans(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	waitFor(t, "the orphans to be swept", func() bool { return apps.Load() == 1 && machines.Load() == 1 })
+	testenv.Eventually(t, "the orphans to be swept", func() bool { return apps.Load() == 1 && machines.Load() == 1 })
 	after := sys.Metrics(t)
 	wantDelta(t, before, after, 1, "mocd_reconciler_orphans_swept_total", "kind", "app")
 	wantDelta(t, before, after, 1, "mocd_reconciler_orphans_swept_total", "kind", "machine")

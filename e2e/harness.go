@@ -464,19 +464,17 @@ var WaitTimeout = 60 * time.Second
 // that waiting spends none of the key's rate limit, then asks the api once.
 func (s *System) WaitOperation(t testing.TB, token, opID string) Operation {
 	t.Helper()
-	deadline := time.Now().Add(WaitTimeout)
-	for {
+	var last store.Operation
+	finished := testenv.Poll(WaitTimeout, func() bool {
 		op, err := store.OperationByID(context.Background(), s.Store.DB, opID)
 		if err != nil {
 			t.Fatalf("e2e: read operation %s: %v", opID, err)
 		}
-		if op.Terminal() {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("e2e: operation %s still %s after %s", opID, op.Status, WaitTimeout)
-		}
-		time.Sleep(10 * time.Millisecond)
+		last = op
+		return op.Terminal()
+	})
+	if !finished {
+		t.Fatalf("e2e: operation %s still %s after %s", opID, last.Status, WaitTimeout)
 	}
 	r := s.Do(t, http.MethodGet, "/api/v1/operations/"+opID, token, nil)
 	if r.Status != http.StatusOK {

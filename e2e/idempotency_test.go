@@ -13,6 +13,7 @@ import (
 	"github.com/myopenclaw/mocd/api"
 	"github.com/myopenclaw/mocd/jobs"
 	"github.com/myopenclaw/mocd/ratelimit"
+	"github.com/myopenclaw/mocd/testenv"
 )
 
 // createRunning creates an instance and waits until it runs.
@@ -195,7 +196,7 @@ func TestTaskEnqueuedTwiceRunsOnce(t *testing.T) {
 	}
 	insp := asynq.NewInspector(asynq.RedisClientOpt{Addr: sys.Redis.Addr()})
 	defer insp.Close()
-	waitFor(t, "the duplicate task to be processed", func() bool {
+	testenv.Eventually(t, "the duplicate task to be processed", func() bool {
 		_, err := insp.GetTaskInfo(jobs.QueueLifecycle, op.ID+"#rescue99")
 		return err != nil // gone: processed (asynq keeps no completed tasks)
 	})

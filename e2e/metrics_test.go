@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/myopenclaw/mocd/flysim"
+	"github.com/myopenclaw/mocd/testenv"
 	"github.com/myopenclaw/mocd/worker"
 )
 
@@ -182,7 +183,7 @@ func TestMetricsFollowTheWork(t *testing.T) {
 		if err := sys.Flysim.SetState(worker.AppName(op.InstanceID), m.ID, "stopped"); err != nil {
 			t.Fatal(err)
 		}
-		waitFor(t, "the reconciler to see the stopped machine", func() bool {
+		testenv.Eventually(t, "the reconciler to see the stopped machine", func() bool {
 			return getInstance(t, sys, token, op.InstanceID).Status == "stopped"
 		})
 		after := sys.Metrics(t)
@@ -227,7 +228,7 @@ func TestMetricsOfTheRateLimiter(t *testing.T) {
 		sys.Redis.Start()
 		wantDelta(t, before, during, 3, "mocd_ratelimit_unavailable_total")
 		wantDelta(t, before, during, 0, "mocd_ratelimit_refusals_total")
-		waitFor(t, "calls to pass again", func() bool {
+		testenv.Eventually(t, "calls to pass again", func() bool {
 			return sys.Do(t, http.MethodGet, "/api/v1/instances", fresh, nil).Status == http.StatusOK
 		})
 	})

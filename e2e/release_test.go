@@ -14,6 +14,7 @@ import (
 
 	"github.com/myopenclaw/mocd/flysim"
 	"github.com/myopenclaw/mocd/store"
+	"github.com/myopenclaw/mocd/testenv"
 	"github.com/myopenclaw/mocd/worker"
 )
 
@@ -284,7 +285,7 @@ func TestWorkerKilledMidUpgrade(t *testing.T) {
 			first := startWorkerProcess(t, sys, bin, "MOC_UPGRADE_TIMEOUT=2s")
 			op := accept(t, sys, http.MethodPost, "/api/v1/instances/"+instID+"/upgrade", token, map[string]string{"version": tc.target})
 			// Kill it once the machine is being moved to the new image.
-			waitFor(t, "the machine being updated", func() bool {
+			testenv.Eventually(t, "the machine being updated", func() bool {
 				return oneMachine(t, sys, instID).Config.Image == imageOfVersion(t, tc.target)
 			})
 			if err := first.Process.Signal(syscall.SIGKILL); err != nil {
@@ -439,7 +440,7 @@ func TestSecretsReachTheMachineAndNothingElse(t *testing.T) {
 		}
 	}
 	rec.answers = append(rec.answers, string(sys.Do(t, http.MethodGet, "/metrics", "", nil).Body))
-	waitFor(t, "the webhooks of the configure operations", func() bool { return len(hook.requests()) >= 3 })
+	testenv.Eventually(t, "the webhooks of the configure operations", func() bool { return len(hook.requests()) >= 3 })
 	for _, req := range hook.requests() {
 		rec.answers = append(rec.answers, fmt.Sprintf("%v %s", req.Header, req.Body))
 	}

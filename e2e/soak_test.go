@@ -161,7 +161,7 @@ func TestSoak(t *testing.T) {
 		_ = w.Wait()
 	}
 	sys.StartWorker()
-	waitFor(t, "the reconciler to sweep every orphan", func() bool { return len(soakOrphans(t, sys)) == 0 })
+	testenv.Eventually(t, "the reconciler to sweep every orphan", func() bool { return len(soakOrphans(t, sys)) == 0 })
 
 	// The end state.
 	var ops []struct {
@@ -413,7 +413,7 @@ func startAPIProcess(t *testing.T, sys *System, bin string) string {
 		}
 	})
 	base := "http://" + addr
-	waitFor(t, "mocd api to be ready", func() bool {
+	testenv.Eventually(t, "mocd api to be ready", func() bool {
 		resp, err := http.Get(base + "/readyz")
 		if err != nil {
 			return false

@@ -15,6 +15,7 @@ import (
 
 	"github.com/myopenclaw/mocd/api"
 	"github.com/myopenclaw/mocd/telemetry"
+	"github.com/myopenclaw/mocd/testenv"
 	"github.com/myopenclaw/mocd/webhook"
 	"github.com/myopenclaw/mocd/worker"
 )
@@ -112,21 +113,22 @@ func recordSpans(t *testing.T) *tracetest.SpanRecorder {
 // does not happen within 30 seconds.
 func traceOf(t *testing.T, sr *tracetest.SpanRecorder, root string, want []string) map[string]int {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		names, missing, err := spansOf(sr, root, want)
-		if err == nil && len(missing) == 0 {
-			t.Logf("spans of the trace: %v", names)
-			return names
+	var (
+		names   map[string]int
+		missing []string
+		err     error
+	)
+	if !testenv.Poll(testenv.PollTimeout, func() bool {
+		names, missing, err = spansOf(sr, root, want)
+		return err == nil && len(missing) == 0
+	}) {
+		if err != nil {
+			t.Fatal(err)
 		}
-		if time.Now().After(deadline) {
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Fatalf("spans %q are not in the trace of %q, which holds %v", missing, root, names)
-		}
-		time.Sleep(20 * time.Millisecond)
+		t.Fatalf("spans %q are not in the trace of %q, which holds %v", missing, root, names)
 	}
+	t.Logf("spans of the trace: %v", names)
+	return names
 }
 
 func spansOf(sr *tracetest.SpanRecorder, root string, want []string) (names map[string]int, missing []string, err error) {

@@ -20,6 +20,7 @@ import (
 	"github.com/myopenclaw/mocd/notify"
 	"github.com/myopenclaw/mocd/ratelimit"
 	"github.com/myopenclaw/mocd/store"
+	"github.com/myopenclaw/mocd/testenv"
 	"github.com/myopenclaw/mocd/webhook"
 )
 
@@ -130,7 +131,7 @@ func TestWaitAnswersWhenTheOperationFinishesOnEveryReplica(t *testing.T) {
 	op := accept(t, sys, http.MethodPost, "/api/v1/instances/"+instID+"/stop", token, nil)
 	first := waitAsync(sys, sys.URL, token, op.ID)
 	other := waitAsync(sys, second.URL, token, op.ID)
-	waitFor(t, "both waiters subscribed", func() bool {
+	testenv.Eventually(t, "both waiters subscribed", func() bool {
 		return sys.Hub.Stats().Subscribers == 1 && second.Hub.Stats().Subscribers == 1
 	})
 	if got := getOperation(t, sys, token, op.ID); got.Status != "pending" {
@@ -221,13 +222,13 @@ func TestWaitIsFreedWhenTheClientLeaves(t *testing.T) {
 		}
 		done <- err
 	}()
-	waitFor(t, "the waiter subscribed", func() bool { return sys.Hub.Stats().Subscribers == 1 })
+	testenv.Eventually(t, "the waiter subscribed", func() bool { return sys.Hub.Stats().Subscribers == 1 })
 	cancel()
 	if err := <-done; err == nil {
 		t.Fatal("the request was answered instead of abandoned")
 	}
-	waitFor(t, "the waiter gave back its subscription", func() bool { return sys.Hub.Stats().Subscribers == 0 })
-	waitFor(t, "the abandoned wait logged as 499", func() bool {
+	testenv.Eventually(t, "the waiter gave back its subscription", func() bool { return sys.Hub.Stats().Subscribers == 0 })
+	testenv.Eventually(t, "the abandoned wait logged as 499", func() bool {
 		return strings.Contains(sys.Logs(), `"path":"/api/v1/operations/`+op.ID+`/wait","status":499`)
 	})
 }
@@ -313,7 +314,7 @@ func TestCancelRefusals(t *testing.T) {
 
 	sys.Flysim.InjectFault(flysim.Fault{Method: http.MethodPost, Path: "/v1/apps/{app}/machines/{id}/stop", DelayMS: 5000})
 	stop := accept(t, sys, http.MethodPost, "/api/v1/instances/"+instID+"/stop", token, nil)
-	waitFor(t, "the stop running", func() bool {
+	testenv.Eventually(t, "the stop running", func() bool {
 		op, err := store.OperationByID(context.Background(), sys.Store.DB, stop.ID)
 		if err != nil {
 			t.Fatal(err)
@@ -486,7 +487,7 @@ func TestWaitOneLiner(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the one-liner waiting", func() bool { return sys.Hub.Stats().Subscribers == 1 })
+	testenv.Eventually(t, "the one-liner waiting", func() bool { return sys.Hub.Stats().Subscribers == 1 })
 	sys.StartWorker()
 	if err := cmd.Wait(); err != nil || strings.TrimSpace(out.String()) != "true" {
 		t.Fatalf("one-liner: %v, printed %q", err, out.String())

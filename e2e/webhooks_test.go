@@ -21,6 +21,7 @@ import (
 	"github.com/myopenclaw/mocd/id"
 	"github.com/myopenclaw/mocd/jobs"
 	"github.com/myopenclaw/mocd/store"
+	"github.com/myopenclaw/mocd/testenv"
 	"github.com/myopenclaw/mocd/webhook"
 	"github.com/myopenclaw/mocd/worker"
 )
@@ -78,7 +79,7 @@ func (rc *receiver) requests() []received {
 func (rc *receiver) first(t *testing.T, what string, match func(webhook.Event) bool) received {
 	t.Helper()
 	var out received
-	waitFor(t, what, func() bool {
+	testenv.Eventually(t, what, func() bool {
 		for _, r := range rc.requests() {
 			if match(r.Event) {
 				out = r
@@ -156,7 +157,7 @@ func deliveries(t *testing.T, sys *System, token, endpointID string) []delivery 
 // that waiting spends none of the key's rate limit.
 func waitDelivery(t *testing.T, sys *System, token, endpointID, deliveryID string) delivery {
 	t.Helper()
-	waitFor(t, "delivery "+deliveryID+" to finish", func() bool {
+	testenv.Eventually(t, "delivery "+deliveryID+" to finish", func() bool {
 		d, err := store.WebhookDeliveryByID(context.Background(), sys.Store.DB, deliveryID)
 		if err != nil {
 			t.Fatalf("read delivery %s: %v", deliveryID, err)
@@ -434,7 +435,7 @@ func TestHungReceiverDelaysNothing(t *testing.T) {
 	for range worker.DefaultWebhookPerEndpoint + 5 {
 		sendTest(t, sys, token, hungEp.ID)
 	}
-	waitFor(t, "the hung receiver to hold requests", func() bool {
+	testenv.Eventually(t, "the hung receiver to hold requests", func() bool {
 		mu.Lock()
 		defer mu.Unlock()
 		return hanging >= worker.DefaultWebhookPerEndpoint

@@ -102,7 +102,7 @@ func TestCancelEventsAndListen(t *testing.T) {
 	moc.ok(&restart, "instances", "restart", id, "--wait")
 
 	follow := moc.start("-o", "json", "events", "--follow", "--after", cursor, "--types", "operation.succeeded")
-	eventually(t, "the restart's event on events --follow", func() bool {
+	testenv.Eventually(t, "the restart's event on events --follow", func() bool {
 		return strings.Contains(follow.stdout.String(), restart.ID)
 	})
 	if code := follow.stop(); code != exitOK {
@@ -138,7 +138,7 @@ func TestCancelEventsAndListen(t *testing.T) {
 	defer recv.Close()
 	listen := moc.start("-o", "json", "webhooks", "listen", "--forward-to", recv.URL+"/hooks", "--after", cursor)
 	var secret string
-	eventually(t, "listen's signing secret", func() bool {
+	testenv.Eventually(t, "listen's signing secret", func() bool {
 		m := regexp.MustCompile(`Signing secret: (whsec_\S+)`).FindStringSubmatch(listen.stderr.String())
 		if m != nil {
 			secret = m[1]
@@ -155,7 +155,7 @@ func TestCancelEventsAndListen(t *testing.T) {
 		}
 	})
 	// The restart's events end with its operation.succeeded.
-	eventually(t, "the restart's operation.succeeded at the receiver", func() bool {
+	testenv.Eventually(t, "the restart's operation.succeeded at the receiver", func() bool {
 		mu.Lock()
 		defer mu.Unlock()
 		for _, g := range received {

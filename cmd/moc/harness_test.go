@@ -9,7 +9,6 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/myopenclaw/mocd/e2e"
 	"github.com/myopenclaw/mocd/openapi"
@@ -149,16 +148,4 @@ type instance struct {
 	Subdomain string `json:"subdomain"`
 	Status    string `json:"status"`
 	FlyRegion string `json:"fly_region"`
-}
-
-// eventually polls cond for up to 30 s.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }

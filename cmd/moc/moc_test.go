@@ -12,6 +12,7 @@ import (
 
 	"github.com/myopenclaw/mocd/e2e"
 	"github.com/myopenclaw/mocd/flysim"
+	"github.com/myopenclaw/mocd/testenv"
 )
 
 // TestInstancesLifecycle drives one instance through every lifecycle
@@ -275,12 +276,12 @@ func TestKeysWebhooksLogsUsageAccount(t *testing.T) {
 	if test.EventType != "webhook.test" {
 		t.Fatalf("webhooks test: %+v", test)
 	}
-	eventually(t, "the test delivery", func() bool {
+	testenv.Eventually(t, "the test delivery", func() bool {
 		mu.Lock()
 		defer mu.Unlock()
 		return len(got) == 1 && got[0] == test.ID
 	})
-	eventually(t, "the delivery recorded as succeeded", func() bool {
+	testenv.Eventually(t, "the delivery recorded as succeeded", func() bool {
 		var dl []struct {
 			ID     string `json:"id"`
 			Status string `json:"status"`
