@@ -128,7 +128,7 @@ func Start(t testing.TB, opts Options) *System {
 	if err != nil {
 		t.Fatalf("e2e: %v", err)
 	}
-	s.Store = st
+	s.Store = testenv.LimitPool(st)
 	s.Redis = testenv.StartRedis(t)
 	if s.SecretBox, err = webhook.SecretBoxFromString(SecretKey); err != nil {
 		t.Fatalf("e2e: %v", err)
@@ -242,7 +242,7 @@ func (s *System) StartWorker() {
 		s.t.Fatalf("e2e: %v", err)
 	}
 	wo := worker.Options{
-		Store: st,
+		Store: testenv.LimitPool(st),
 		Redis: asynq.RedisClientOpt{Addr: s.Redis.Addr()},
 		Fly: fly.New(fly.Options{BaseURL: s.FlysimURL, Token: "e2e", MinBackoff: 50 * time.Millisecond, MaxBackoff: 500 * time.Millisecond,
 			Registerer: s.Registry}),

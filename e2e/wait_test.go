@@ -247,6 +247,10 @@ func TestCancelPendingOperationBehindASlowOne(t *testing.T) {
 
 	sys.Flysim.InjectFault(flysim.Fault{Method: http.MethodPost, Path: "/v1/apps/{app}/machines/{id}/stop", DelayMS: 8000})
 	stop := accept(t, sys, http.MethodPost, "/api/v1/instances/"+instID+"/stop", token, nil)
+	// The restart is accepted once the worker runs the stop: had the
+	// worker begun the stop after it, the instance would show stopping
+	// again, truthfully, but not what this test looks at.
+	waitFor(t, "the stop running", func() bool { return getOperation(t, sys, token, stop.ID).Status == "running" })
 	restart := accept(t, sys, http.MethodPost, "/api/v1/instances/"+instID+"/restart", token, nil)
 	if got := getInstance(t, sys, token, instID).Status; got != "restarting" {
 		t.Fatalf("instance %s after accepting the restart", got)

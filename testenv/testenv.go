@@ -87,6 +87,18 @@ func DatabaseURL(t testing.TB) string {
 	return withDatabase(adminURL(), name)
 }
 
+// PoolSize caps the connections of each store a test opens. Suites run
+// side by side on one Postgres (max_connections is 100 by default) and a
+// test needs far fewer than the 32 a mocd process may hold.
+const PoolSize = 16
+
+// LimitPool caps st's pool at PoolSize.
+func LimitPool(st *store.Store) *store.Store {
+	st.DB.SetMaxOpenConns(PoolSize)
+	st.DB.SetMaxIdleConns(PoolSize)
+	return st
+}
+
 // Store opens a store on a fresh database (see DatabaseURL).
 func Store(t testing.TB) *store.Store {
 	t.Helper()
@@ -94,6 +106,7 @@ func Store(t testing.TB) *store.Store {
 	if err != nil {
 		t.Fatalf("testenv: %v", err)
 	}
+	LimitPool(st)
 	t.Cleanup(func() { st.Close() })
 	return st
 }
