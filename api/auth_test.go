@@ -72,7 +72,7 @@ func TestEveryRouteRefusesBadTokens(t *testing.T) {
 		t.Fatalf("rotate: %d %s", r.Status, r.Body)
 	}
 	var fresh struct{ Token string }
-	r.json(t, &fresh)
+	r.JSON(t, &fresh)
 	if got := e.do("GET", "/api/v1/keys", fresh.Token, nil); got.Status != 200 {
 		t.Fatalf("rotated token refused: %d %s", got.Status, got.Body)
 	}
@@ -100,7 +100,7 @@ func TestEveryRouteRefusesBadTokens(t *testing.T) {
 	for _, rt := range routes {
 		for kind, tok := range tokens {
 			got := e.do(rt.Method, concrete(rt.Path), tok, bodyFor(rt.Method))
-			if got.Status != http.StatusUnauthorized || got.code(t) != "unauthorized" {
+			if got.Status != http.StatusUnauthorized || got.Code(t) != "unauthorized" {
 				t.Errorf("%s %s with %s token: %d %s, want 401 unauthorized", rt.Method, rt.Path, kind, got.Status, got.Body)
 			}
 			if !strings.HasPrefix(got.Header.Get("WWW-Authenticate"), "Bearer") {
@@ -141,7 +141,7 @@ func TestEveryScopeOnEveryRoute(t *testing.T) {
 				}
 				continue
 			}
-			if got.Status != 403 || got.code(t) != "insufficient_scope" || !strings.Contains(string(got.Body), rt.Scope) {
+			if got.Status != 403 || got.Code(t) != "insufficient_scope" || !strings.Contains(string(got.Body), rt.Scope) {
 				t.Errorf("%s %s with %s: %d %s, want 403 insufficient_scope naming %s", rt.Method, rt.Path, scope, got.Status, got.Body, rt.Scope)
 			}
 		}
@@ -154,7 +154,7 @@ func TestFreePlanHasNoAPIAccess(t *testing.T) {
 	_, tok := e.account("free", apikey.PresetFull)
 	for _, rt := range e.srv.Routes() {
 		got := e.do(rt.Method, concrete(rt.Path), tok, bodyFor(rt.Method))
-		if got.Status != 403 || got.code(t) != "plan_required" {
+		if got.Status != 403 || got.Code(t) != "plan_required" {
 			t.Errorf("%s %s on free plan: %d %s, want 403 plan_required", rt.Method, rt.Path, got.Status, got.Body)
 		}
 	}
@@ -176,7 +176,7 @@ func TestKeysLifecycle(t *testing.T) {
 		Scopes                  []string
 		ExpiresAt               *time.Time `json:"expires_at"`
 	}
-	r.json(t, &created)
+	r.JSON(t, &created)
 	if !strings.HasPrefix(created.ID, "key_") || !strings.HasPrefix(created.Token, created.Prefix+"_") || len(created.Scopes) != 7 {
 		t.Fatalf("created = %+v", created)
 	}
@@ -193,7 +193,7 @@ func TestKeysLifecycle(t *testing.T) {
 	// Listing never shows a secret, a token or a hash.
 	r = e.do("GET", "/api/v1/keys", admin, nil)
 	var list []map[string]any
-	r.json(t, &list)
+	r.JSON(t, &list)
 	if len(list) != 2 {
 		t.Fatalf("list = %s", r.Body)
 	}
@@ -211,7 +211,7 @@ func TestKeysLifecycle(t *testing.T) {
 	// A key never mints a scope it lacks.
 	_, limited := e.account("pro", "keys:write", "instance:read")
 	r = e.do("POST", "/api/v1/keys", limited, map[string]any{"name": "x", "scopes": []string{"full"}})
-	if r.Status != 403 || r.code(t) != "insufficient_scope" {
+	if r.Status != 403 || r.Code(t) != "insufficient_scope" {
 		t.Fatalf("escalation: %d %s", r.Status, r.Body)
 	}
 	if r = e.do("POST", "/api/v1/keys", limited, map[string]any{"name": "x", "scopes": []string{"instance:read"}}); r.Status != 201 {
@@ -230,12 +230,12 @@ func TestKeysLifecycle(t *testing.T) {
 		"wrong type":    `{"name":3,"scopes":["full"]}`,
 	} {
 		r := e.do("POST", "/api/v1/keys", admin, body)
-		if r.Status != 400 || r.code(t) != "invalid_request" {
+		if r.Status != 400 || r.Code(t) != "invalid_request" {
 			t.Errorf("%s: %d %s, want 400 invalid_request", name, r.Status, r.Body)
 		}
 	}
 	big := `{"name":"` + strings.Repeat("x", 1<<20) + `","scopes":["full"]}`
-	if r := e.do("POST", "/api/v1/keys", admin, big); r.Status != 413 || r.code(t) != "payload_too_large" {
+	if r := e.do("POST", "/api/v1/keys", admin, big); r.Status != 413 || r.Code(t) != "payload_too_large" {
 		t.Errorf("1 MiB body: %d %s", r.Status, r.Body)
 	}
 }
@@ -250,7 +250,7 @@ func TestKeysAreTenantIsolated(t *testing.T) {
 	unknown := "key_0000000000000000"
 	for _, path := range []string{"/api/v1/keys/" + id2 + "/rotate", "/api/v1/keys/" + unknown + "/rotate"} {
 		r := e.do("POST", path, tok1, nil)
-		if r.Status != 404 || r.code(t) != "not_found" {
+		if r.Status != 404 || r.Code(t) != "not_found" {
 			t.Errorf("POST %s: %d %s", path, r.Status, r.Body)
 		}
 	}
@@ -260,7 +260,7 @@ func TestKeysAreTenantIsolated(t *testing.T) {
 		t.Errorf("foreign and unknown differ: %d %s vs %d %s", a.Status, a.Body, b.Status, b.Body)
 	}
 	var list []struct{ ID string }
-	e.do("GET", "/api/v1/keys", tok1, nil).json(t, &list)
+	e.do("GET", "/api/v1/keys", tok1, nil).JSON(t, &list)
 	for _, k := range list {
 		if k.ID == id2 {
 			t.Error("account 1 lists account 2's key")
@@ -294,7 +294,7 @@ func TestTransport(t *testing.T) {
 		o.TrustedProxies = []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}
 	})
 	r := strict.do("GET", "/api/v1/keys", tok, nil)
-	if r.Status != 403 || r.code(t) != "https_required" || !strings.Contains(string(r.Body), "HTTPS is required") {
+	if r.Status != 403 || r.Code(t) != "https_required" || !strings.Contains(string(r.Body), "HTTPS is required") {
 		t.Errorf("plain HTTP: %d %s", r.Status, r.Body)
 	}
 	// The client is not a trusted proxy, so its header is not believed.
@@ -360,7 +360,7 @@ func TestFailedAuthFloodIsCutOff(t *testing.T) {
 	for i := 0; i < 7; i++ {
 		last = e.do("GET", "/api/v1/keys", bad, nil)
 	}
-	if last.Status != 429 || last.code(t) != "rate_limited" || last.Header.Get("Retry-After") == "" {
+	if last.Status != 429 || last.Code(t) != "rate_limited" || last.Header.Get("Retry-After") == "" {
 		t.Fatalf("after 7 bad tokens: %d %s", last.Status, last.Body)
 	}
 	if r := e.do("GET", "/api/v1/keys", good, nil); r.Status != 429 {

@@ -35,7 +35,7 @@ func TestDocsAndOpenAPIArePublic(t *testing.T) {
 	t.Parallel()
 	// Production settings: plain HTTP is refused for the API itself.
 	e := startAPI(t, func(o *api.Options) { o.AllowPlainHTTP = false })
-	if r := e.do("GET", "/api/v1/keys", "", nil); r.Status != 403 || r.code(t) != "https_required" {
+	if r := e.do("GET", "/api/v1/keys", "", nil); r.Status != 403 || r.Code(t) != "https_required" {
 		t.Fatalf("the API should refuse plain HTTP here: %d %s", r.Status, r.Body)
 	}
 
@@ -50,7 +50,7 @@ func TestDocsAndOpenAPIArePublic(t *testing.T) {
 	var doc struct {
 		OpenAPI string `json:"openapi"`
 	}
-	spec.json(t, &doc)
+	spec.JSON(t, &doc)
 	if doc.OpenAPI != "3.1.0" {
 		t.Errorf("openapi = %q", doc.OpenAPI)
 	}
@@ -287,7 +287,7 @@ func (tr *tour) stream(path, token string) {
 func (tr *tour) want(status int, code string, method, path, token string, body any, headers ...string) *response {
 	tr.t.Helper()
 	r := tr.call(method, path, token, body, headers...)
-	if r.Status != status || (code != "" && r.code(tr.t) != code) {
+	if r.Status != status || (code != "" && r.Code(tr.t) != code) {
 		tr.t.Fatalf("%s %s: %d %s, want %d %s", method, path, r.Status, r.Body, status, code)
 	}
 	return r
@@ -350,7 +350,7 @@ func TestEveryOperationAnswersAsDocumented(t *testing.T) {
 	tr.want(400, "invalid_request", "POST", "/api/v1/keys", tok, `{"name": "x", "scope": ["full"]}`)
 	tr.want(413, "payload_too_large", "POST", "/api/v1/keys", tok, strings.Repeat(" ", 1<<20+1))
 	var key struct{ ID string }
-	k.json(t, &key)
+	k.JSON(t, &key)
 	tr.want(201, "", "POST", "/api/v1/keys/"+key.ID+"/rotate", tok, nil)
 	tr.want(404, "not_found", "POST", "/api/v1/keys/key_unknown/rotate", tok, nil)
 	tr.want(201, "", "POST", "/api/v1/keys", tok, `{"name": "preset", "scopes": "read-only"}`)
@@ -368,13 +368,13 @@ func TestEveryOperationAnswersAsDocumented(t *testing.T) {
 		ID         string `json:"id"`
 		InstanceID string `json:"instance_id"`
 	}
-	c.json(t, &op)
+	c.JSON(t, &op)
 	inst := "/api/v1/instances/" + op.InstanceID
 	tr.want(200, "", "GET", inst, tok, nil)
 	tr.want(404, "not_found", "GET", "/api/v1/instances/inst_unknown", tok, nil)
 	var lastOp struct{ ID string }
 	for _, action := range []string{"start", "stop", "restart"} {
-		tr.want(202, "", "POST", inst+"/"+action, tok, nil).json(t, &lastOp)
+		tr.want(202, "", "POST", inst+"/"+action, tok, nil).JSON(t, &lastOp)
 	}
 	tr.want(200, "", "GET", inst+"/events?limit=1", tok, nil)
 	tr.want(400, "invalid_cursor", "GET", inst+"/events?cursor=forged", tok, nil)
@@ -414,7 +414,7 @@ func TestEveryOperationAnswersAsDocumented(t *testing.T) {
 	tr.want(400, "invalid_request", "POST", "/api/v1/webhooks", tok, map[string]any{"url": hook.URL, "events": []string{"nope"}})
 	w := tr.want(201, "", "POST", "/api/v1/webhooks", tok, map[string]any{"url": hook.URL, "events": []string{"operation.succeeded"}})
 	var ep struct{ ID string }
-	w.json(t, &ep)
+	w.JSON(t, &ep)
 	wh := "/api/v1/webhooks/" + ep.ID
 	tr.want(200, "", "PATCH", wh, tok, map[string]any{"events": []string{"operation.succeeded", "operation.failed"}})
 	tr.want(202, "", "POST", wh+"/test", tok, nil)

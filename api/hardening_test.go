@@ -42,11 +42,11 @@ func TestReplayGivesNothingTheCallerCouldNotGet(t *testing.T) {
 			t.Fatalf("full key: %d %s", first.Status, first.Body)
 		}
 		r := e.do("POST", "/api/v1/keys", weak, body, "Idempotency-Key", "steal-create")
-		if r.Status != 403 || r.code(t) != "insufficient_scope" || r.Header.Get("Idempotent-Replayed") != "" {
+		if r.Status != 403 || r.Code(t) != "insufficient_scope" || r.Header.Get("Idempotent-Replayed") != "" {
 			t.Fatalf("weak key replaying the full key's create: %d %s (replayed %q)", r.Status, r.Body, r.Header.Get("Idempotent-Replayed"))
 		}
 		var created struct{ Token string }
-		first.json(t, &created)
+		first.JSON(t, &created)
 		if bytes.Contains(r.Body, []byte(created.Token)) {
 			t.Fatal("the weak key received the full key's token")
 		}
@@ -54,13 +54,13 @@ func TestReplayGivesNothingTheCallerCouldNotGet(t *testing.T) {
 
 	t.Run("rotate", func(t *testing.T) {
 		var k struct{ ID string }
-		e.do("POST", "/api/v1/keys", full, `{"name":"victim","scopes":["full"]}`).json(t, &k)
+		e.do("POST", "/api/v1/keys", full, `{"name":"victim","scopes":["full"]}`).JSON(t, &k)
 		path := "/api/v1/keys/" + k.ID + "/rotate"
 		if r := e.do("POST", path, full, nil, "Idempotency-Key", "steal-rotate"); r.Status != 201 {
 			t.Fatalf("full key rotating: %d %s", r.Status, r.Body)
 		}
 		r := e.do("POST", path, weak, nil, "Idempotency-Key", "steal-rotate")
-		if r.Status != 403 || r.code(t) != "insufficient_scope" || r.Header.Get("Idempotent-Replayed") != "" {
+		if r.Status != 403 || r.Code(t) != "insufficient_scope" || r.Header.Get("Idempotent-Replayed") != "" {
 			t.Fatalf("weak key replaying the full key's rotate: %d %s", r.Status, r.Body)
 		}
 	})
@@ -120,7 +120,7 @@ func TestDeleteRacingStartsNeverComesBack(t *testing.T) {
 			t.Fatalf("round %d: delete %d %s", round, res[0].Status, res[0].Body)
 		}
 		var del struct{ ID string }
-		res[0].json(t, &del)
+		res[0].JSON(t, &del)
 		var ops []struct {
 			ID   string `db:"id"`
 			Type string `db:"type"`
@@ -132,11 +132,11 @@ func TestDeleteRacingStartsNeverComesBack(t *testing.T) {
 			t.Fatalf("round %d: operations in accept order %v: something was accepted after the delete %s", round, ops, del.ID)
 		}
 		for _, r := range res[1:] {
-			if r.Status != 202 && (r.Status != 409 || r.code(t) != "instance_deleting") {
+			if r.Status != 202 && (r.Status != 409 || r.Code(t) != "instance_deleting") {
 				t.Errorf("round %d: start answered %d %s", round, r.Status, r.Body)
 			}
 		}
-		if r := e.do("POST", "/api/v1/instances/"+instID+"/start", tok, nil); r.Status != 409 || r.code(t) != "instance_deleting" {
+		if r := e.do("POST", "/api/v1/instances/"+instID+"/start", tok, nil); r.Status != 409 || r.Code(t) != "instance_deleting" {
 			t.Errorf("round %d: start after the delete was accepted: %d %s", round, r.Status, r.Body)
 		}
 	}
@@ -351,7 +351,7 @@ func TestKeysCannotOutliveTheirLimits(t *testing.T) {
 		var k struct {
 			ExpiresAt *time.Time `json:"expires_at"`
 		}
-		r.json(t, &k)
+		r.JSON(t, &k)
 		if r.Status != 201 || k.ExpiresAt == nil || !k.ExpiresAt.Equal(soon) {
 			t.Fatalf("%d %s, want expires_at %s", r.Status, r.Body, soon.Format(time.RFC3339))
 		}
@@ -359,7 +359,7 @@ func TestKeysCannotOutliveTheirLimits(t *testing.T) {
 	t.Run("a child may not expire later than its parent", func(t *testing.T) {
 		later := soon.Add(time.Minute).Format(time.RFC3339)
 		r := e.do("POST", "/api/v1/keys", expiring, `{"name":"child","scopes":["read-only"],"expires_at":"`+later+`"}`)
-		if r.Status != 400 || r.code(t) != "invalid_request" {
+		if r.Status != 400 || r.Code(t) != "invalid_request" {
 			t.Fatalf("%d %s", r.Status, r.Body)
 		}
 	})
@@ -367,14 +367,14 @@ func TestKeysCannotOutliveTheirLimits(t *testing.T) {
 		past := time.Now().Add(-time.Minute)
 		dead, _ := e.keyWith(acct, &past, "read-only")
 		r := e.do("POST", "/api/v1/keys/"+dead+"/rotate", full, nil)
-		if r.Status != 409 || r.code(t) != "key_expired" {
+		if r.Status != 409 || r.Code(t) != "key_expired" {
 			t.Fatalf("%d %s", r.Status, r.Body)
 		}
 	})
 	t.Run("an expiring key cannot rotate a key that outlives it", func(t *testing.T) {
 		forever, _ := e.keyWith(acct, nil, "read-only")
 		r := e.do("POST", "/api/v1/keys/"+forever+"/rotate", expiring, nil)
-		if r.Status != 403 || r.code(t) != "insufficient_scope" {
+		if r.Status != 403 || r.Code(t) != "insufficient_scope" {
 			t.Fatalf("%d %s", r.Status, r.Body)
 		}
 	})
@@ -382,7 +382,7 @@ func TestKeysCannotOutliveTheirLimits(t *testing.T) {
 		_, weak := e.keyWith(acct, nil, "keys:write", "keys:read")
 		strong, strongTok := e.keyWith(acct, nil, "full")
 		r := e.do("DELETE", "/api/v1/keys/"+strong, weak, nil)
-		if r.Status != 403 || r.code(t) != "insufficient_scope" {
+		if r.Status != 403 || r.Code(t) != "insufficient_scope" {
 			t.Fatalf("%d %s", r.Status, r.Body)
 		}
 		if r := e.do("GET", "/api/v1/account", strongTok, nil); r.Status != 200 {
@@ -429,13 +429,13 @@ func TestBadInputIsA400(t *testing.T) {
 			if r.Status != tc.status && !(tc.status == -1 && r.Status < 500) {
 				t.Fatalf("%d %s, want %d", r.Status, r.Body, tc.status)
 			}
-			if r.Status >= 400 && r.code(t) == "" {
+			if r.Status >= 400 && r.Code(t) == "" {
 				t.Fatalf("no code: %s", r.Body)
 			}
 		})
 	}
 	var k struct{ Scopes []string }
-	e.do("POST", "/api/v1/keys", tok, `{"name":"ci","scopes":"read-only"}`).json(t, &k)
+	e.do("POST", "/api/v1/keys", tok, `{"name":"ci","scopes":"read-only"}`).JSON(t, &k)
 	if want, _ := apikey.Expand([]string{"read-only"}); strings.Join(k.Scopes, ",") != strings.Join(want, ",") {
 		t.Fatalf("scopes %v, want %v", k.Scopes, want)
 	}
@@ -467,7 +467,7 @@ func TestCursorsAreSealed(t *testing.T) {
 		{"/api/v1/logs?limit=1", "audit_log"},
 	} {
 		r := e.do("GET", list.path, tok, nil)
-		r.json(t, &page)
+		r.JSON(t, &page)
 		if r.Status != 200 || page.NextCursor == nil || len(page.Data) != 1 {
 			t.Fatalf("%s: %d %s", list.path, r.Status, r.Body)
 		}
@@ -495,7 +495,7 @@ func TestCursorsAreSealed(t *testing.T) {
 			t.Fatalf("%s: next page: %d %s", list.path, r.Status, r.Body)
 		}
 		raw[len(raw)-1] ^= 1
-		if r := e.do("GET", list.path+"&cursor="+base64.RawURLEncoding.EncodeToString(raw), tok, nil); r.Status != 400 || r.code(t) != "invalid_cursor" {
+		if r := e.do("GET", list.path+"&cursor="+base64.RawURLEncoding.EncodeToString(raw), tok, nil); r.Status != 400 || r.Code(t) != "invalid_cursor" {
 			t.Fatalf("%s: altered cursor: %d %s", list.path, r.Status, r.Body)
 		}
 	}

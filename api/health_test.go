@@ -31,10 +31,10 @@ func TestHealthReadyMetricsAndRequestID(t *testing.T) {
 			t.Errorf("log line with request_id not exactly once: %s", line)
 		}
 	}
-	if r := e.do("GET", "/api/v1/nothing-here", tok, nil); r.Status != 404 || r.code(t) != "not_found" || !strings.HasPrefix(r.Header.Get("X-Request-Id"), "req_") {
+	if r := e.do("GET", "/api/v1/nothing-here", tok, nil); r.Status != 404 || r.Code(t) != "not_found" || !strings.HasPrefix(r.Header.Get("X-Request-Id"), "req_") {
 		t.Errorf("unknown route: %d %s %q", r.Status, r.Body, r.Header.Get("X-Request-Id"))
 	}
-	if r := e.do("PUT", "/api/v1/keys", tok, nil); r.Status != 405 || r.code(t) != "method_not_allowed" {
+	if r := e.do("PUT", "/api/v1/keys", tok, nil); r.Status != 405 || r.Code(t) != "method_not_allowed" {
 		t.Errorf("wrong method: %d %s", r.Status, r.Body)
 	}
 

@@ -17,7 +17,7 @@ import (
 func countKeys(t *testing.T, e *apiEnv, tok string) int {
 	t.Helper()
 	var keys []struct{ ID string }
-	e.do("GET", "/api/v1/keys", tok, nil).json(t, &keys)
+	e.do("GET", "/api/v1/keys", tok, nil).JSON(t, &keys)
 	return len(keys)
 }
 
@@ -50,7 +50,7 @@ func TestIdempotentReplay(t *testing.T) {
 		e.do("POST", "/api/v1/keys", tok, map[string]any{"name": "other", "scopes": []string{"full"}}, "Idempotency-Key", "sha-3f2a9c"),
 		e.do("DELETE", "/api/v1/keys/key_0000000000000000", tok, nil, "Idempotency-Key", "sha-3f2a9c"),
 	} {
-		if r.Status != 422 || r.code(t) != "idempotency_key_reused" {
+		if r.Status != 422 || r.Code(t) != "idempotency_key_reused" {
 			t.Errorf("reuse: %d %s", r.Status, r.Body)
 		}
 	}
@@ -63,7 +63,7 @@ func TestIdempotencyKeyValidation(t *testing.T) {
 	long := string(bytes.Repeat([]byte("k"), 256))
 	for name, key := range map[string]string{"empty": `""`, "too long": long, "non-ASCII": "clé", "bad escape": `"a\qb"`} {
 		r := e.do("POST", "/api/v1/keys", tok, map[string]any{"name": "x", "scopes": []string{"full"}}, "Idempotency-Key", key)
-		if r.Status != 400 || r.code(t) != "invalid_idempotency_key" {
+		if r.Status != 400 || r.Code(t) != "invalid_idempotency_key" {
 			t.Errorf("%s: %d %s", name, r.Status, r.Body)
 		}
 	}
@@ -98,7 +98,7 @@ func TestIdempotencyConcurrent(t *testing.T) {
 			} else if !bytes.Equal(created, r.Body) {
 				t.Errorf("two different 201 bodies:\n%s\n%s", created, r.Body)
 			}
-		case r.Status == 409 && r.code(t) == "idempotency_key_in_use":
+		case r.Status == 409 && r.Code(t) == "idempotency_key_in_use":
 		default:
 			t.Errorf("unexpected answer %d %s", r.Status, r.Body)
 		}
@@ -149,7 +149,7 @@ func TestIdempotencyStaleClaimIsTakenOver(t *testing.T) {
 	if err != nil || !cl.Claimed {
 		t.Fatalf("claim: %+v %v", cl, err)
 	}
-	if r := e.do("POST", "/api/v1/keys", tok, body, "Idempotency-Key", "orphan"); r.Status != 409 || r.code(t) != "idempotency_key_in_use" {
+	if r := e.do("POST", "/api/v1/keys", tok, body, "Idempotency-Key", "orphan"); r.Status != 409 || r.Code(t) != "idempotency_key_in_use" {
 		t.Fatalf("while claimed: %d %s", r.Status, r.Body)
 	}
 	testenv.Eventually(t, "the stale claim to be taken over", func() bool {
@@ -218,7 +218,7 @@ func TestStoredAnswersAreSealed(t *testing.T) {
 	first := e.do("POST", "/api/v1/keys", tok, body, "Idempotency-Key", "seal-me")
 	again := e.do("POST", "/api/v1/keys", tok, body, "Idempotency-Key", "seal-me")
 	var created struct{ Token string }
-	first.json(t, &created)
+	first.JSON(t, &created)
 	if again.Status != 201 || !bytes.Equal(first.Body, again.Body) || created.Token == "" {
 		t.Fatalf("replay: %d %s", again.Status, again.Body)
 	}

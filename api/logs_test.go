@@ -41,7 +41,7 @@ func (e *apiEnv) getLogs(token, query string) (*response, logPage) {
 	r := e.do("GET", "/api/v1/logs"+query, token, nil)
 	var p logPage
 	if r.Status == http.StatusOK {
-		r.json(e.t, &p)
+		r.JSON(e.t, &p)
 	}
 	return r, p
 }
@@ -64,7 +64,7 @@ func TestLogsRecordChanges(t *testing.T) {
 		t.Fatal(inst.Status, string(inst.Body))
 	}
 	var op struct{ ID string }
-	inst.json(t, &op)
+	inst.JSON(t, &op)
 	// Reads and refusals change nothing, so they leave no entry.
 	e.do("GET", "/api/v1/keys", tok, nil)
 	if r := e.do("POST", "/api/v1/instances", tok, map[string]any{"subdomain": "logged"}); r.Status != 409 {
@@ -150,7 +150,7 @@ func TestLogsFilters(t *testing.T) {
 
 	for _, q := range []string{"?key_id=inst_abc", "?key_id=nope", "?from=yesterday", "?to=2025-01-10", "?from=2025-02-01T00:00:00Z&to=2025-01-01T00:00:00Z", "?limit=0", "?limit=201", "?limit=x"} {
 		r, _ := e.getLogs(tok, q)
-		if r.Status != 400 || r.code(t) != "invalid_request" {
+		if r.Status != 400 || r.Code(t) != "invalid_request" {
 			t.Errorf("%s: %d %s, want 400 invalid_request", q, r.Status, r.Body)
 		}
 	}
@@ -162,7 +162,7 @@ func TestLogsFilters(t *testing.T) {
 	}
 	cur := url.QueryEscape(*p.NextCursor)
 	for _, q := range []string{"?key_id=" + kid + "&cursor=" + cur, "?from=2025-01-11T00:00:00Z&cursor=" + cur} {
-		if r, _ := e.getLogs(tok, q); r.Status != 400 || r.code(t) != "invalid_cursor" {
+		if r, _ := e.getLogs(tok, q); r.Status != 400 || r.Code(t) != "invalid_cursor" {
 			t.Errorf("%s: %d %s, want 400 invalid_cursor", q, r.Status, r.Body)
 		}
 	}
@@ -217,13 +217,13 @@ func TestLogsCursorForgedOrForeign(t *testing.T) {
 		"negative seq":  e.srv.SealLogCursor("logs|"+acctA+"|||", time.Now(), -5),
 		"extra garbage": good + "AAAA",
 	} {
-		if r, _ := e.getLogs(tokA, "?cursor="+url.QueryEscape(cur)); r.Status != 400 || r.code(t) != "invalid_cursor" {
+		if r, _ := e.getLogs(tokA, "?cursor="+url.QueryEscape(cur)); r.Status != 400 || r.Code(t) != "invalid_cursor" {
 			t.Errorf("%s cursor: %d %s, want 400 invalid_cursor", name, r.Status, r.Body)
 		}
 	}
 	// Account A's cursor is refused for account B, though B's list has the
 	// same shape: it never becomes a way to walk another list.
-	if r, _ := e.getLogs(tokB, "?cursor="+url.QueryEscape(good)); r.Status != 400 || r.code(t) != "invalid_cursor" {
+	if r, _ := e.getLogs(tokB, "?cursor="+url.QueryEscape(good)); r.Status != 400 || r.Code(t) != "invalid_cursor" {
 		t.Errorf("A's cursor used by B: %d %s", r.Status, r.Body)
 	}
 	// A cursor whose entries were pruned meanwhile still pages on.
@@ -402,7 +402,7 @@ func TestLogsScope(t *testing.T) {
 			}
 		}
 		r := e.do("GET", c.path, e.key(acct, others...), nil)
-		if r.Status != 403 || r.code(t) != "insufficient_scope" || !strings.Contains(string(r.Body), c.scope) {
+		if r.Status != 403 || r.Code(t) != "insufficient_scope" || !strings.Contains(string(r.Body), c.scope) {
 			t.Errorf("%s with every scope but %s: %d %s", c.path, c.scope, r.Status, r.Body)
 		}
 		if r := e.do("GET", c.path, e.key(acct, c.scope), nil); r.Status != 200 {

@@ -68,8 +68,8 @@ func TestRateLimitHoldsAcrossReplicas(t *testing.T) {
 
 	passed, refused, elapsed := spendTimed(t, tok, 400, a, b)
 	within(t, "a pro key across two replicas", passed+1, 120, time.Minute, elapsed)
-	if refused.code(t) != "rate_limited" {
-		t.Fatalf("429 code = %s", refused.code(t))
+	if refused.Code(t) != "rate_limited" {
+		t.Fatalf("429 code = %s", refused.Code(t))
 	}
 	ra, err := strconv.Atoi(refused.Header.Get("Retry-After"))
 	if err != nil || ra < 1 {
@@ -133,7 +133,7 @@ func TestRateLimiterFailsClosed(t *testing.T) {
 	e.redis.Stop()
 	for i := 0; i < 3; i++ {
 		r := e.do("POST", "/api/v1/keys", tok, map[string]any{"name": "during outage", "scopes": []string{"full"}})
-		if r.Status != 503 || r.code(t) != "rate_limiter_unavailable" || r.Header.Get("Retry-After") == "" {
+		if r.Status != 503 || r.Code(t) != "rate_limiter_unavailable" || r.Header.Get("Retry-After") == "" {
 			t.Fatalf("Redis down: %d %s", r.Status, r.Body)
 		}
 	}
@@ -143,7 +143,7 @@ func TestRateLimiterFailsClosed(t *testing.T) {
 	})
 	// Nothing was half-done: the refused creates created no key.
 	var keys []struct{ Name string }
-	e.do("GET", "/api/v1/keys", tok, nil).json(t, &keys)
+	e.do("GET", "/api/v1/keys", tok, nil).JSON(t, &keys)
 	for _, k := range keys {
 		if k.Name == "during outage" {
 			t.Error("a refused request created a key")

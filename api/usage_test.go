@@ -46,7 +46,7 @@ func (e *apiEnv) usage(token, query string) (*response, usageAnswer) {
 	r := e.do("GET", "/api/v1/usage"+query, token, nil)
 	var u usageAnswer
 	if r.Status == http.StatusOK {
-		r.json(e.t, &u)
+		r.JSON(e.t, &u)
 	}
 	return r, u
 }
@@ -190,7 +190,7 @@ func TestUsageRange(t *testing.T) {
 		"?from=2024-01-01&to=2025-01-01", // 367 days
 		"?from=0001-01-01&to=9999-12-31",
 	} {
-		if r, _ := e.usage(tok, q); r.Status != 400 || r.code(t) != "invalid_request" {
+		if r, _ := e.usage(tok, q); r.Status != 400 || r.Code(t) != "invalid_request" {
 			t.Errorf("%s: %d %s, want 400 invalid_request", q, r.Status, r.Body)
 		}
 	}
@@ -234,7 +234,7 @@ func TestAccount(t *testing.T) {
 			t.Fatal(r.Status, string(r.Body))
 		}
 		var a account
-		r.json(t, &a)
+		r.JSON(t, &a)
 		return a
 	}
 	a := get(tok)

@@ -6,15 +6,11 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -205,7 +201,7 @@ func Start(t testing.TB, opts Options) *System {
 		flyServer.Close()
 		st.Close()
 		if t.Failed() {
-			s.dumpLogs()
+			s.logs.LogProblems(t)
 		}
 	})
 	t.Cleanup(s.StopWorker)
@@ -216,14 +212,6 @@ func Start(t testing.TB, opts Options) *System {
 // test fails.
 func (s *System) logger(component string) *slog.Logger {
 	return slog.New(slog.NewJSONHandler(s.logs, &slog.HandlerOptions{Level: slog.LevelInfo})).With("component", component)
-}
-
-func (s *System) dumpLogs() {
-	for _, line := range strings.Split(s.logs.String(), "\n") {
-		if strings.Contains(line, `"level":"ERROR"`) || strings.Contains(line, `"level":"WARN"`) {
-			s.t.Log(line)
-		}
-	}
 }
 
 // Logs answers everything the api and the in-process worker logged.
@@ -303,54 +291,18 @@ func (s *System) StopWorker() {
 // NewAccount creates an account on plan with one key holding every scope.
 func (s *System) NewAccount(t testing.TB, plan string) (accountID, token string) {
 	t.Helper()
-	a, err := store.CreateAccount(context.Background(), s.Store.DB, strings.ToLower(apikey.NewKeyID())+"@example.com", plan)
-	if err != nil {
-		t.Fatalf("e2e: create account: %v", err)
-	}
-	return a.ID, s.NewKey(t, a.ID, apikey.PresetFull)
+	return testenv.NewAccount(t, s.Store.DB, Pepper, plan, apikey.PresetFull)
 }
 
 // NewKey adds a key with scopes (names or presets) to an account and
 // answers its token.
 func (s *System) NewKey(t testing.TB, accountID string, scopes ...string) string {
 	t.Helper()
-	expanded, err := apikey.Expand(scopes)
-	if err != nil {
-		t.Fatalf("e2e: %v", err)
-	}
-	tok := apikey.Mint(apikey.NewKeyID(), Pepper)
-	if _, err := store.InsertKey(context.Background(), s.Store.DB, store.Key{
-		ID: tok.KeyID, AccountID: accountID, Name: "e2e", Prefix: tok.Prefix, SecretHash: tok.Hash, Scopes: expanded,
-	}); err != nil {
-		t.Fatalf("e2e: insert key: %v", err)
-	}
-	return tok.Plain
+	return testenv.NewKey(t, s.Store.DB, Pepper, accountID, scopes...)
 }
 
 // Response is an answer of the api.
-type Response struct {
-	Status int
-	Header http.Header
-	Body   []byte
-}
-
-// JSON decodes the body into v, failing the test if it cannot.
-func (r *Response) JSON(t testing.TB, v any) {
-	t.Helper()
-	if err := json.Unmarshal(r.Body, v); err != nil {
-		t.Fatalf("e2e: decode %s: %v", r.Body, err)
-	}
-}
-
-// Code is the "code" of an error answer.
-func (r *Response) Code(t testing.TB) string {
-	t.Helper()
-	var e struct {
-		Code string `json:"code"`
-	}
-	r.JSON(t, &e)
-	return e.Code
-}
+type Response = testenv.Response
 
 // Do sends one request to the api: path starts with /api/v1 (or /healthz);
 // token may be empty; body is marshalled unless it is a string or []byte;
@@ -364,43 +316,8 @@ func (s *System) Do(t testing.TB, method, path, token string, body any, headers 
 // DoAt is Do against another api replica of the System, at base.
 func (s *System) DoAt(t testing.TB, base, method, path, token string, body any, headers ...string) *Response {
 	t.Helper()
-	var rd io.Reader
-	switch b := body.(type) {
-	case nil:
-	case string:
-		rd = strings.NewReader(b)
-	case []byte:
-		rd = bytes.NewReader(b)
-	default:
-		j, err := json.Marshal(b)
-		if err != nil {
-			t.Fatalf("e2e: %v", err)
-		}
-		rd = bytes.NewReader(j)
-	}
-	req, err := http.NewRequest(method, base+path, rd)
-	if err != nil {
-		t.Fatalf("e2e: %v", err)
-	}
-	if rd != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
-	for i := 0; i+1 < len(headers); i += 2 {
-		req.Header.Set(headers[i], headers[i+1])
-	}
-	resp, err := s.client.Do(req)
-	if err != nil {
-		t.Fatalf("e2e: %s %s: %v", method, path, err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatalf("e2e: read %s %s: %v", method, path, err)
-	}
-	r := &Response{Status: resp.StatusCode, Header: resp.Header, Body: b}
+	req := testenv.NewRequest(t, method, base+path, token, body, headers...)
+	r := testenv.Send(t, s.client, req)
 	checkContract(t, req, r)
 	return r
 }
