@@ -250,7 +250,7 @@ func TestCancelPendingOperationBehindASlowOne(t *testing.T) {
 	// The restart is accepted once the worker runs the stop: had the
 	// worker begun the stop after it, the instance would show stopping
 	// again, truthfully, but not what this test looks at.
-	waitFor(t, "the stop running", func() bool { return getOperation(t, sys, token, stop.ID).Status == "running" })
+	testenv.Eventually(t, "the stop running", func() bool { return getOperation(t, sys, token, stop.ID).Status == "running" })
 	restart := accept(t, sys, http.MethodPost, "/api/v1/instances/"+instID+"/restart", token, nil)
 	if got := getInstance(t, sys, token, instID).Status; got != "restarting" {
 		t.Fatalf("instance %s after accepting the restart", got)
