@@ -569,150 +569,165 @@ func TestWebhookEndpointsAPI(t *testing.T) {
 	sys := Start(t, Options{})
 	_, token := sys.NewAccount(t, "pro")
 	const url = "https://93.184.215.14/hooks"
-
-	r := sys.Do(t, http.MethodPost, "/api/v1/webhooks", token, map[string]any{"url": url, "events": []string{"operation.failed", "operation.failed", "instance.status_changed"}})
-	if r.Status != http.StatusCreated {
-		t.Fatalf("create: %d %s", r.Status, r.Body)
-	}
 	var ep endpoint
-	r.JSON(t, &ep)
-	if r.Header.Get("Location") != "/api/v1/webhooks/"+ep.ID || strings.Join(ep.Events, ",") != "operation.failed,instance.status_changed" {
-		t.Fatalf("create answered %s, Location %q", r.Body, r.Header.Get("Location"))
-	}
-	// The secret is shown once, and stored sealed, not in clear.
-	list := sys.Do(t, http.MethodGet, "/api/v1/webhooks", token, nil)
-	if list.Status != http.StatusOK || !strings.HasPrefix(string(list.Body), "[") || strings.Contains(string(list.Body), "secret") {
-		t.Fatalf("list: %d %s", list.Status, list.Body)
-	}
-	var sealed []byte
-	if err := sys.Store.DB.Get(&sealed, `SELECT secret_sealed FROM webhook_endpoints WHERE id = $1`, ep.ID); err != nil {
-		t.Fatal(err)
-	}
-	if strings.Contains(string(sealed), strings.TrimPrefix(ep.Secret, webhook.SecretPrefix)) {
-		t.Fatal("the secret is stored in clear")
-	}
-	if opened, err := sys.SecretBox.Open(sealed); err != nil || opened != ep.Secret {
-		t.Fatalf("the sealed secret opens to %q (%v)", opened, err)
-	}
 
-	for _, c := range []struct {
-		name string
-		body any
-		want string
-	}{
-		{"no events", map[string]any{"url": url, "events": []string{}}, "events"},
-		{"unknown event", map[string]any{"url": url, "events": []string{"instance.exploded"}}, "instance.exploded"},
-		{"no url", map[string]any{"events": []string{"operation.failed"}}, "url"},
-		{"unknown field", map[string]any{"url": url, "events": []string{"operation.failed"}, "secret": "x"}, "secret"},
-		{"long url", map[string]any{"url": url + "/" + strings.Repeat("a", 2100), "events": []string{"operation.failed"}}, "url"},
-	} {
-		r := sys.Do(t, http.MethodPost, "/api/v1/webhooks", token, c.body)
-		if r.Status != http.StatusBadRequest || r.Code(t) != "invalid_request" || !strings.Contains(string(r.Body), c.want) {
-			t.Errorf("%s: %d %s", c.name, r.Status, r.Body)
+	step(t, "create", func(t *testing.T) {
+		r := sys.Do(t, http.MethodPost, "/api/v1/webhooks", token, map[string]any{"url": url, "events": []string{"operation.failed", "operation.failed", "instance.status_changed"}})
+		if r.Status != http.StatusCreated {
+			t.Fatalf("create: %d %s", r.Status, r.Body)
 		}
-	}
-	for _, body := range []any{map[string]any{}, map[string]any{"events": []string{}}, map[string]any{"enabled": "yes"}} {
-		if r := sys.Do(t, http.MethodPatch, "/api/v1/webhooks/"+ep.ID, token, body); r.Status != http.StatusBadRequest {
-			t.Errorf("PATCH %v: %d %s", body, r.Status, r.Body)
+		r.JSON(t, &ep)
+		if r.Header.Get("Location") != "/api/v1/webhooks/"+ep.ID || strings.Join(ep.Events, ",") != "operation.failed,instance.status_changed" {
+			t.Fatalf("create answered %s, Location %q", r.Body, r.Header.Get("Location"))
 		}
-	}
+	})
 
-	r = sys.Do(t, http.MethodPatch, "/api/v1/webhooks/"+ep.ID, token, map[string]any{"enabled": false, "url": url + "/v2"})
-	var upd endpoint
-	r.JSON(t, &upd)
-	if r.Status != http.StatusOK || upd.Enabled || upd.URL != url+"/v2" || upd.DisabledReason == nil ||
-		*upd.DisabledReason != api.DisabledByAPI || strings.Join(upd.Events, ",") != "operation.failed,instance.status_changed" {
-		t.Fatalf("PATCH: %d %s", r.Status, r.Body)
-	}
+	step(t, "the secret is shown once and stored sealed", func(t *testing.T) {
+		// The secret is shown once, and stored sealed, not in clear.
+		list := sys.Do(t, http.MethodGet, "/api/v1/webhooks", token, nil)
+		if list.Status != http.StatusOK || !strings.HasPrefix(string(list.Body), "[") || strings.Contains(string(list.Body), "secret") {
+			t.Fatalf("list: %d %s", list.Status, list.Body)
+		}
+		var sealed []byte
+		if err := sys.Store.DB.Get(&sealed, `SELECT secret_sealed FROM webhook_endpoints WHERE id = $1`, ep.ID); err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(string(sealed), strings.TrimPrefix(ep.Secret, webhook.SecretPrefix)) {
+			t.Fatal("the secret is stored in clear")
+		}
+		if opened, err := sys.SecretBox.Open(sealed); err != nil || opened != ep.Secret {
+			t.Fatalf("the sealed secret opens to %q (%v)", opened, err)
+		}
+	})
 
-	// Deliveries page newest first, by cursor, and a cursor of another
-	// list is refused.
-	sys.Do(t, http.MethodPatch, "/api/v1/webhooks/"+ep.ID, token, map[string]any{"enabled": true})
-	sys.StopWorker() // the deliveries stay pending: paging is about the api
-	var ids []string
-	for range 5 {
-		ids = append(ids, sendTest(t, sys, token, ep.ID).ID)
-	}
-	var seen []string
-	cursor := ""
-	for pages := 0; ; pages++ {
-		if pages > 3 {
-			t.Fatal("paging does not end")
-		}
-		r := sys.Do(t, http.MethodGet, "/api/v1/webhooks/"+ep.ID+"/deliveries?limit=2"+cursor, token, nil)
-		var page struct {
-			Data       []delivery `json:"data"`
-			NextCursor *string    `json:"next_cursor"`
-		}
-		r.JSON(t, &page)
-		for _, d := range page.Data {
-			seen = append(seen, d.ID)
-		}
-		if page.NextCursor == nil {
-			break
-		}
-		cursor = "&cursor=" + *page.NextCursor
-	}
-	if len(seen) != 5 || seen[0] != ids[4] || seen[4] != ids[0] {
-		t.Fatalf("paged %v, sent %v", seen, ids)
-	}
-	other := createEndpoint(t, sys, token, url+"/other", "operation.failed")
-	if r := sys.Do(t, http.MethodGet, "/api/v1/webhooks/"+other.ID+"/deliveries?limit=2"+cursor, token, nil); r.Status != http.StatusBadRequest || r.Code(t) != "invalid_cursor" {
-		t.Fatalf("foreign cursor: %d %s", r.Status, r.Body)
-	}
-	if r := sys.Do(t, http.MethodGet, "/api/v1/webhooks/"+ep.ID+"/deliveries?status=lost", token, nil); r.Status != http.StatusBadRequest {
-		t.Fatalf("bad status filter: %d %s", r.Status, r.Body)
-	}
-	if got := sys.Do(t, http.MethodGet, "/api/v1/webhooks/"+ep.ID+"/deliveries?status=succeeded", token, nil); !strings.Contains(string(got.Body), `"data":[]`) {
-		t.Fatalf("succeeded deliveries: %s", got.Body)
-	}
-
-	if r := sys.Do(t, http.MethodDelete, "/api/v1/webhooks/"+ep.ID, token, nil); r.Status != http.StatusNoContent || len(r.Body) != 0 {
-		t.Fatalf("DELETE: %d %s", r.Status, r.Body)
-	}
-	for _, m := range [][2]string{{http.MethodDelete, ""}, {http.MethodGet, "/deliveries"}, {http.MethodPost, "/test"}} {
-		if r := sys.Do(t, m[0], "/api/v1/webhooks/"+ep.ID+m[1], token, nil); r.Status != http.StatusNotFound {
-			t.Fatalf("%s after delete: %d %s", m, r.Status, r.Body)
-		}
-	}
-
-	// The limit holds under concurrent creates: 1 exists, 25 race for 19.
-	var wg sync.WaitGroup
-	codes := make(chan int, 25)
-	for i := range 25 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			body := map[string]any{"url": fmt.Sprintf("%s/%d", url, i), "events": []string{"operation.failed"}}
-			r := sys.Do(t, http.MethodPost, "/api/v1/webhooks", token, body)
-			// A loaded test machine can make the rate limiter's Redis call
-			// time out; it fails closed with a 503 that a client retries.
-			for tries := 0; r.Status == http.StatusServiceUnavailable && tries < 20; tries++ {
-				t.Logf("concurrent create: %d %s; retrying", r.Status, r.Body)
-				time.Sleep(100 * time.Millisecond)
-				r = sys.Do(t, http.MethodPost, "/api/v1/webhooks", token, body)
+	step(t, "bad input is refused", func(t *testing.T) {
+		for _, c := range []struct {
+			name string
+			body any
+			want string
+		}{
+			{"no events", map[string]any{"url": url, "events": []string{}}, "events"},
+			{"unknown event", map[string]any{"url": url, "events": []string{"instance.exploded"}}, "instance.exploded"},
+			{"no url", map[string]any{"events": []string{"operation.failed"}}, "url"},
+			{"unknown field", map[string]any{"url": url, "events": []string{"operation.failed"}, "secret": "x"}, "secret"},
+			{"long url", map[string]any{"url": url + "/" + strings.Repeat("a", 2100), "events": []string{"operation.failed"}}, "url"},
+		} {
+			r := sys.Do(t, http.MethodPost, "/api/v1/webhooks", token, c.body)
+			if r.Status != http.StatusBadRequest || r.Code(t) != "invalid_request" || !strings.Contains(string(r.Body), c.want) {
+				t.Errorf("%s: %d %s", c.name, r.Status, r.Body)
 			}
-			if r.Status == http.StatusForbidden && r.Code(t) != "webhook_limit_reached" {
-				t.Errorf("over the limit: %s", r.Body)
-			}
-			codes <- r.Status
-		}()
-	}
-	wg.Wait()
-	close(codes)
-	created := 0
-	for c := range codes {
-		if c == http.StatusCreated {
-			created++
-		} else if c != http.StatusForbidden {
-			t.Errorf("concurrent create answered %d", c)
 		}
-	}
-	var all []endpoint
-	sys.Do(t, http.MethodGet, "/api/v1/webhooks", token, nil).JSON(t, &all)
-	if created != api.MaxWebhookEndpoints-1 || len(all) != api.MaxWebhookEndpoints {
-		t.Fatalf("%d created concurrently, %d endpoints, want %d in all", created, len(all), api.MaxWebhookEndpoints)
-	}
+		for _, body := range []any{map[string]any{}, map[string]any{"events": []string{}}, map[string]any{"enabled": "yes"}} {
+			if r := sys.Do(t, http.MethodPatch, "/api/v1/webhooks/"+ep.ID, token, body); r.Status != http.StatusBadRequest {
+				t.Errorf("PATCH %v: %d %s", body, r.Status, r.Body)
+			}
+		}
+	})
+
+	step(t, "patch", func(t *testing.T) {
+		r := sys.Do(t, http.MethodPatch, "/api/v1/webhooks/"+ep.ID, token, map[string]any{"enabled": false, "url": url + "/v2"})
+		var upd endpoint
+		r.JSON(t, &upd)
+		if r.Status != http.StatusOK || upd.Enabled || upd.URL != url+"/v2" || upd.DisabledReason == nil ||
+			*upd.DisabledReason != api.DisabledByAPI || strings.Join(upd.Events, ",") != "operation.failed,instance.status_changed" {
+			t.Fatalf("PATCH: %d %s", r.Status, r.Body)
+		}
+	})
+
+	step(t, "deliveries page newest first", func(t *testing.T) {
+		// Deliveries page newest first, by cursor, and a cursor of another
+		// list is refused.
+		sys.Do(t, http.MethodPatch, "/api/v1/webhooks/"+ep.ID, token, map[string]any{"enabled": true})
+		sys.StopWorker() // the deliveries stay pending: paging is about the api
+		var ids []string
+		for range 5 {
+			ids = append(ids, sendTest(t, sys, token, ep.ID).ID)
+		}
+		var seen []string
+		cursor := ""
+		for pages := 0; ; pages++ {
+			if pages > 3 {
+				t.Fatal("paging does not end")
+			}
+			r := sys.Do(t, http.MethodGet, "/api/v1/webhooks/"+ep.ID+"/deliveries?limit=2"+cursor, token, nil)
+			var page struct {
+				Data       []delivery `json:"data"`
+				NextCursor *string    `json:"next_cursor"`
+			}
+			r.JSON(t, &page)
+			for _, d := range page.Data {
+				seen = append(seen, d.ID)
+			}
+			if page.NextCursor == nil {
+				break
+			}
+			cursor = "&cursor=" + *page.NextCursor
+		}
+		if len(seen) != 5 || seen[0] != ids[4] || seen[4] != ids[0] {
+			t.Fatalf("paged %v, sent %v", seen, ids)
+		}
+		other := createEndpoint(t, sys, token, url+"/other", "operation.failed")
+		if r := sys.Do(t, http.MethodGet, "/api/v1/webhooks/"+other.ID+"/deliveries?limit=2"+cursor, token, nil); r.Status != http.StatusBadRequest || r.Code(t) != "invalid_cursor" {
+			t.Fatalf("foreign cursor: %d %s", r.Status, r.Body)
+		}
+		if r := sys.Do(t, http.MethodGet, "/api/v1/webhooks/"+ep.ID+"/deliveries?status=lost", token, nil); r.Status != http.StatusBadRequest {
+			t.Fatalf("bad status filter: %d %s", r.Status, r.Body)
+		}
+		if got := sys.Do(t, http.MethodGet, "/api/v1/webhooks/"+ep.ID+"/deliveries?status=succeeded", token, nil); !strings.Contains(string(got.Body), `"data":[]`) {
+			t.Fatalf("succeeded deliveries: %s", got.Body)
+		}
+	})
+
+	step(t, "delete", func(t *testing.T) {
+		if r := sys.Do(t, http.MethodDelete, "/api/v1/webhooks/"+ep.ID, token, nil); r.Status != http.StatusNoContent || len(r.Body) != 0 {
+			t.Fatalf("DELETE: %d %s", r.Status, r.Body)
+		}
+		for _, m := range [][2]string{{http.MethodDelete, ""}, {http.MethodGet, "/deliveries"}, {http.MethodPost, "/test"}} {
+			if r := sys.Do(t, m[0], "/api/v1/webhooks/"+ep.ID+m[1], token, nil); r.Status != http.StatusNotFound {
+				t.Fatalf("%s after delete: %d %s", m, r.Status, r.Body)
+			}
+		}
+	})
+
+	step(t, "the limit holds under concurrent creates", func(t *testing.T) {
+		// The limit holds under concurrent creates: 1 exists, 25 race for 19.
+		var wg sync.WaitGroup
+		codes := make(chan int, 25)
+		for i := range 25 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				body := map[string]any{"url": fmt.Sprintf("%s/%d", url, i), "events": []string{"operation.failed"}}
+				r := sys.Do(t, http.MethodPost, "/api/v1/webhooks", token, body)
+				// A loaded test machine can make the rate limiter's Redis call
+				// time out; it fails closed with a 503 that a client retries.
+				for tries := 0; r.Status == http.StatusServiceUnavailable && tries < 20; tries++ {
+					t.Logf("concurrent create: %d %s; retrying", r.Status, r.Body)
+					time.Sleep(100 * time.Millisecond)
+					r = sys.Do(t, http.MethodPost, "/api/v1/webhooks", token, body)
+				}
+				if r.Status == http.StatusForbidden && r.Code(t) != "webhook_limit_reached" {
+					t.Errorf("over the limit: %s", r.Body)
+				}
+				codes <- r.Status
+			}()
+		}
+		wg.Wait()
+		close(codes)
+		created := 0
+		for c := range codes {
+			if c == http.StatusCreated {
+				created++
+			} else if c != http.StatusForbidden {
+				t.Errorf("concurrent create answered %d", c)
+			}
+		}
+		var all []endpoint
+		sys.Do(t, http.MethodGet, "/api/v1/webhooks", token, nil).JSON(t, &all)
+		if created != api.MaxWebhookEndpoints-1 || len(all) != api.MaxWebhookEndpoints {
+			t.Fatalf("%d created concurrently, %d endpoints, want %d in all", created, len(all), api.MaxWebhookEndpoints)
+		}
+	})
 }
 
 // TestRelayRepairsLostDeliveries: every gap a crash or a lost Redis can
