@@ -92,3 +92,46 @@ func TestWakeUpAndTaskRunOnce(t *testing.T) {
 		t.Fatalf("instance after the burst: %s", got)
 	}
 }
+
+// TestRelayDoesNotRequeueFinishedOperations: the relay reads the
+// unfinished operations, then enqueues each one's task; an operation that
+// finishes in between used to get a second task ("task missing"), since
+// Asynq deleted the first the moment it completed. Finished tasks now stay
+// in Redis for jobs.OperationRetention, so that late enqueue — done here
+// by hand, exactly as the relay does it — finds the task and adds nothing.
+func TestRelayDoesNotRequeueFinishedOperations(t *testing.T) {
+	t.Parallel()
+	sys := Start(t, Options{})
+	_, token := sys.NewAccount(t, "pro")
+	redisOpt := asynq.RedisClientOpt{Addr: sys.Redis.Addr()}
+	insp := asynq.NewInspector(redisOpt)
+	defer insp.Close()
+	client := asynq.NewClient(redisOpt)
+	defer client.Close()
+
+	create := accept(t, sys, http.MethodPost, "/api/v1/instances", token, map[string]string{"subdomain": "relay-claw"})
+	if op := sys.WaitOperation(t, token, create.ID); op.Status != "succeeded" {
+		t.Fatalf("create finished as %+v", op)
+	}
+	// Wait for the task itself to be done (a wake-up may have run the
+	// operation before Asynq delivered it).
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		info, err := insp.GetTaskInfo(jobs.QueueLifecycle, create.ID)
+		if err != nil {
+			t.Fatalf("task of %s: %v (a finished task is kept for jobs.OperationRetention)", create.ID, err)
+		}
+		if info.State == asynq.TaskStateCompleted {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("task of %s still %s after 30s", create.ID, info.State)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	task, opts := jobs.NewOperationTask(create.ID)
+	added, err := jobs.Enqueue(context.Background(), client, nil, task, opts...)
+	if err != nil || added {
+		t.Fatalf("the relay's late enqueue of a finished operation: added %v, %v", added, err)
+	}
+}

@@ -28,6 +28,17 @@ const (
 	OperationTimeout  = 10 * time.Minute
 )
 
+// OperationRetention keeps a finished operation task (and so its TaskID)
+// in Redis this long. Without it Asynq deletes the task the moment its
+// handler returns, and the relay, which reads the unfinished operations
+// and then enqueues each one's task, re-queued every operation that
+// finished in between as "missing" (hundreds of times in a `make bench`
+// run): harmless, since the extra task only reads the finished row, but
+// noise in the relay's log and metric and a wasted delivery. A minute
+// covers a relay pass many times over; the cost is a small hash per
+// operation of the last minute, which Asynq's janitor deletes.
+const OperationRetention = time.Minute
+
 // NewOperationTask makes the task of operation opID. Its TaskID is the
 // operation id, so the api's enqueue and the relay's can never queue one
 // operation twice (asynq answers ErrTaskIDConflict while it is queued).
@@ -38,6 +49,7 @@ func NewOperationTask(opID string) (*asynq.Task, []asynq.Option) {
 		asynq.Queue(QueueLifecycle),
 		asynq.MaxRetry(OperationMaxRetry),
 		asynq.Timeout(OperationTimeout),
+		asynq.Retention(OperationRetention),
 	}
 }
 

@@ -121,13 +121,26 @@ func CountLiveInstances(ctx context.Context, db sqlx.ExtContext, accountID strin
 	return n, mapErr(err)
 }
 
+// setStatus is the SET clause of a status change: a deleted instance also
+// gets its deleted_at.
+const setStatus = `SET status = $2, updated_at = now(),
+			deleted_at = CASE WHEN $2 = 'deleted' THEN now() ELSE deleted_at END`
+
 // SetInstanceStatus changes an instance's status; a deleted instance also
 // gets its deleted_at.
 func SetInstanceStatus(ctx context.Context, db sqlx.ExtContext, instanceID, status string) error {
-	const q = `UPDATE instances SET status = $2, updated_at = now(),
-			deleted_at = CASE WHEN $2 = 'deleted' THEN now() ELSE deleted_at END
-		WHERE id = $1`
+	const q = `UPDATE instances ` + setStatus + ` WHERE id = $1`
 	return execOne(ctx, db, q, instanceID, status)
+}
+
+// ChangeInstanceStatus is SetInstanceStatus answering the instance as it
+// now is: one round trip where the worker used to re-read it.
+func ChangeInstanceStatus(ctx context.Context, db sqlx.ExtContext, instanceID, status string) (Instance, error) {
+	const q = `WITH i AS (UPDATE instances ` + setStatus + ` WHERE id = $1 RETURNING *)
+		SELECT ` + instanceCols + ` FROM i JOIN accounts a ON a.id = i.account_id`
+	var out Instance
+	err := sqlx.GetContext(ctx, db, &out, q, instanceID, status)
+	return out, mapErr(err)
 }
 
 // SetInstanceFly records the Fly app and machine of an instance; the worker

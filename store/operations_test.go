@@ -115,6 +115,18 @@ func TestInstancesOperationsEvents(t *testing.T) {
 	if n, _ := store.CountLiveInstances(ctx, st.DB, a.ID); n != 1 {
 		t.Fatalf("live %d", n)
 	}
+	// ChangeInstanceStatus answers the row as the change left it, plan
+	// included (the worker builds its webhook payload from it).
+	running, err := store.ChangeInstanceStatus(ctx, st.DB, inst.ID, store.StatusRunning)
+	if err != nil || running.Status != store.StatusRunning || running.Plan != "pro" || running.AccountID != a.ID || running.DeletedAt != nil {
+		t.Fatalf("ChangeInstanceStatus: %+v %v", running, err)
+	}
+	if reread, err := store.InstanceByID(ctx, st.DB, inst.ID); err != nil || !reread.UpdatedAt.Equal(running.UpdatedAt) {
+		t.Fatalf("ChangeInstanceStatus answered %+v, the row is %+v (%v)", running, reread, err)
+	}
+	if _, err := store.ChangeInstanceStatus(ctx, st.DB, "inst_none", store.StatusRunning); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("ChangeInstanceStatus of no instance: %v", err)
+	}
 	if err := store.SetInstanceStatus(ctx, st.DB, inst.ID, store.StatusDeleted); err != nil {
 		t.Fatal(err)
 	}

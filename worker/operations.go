@@ -197,14 +197,11 @@ func (w *Worker) changeStatus(ctx context.Context, tx *sqlx.Tx, inst store.Insta
 	if inst.Status == status {
 		return inst, nil, nil
 	}
-	if err := store.SetInstanceStatus(ctx, tx, inst.ID, status); err != nil {
-		return inst, nil, err
-	}
-	ev, err := store.InsertInstanceEvent(ctx, tx, inst.AccountID, inst.ID, opID, inst.Status, status)
+	now, err := store.ChangeInstanceStatus(ctx, tx, inst.ID, status)
 	if err != nil {
 		return inst, nil, err
 	}
-	now, err := store.InstanceByID(ctx, tx, inst.ID)
+	ev, err := store.InsertInstanceEvent(ctx, tx, inst.AccountID, inst.ID, opID, inst.Status, status)
 	if err != nil {
 		return inst, nil, err
 	}
