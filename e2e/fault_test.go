@@ -139,8 +139,10 @@ func TestRedisLostWhileOperationsPending(t *testing.T) {
 	// Flushed while the worker runs them: the relay queues them again and
 	// the instance lock keeps the second delivery from running alongside.
 	running := createSome("running", 3)
-	testenv.Eventually(t, "an operation running", func() bool {
-		return operationRow(t, sys, running[0].ID).Status == "running"
+	// Started, not necessarily still running: a worker woken by the
+	// commit may have finished it before this loop looked.
+	testenv.Eventually(t, "an operation started", func() bool {
+		return operationRow(t, sys, running[0].ID).Status != "pending"
 	})
 	if err := sys.Redis.Client().FlushAll(ctx).Err(); err != nil {
 		t.Fatal(err)
