@@ -145,13 +145,6 @@ func (r result) PerSec() float64 {
 	return float64(r.Units-r.Errors) / r.Elapsed.Seconds()
 }
 
-// ReqPerSec is HTTP requests per second.
-func (r result) ReqPerSec() float64 {
-	if r.Elapsed <= 0 {
-		return 0
-	}
-	return float64(r.Requests) / r.Elapsed.Seconds()
-}
 
 // percentile of sorted durations, nearest rank.
 func percentile(sorted []time.Duration, p float64) time.Duration {
