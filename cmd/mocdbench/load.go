@@ -145,7 +145,6 @@ func (r result) PerSec() float64 {
 	return float64(r.Units-r.Errors) / r.Elapsed.Seconds()
 }
 
-
 // percentile of sorted durations, nearest rank.
 func percentile(sorted []time.Duration, p float64) time.Duration {
 	if len(sorted) == 0 {
