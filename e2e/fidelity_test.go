@@ -48,6 +48,30 @@ func TestWorkerWaitsForANewApp(t *testing.T) {
 	}
 }
 
+// 1b. An app still propagating may answer 401 rather than 404 (flaps'
+// WaitForApp retries both), and only its creator holds the affinity
+// cookie. A worker process that did not create the app (here: the worker
+// restarted, as after a kill, so its cookie jar is empty) must take a 401
+// from a machine call on such an app as "not visible yet" and wait, not
+// fail the operation fly_rejected (seen in the soak).
+func TestWorkerWaitsForAnAppThatAnswers401(t *testing.T) {
+	t.Parallel()
+	sys := Start(t, Options{})
+	_, token := sys.NewAccount(t, "pro")
+	sys.Flysim.InjectFault(flysim.Fault{Method: http.MethodPost, Path: "/v1/apps", PropagationMS: 4000, Unauthorized: true})
+	created := createOne(t, sys, token, "unseen-app")
+	if created.Status != "succeeded" {
+		t.Fatalf("create: %+v (error %+v)", created, created.Error)
+	}
+	sys.StopWorker()
+	sys.StartWorker()
+	stop := accept(t, sys, http.MethodPost, "/api/v1/instances/"+created.InstanceID+"/stop", token, nil)
+	if d := sys.WaitOperation(t, token, stop.ID); d.Status != "succeeded" {
+		t.Fatalf("stop by a worker without the app's cookie: %+v (error %+v)", d, d.Error)
+	}
+	assertOneMachine(t, sys, created.InstanceID, "stopped")
+}
+
 // 2. Waiting for stopped: Fly's docs require instance_id; flysim refuses a
 // wait for stopped without it (400), which failed every stop.
 func TestWorkerStopWaitsWithInstanceID(t *testing.T) {

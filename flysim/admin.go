@@ -39,6 +39,10 @@ type Fault struct {
 	// demand). It lets the call through unless Status, Reset or DelayMS
 	// say otherwise.
 	PropagationMS int `json:"propagation_ms,omitempty"`
+	// Unauthorized, with PropagationMS, makes that app answer 401 rather
+	// than 404 while it propagates, as chaos mode's slow propagation may
+	// (flaps.WaitForApp retries both).
+	Unauthorized bool `json:"unauthorized,omitempty"`
 }
 
 // InjectFault queues f behind any fault already pending.

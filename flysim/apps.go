@@ -111,8 +111,9 @@ func (s *Server) createApp(w http.ResponseWriter, r *http.Request) {
 	if !wait {
 		a.visibleAt = now.Add(s.propagation)
 	}
-	if d, ok := r.Context().Value(propagationKey{}).(time.Duration); ok {
-		a.visibleAt = now.Add(d)
+	if p, ok := r.Context().Value(propagationKey{}).(propagation); ok {
+		a.visibleAt = now.Add(p.d)
+		a.unauthorizedUntilVisible = p.unauthorized
 	} else if slow, unauthorized := s.chaosPropagationLocked(); slow > 0 {
 		a.visibleAt = now.Add(max(s.propagation, 0) + slow)
 		a.unauthorizedUntilVisible = unauthorized

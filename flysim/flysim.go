@@ -300,7 +300,8 @@ func (s *Server) api(pattern string, h http.HandlerFunc) {
 				return
 			}
 			if f.PropagationMS > 0 {
-				r = r.WithContext(context.WithValue(r.Context(), propagationKey{}, time.Duration(f.PropagationMS)*time.Millisecond))
+				r = r.WithContext(context.WithValue(r.Context(), propagationKey{},
+					propagation{time.Duration(f.PropagationMS) * time.Millisecond, f.Unauthorized}))
 			}
 			if f.Applied {
 				authed(httptest.NewRecorder(), r)
@@ -320,8 +321,14 @@ func (s *Server) api(pattern string, h http.HandlerFunc) {
 	})
 }
 
-// propagationKey carries a Fault's PropagationMS to createApp.
+// propagationKey carries a Fault's PropagationMS and Unauthorized to
+// createApp, as a propagation.
 type propagationKey struct{}
+
+type propagation struct {
+	d            time.Duration
+	unauthorized bool
+}
 
 // checkScheme refuses a macaroon sent under the Bearer scheme: flaps sends
 // macaroons (fm1r_, fm1a_, fm2_) with "FlyV1" (fly-go tokens.FlapsHeader),

@@ -253,15 +253,18 @@ func (w *Worker) findMachine(ctx context.Context, inst store.Instance) (*fly.Mac
 	app := AppName(inst.ID)
 	if inst.FlyMachineID != nil {
 		m, err := w.fly.GetMachine(ctx, app, *inst.FlyMachineID)
-		if fly.IsNotFound(err) {
+		if appUnseen(err) {
 			// The app may not be visible to this process yet (another one
-			// created it moments ago): a 404 means "gone" only once the
-			// app answers.
-			if visible, verr := w.appVisible(ctx, app); verr != nil {
+			// created it moments ago): a 404 means "gone", a 401 "refused",
+			// only once the app answers.
+			visible, verr := w.appVisible(ctx, app)
+			if verr != nil {
 				return nil, verr
-			} else if visible {
-				m, err = w.fly.GetMachine(ctx, app, *inst.FlyMachineID)
 			}
+			if !visible {
+				return nil, nil // no app, so no machine
+			}
+			m, err = w.fly.GetMachine(ctx, app, *inst.FlyMachineID)
 		}
 		switch {
 		case err == nil && m.State != fly.StateDestroyed && m.State != fly.StateDestroying:
@@ -283,6 +286,16 @@ func (w *Worker) findMachine(ctx context.Context, inst store.Instance) (*fly.Mac
 	return &m, nil
 }
 
+// appUnseen reports whether err is what an API node that a new app has not
+// reached yet answers for it: 404, or 401 (flaps.WaitForApp retries both,
+// and a worker process other than the app's creator holds no affinity
+// cookie for it). Either means "look again once the app answers", never
+// "gone" or "refused" on its own.
+func appUnseen(err error) bool {
+	code := fly.StatusCode(err)
+	return code == http.StatusNotFound || code == http.StatusUnauthorized
+}
+
 // appVisible reports whether the app exists, waiting (flaps.WaitForApp)
 // for one that is still propagating; false once Fly has answered 404 for
 // as long as an app takes to appear.
@@ -301,7 +314,7 @@ func (w *Worker) appVisible(ctx context.Context, app string) (bool, error) {
 // oldest first; an app that does not exist has none.
 func (w *Worker) labelled(ctx context.Context, app, instanceID string) ([]fly.Machine, error) {
 	list, err := w.fly.ListMachines(ctx, app)
-	if fly.IsNotFound(err) {
+	if appUnseen(err) {
 		if visible, verr := w.appVisible(ctx, app); verr != nil || !visible {
 			return nil, verr
 		}

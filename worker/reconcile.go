@@ -51,9 +51,9 @@ func (w *Worker) reconcile(ctx context.Context) error {
 func (w *Worker) reconcileOne(ctx context.Context, inst store.Instance) error {
 	app := AppName(inst.ID)
 	m, err := w.fly.GetMachine(ctx, app, deref(inst.FlyMachineID))
-	if fly.IsNotFound(err) {
+	if appUnseen(err) {
 		// An app still propagating to this process's API node answers 404
-		// too: "gone" only once the app answers, or stays unknown.
+		// (or 401) too: "gone" only once the app answers, or stays unknown.
 		visible, verr := w.appVisible(ctx, app)
 		if verr != nil {
 			return verr
