@@ -39,6 +39,14 @@ var errNotFound = newError(http.StatusNotFound, "not_found", "no such resource")
 var errInstanceDeleting = newError(http.StatusConflict, "instance_deleting",
 	"the instance is being deleted; no other operation can be accepted")
 
+// errDatabaseUnavailable answers a request Postgres could not take (out
+// of connection slots, restarting, a connection cut): transient, so a 503
+// with Retry-After as for the rate limiter, never a 500. The request is
+// not stored under its Idempotency-Key, so a retry runs afresh.
+var errDatabaseUnavailable = &Error{Status: http.StatusServiceUnavailable, Code: "database_unavailable",
+	Message: "the database cannot take this request right now; retry it in a moment",
+	Header:  http.Header{"Retry-After": {"1"}}}
+
 var errCursorExpired = newError(http.StatusGone, "cursor_expired",
 	"the cursor is older than the event retention; events after it may be gone: start again without it")
 
@@ -75,6 +83,9 @@ func toAPIError(err error) (*Error, bool) {
 			return e, true
 		}
 		return newError(http.StatusConflict, "conflict", "the request conflicts with the current state of the resource"), true
+	case store.Unavailable(err):
+		// Logged (expected is false): an operator needs to know.
+		return errDatabaseUnavailable, false
 	case errors.Is(err, context.Canceled):
 		// The client went away; nobody reads this answer.
 		return newError(499, "client_closed_request", "client closed request"), true

@@ -381,8 +381,8 @@ func (c *soakClient) send(method, path string, body any, i int) (string, bool) {
 }
 
 // startAPIProcess runs `mocd api` on a free port and answers its base URL
-// once it is ready.
-func startAPIProcess(t *testing.T, sys *System, bin string) string {
+// once it is ready; env entries (KEY=value) override the System's settings.
+func startAPIProcess(t *testing.T, sys *System, bin string, env ...string) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -400,6 +400,7 @@ func startAPIProcess(t *testing.T, sys *System, bin string) string {
 		"MOC_SECRET_KEY="+SecretKey,
 		"MOC_RATELIMIT_TIMEOUT=5s",
 	)
+	cmd.Env = append(cmd.Env, env...) // the last of a duplicated key wins (os/exec)
 	out := &testenv.Buffer{}
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
