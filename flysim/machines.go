@@ -241,15 +241,22 @@ func (s *Server) machineLocked(r *http.Request, withDestroyed bool) (*app, *mach
 // reference, "Leases"; flaps sends the nonce as that header on every
 // mutating call).
 func (s *Server) writableLocked(r *http.Request) (*machine, *apiError) {
-	_, m, e := s.machineLocked(r, false)
+	_, m, e := s.writableInAppLocked(r)
+	return m, e
+}
+
+// writableInAppLocked is writableLocked for a write that also needs the
+// machine's app (an update checks its mounts against the app's volumes).
+func (s *Server) writableInAppLocked(r *http.Request) (*app, *machine, *apiError) {
+	a, m, e := s.machineLocked(r, false)
 	if e != nil {
-		return nil, e
+		return nil, nil, e
 	}
 	if l := m.heldLease(); l != nil && r.Header.Get("fly-machine-lease-nonce") != l.Nonce {
-		return nil, errorf(http.StatusConflict, "lease_held",
+		return nil, nil, errorf(http.StatusConflict, "lease_held",
 			"lease currently held by %s, expires at %s", l.Owner, l.ExpiresAt.UTC().Format(time.RFC3339))
 	}
-	return m, nil
+	return a, m, nil
 }
 
 // machineByNameLocked answers the live machine of a named name, if any.
@@ -262,24 +269,41 @@ func (a *app) machineByNameLocked(name string) *machine {
 	return nil
 }
 
-func (s *Server) createMachine(w http.ResponseWriter, r *http.Request) {
-	var in struct {
-		Name       string        `json:"name"`
-		Region     string        `json:"region"`
-		Config     MachineConfig `json:"config"`
-		SkipLaunch bool          `json:"skip_launch"`
-		LeaseTTL   int           `json:"lease_ttl"`
-	}
+// launchInput is the body of a machine create and of a machine update:
+// both take fly-go's fly.LaunchMachineInput (flaps.Launch and flaps.Update
+// send the same type), so one decoder serves both.
+type launchInput struct {
+	Name       string        `json:"name"`
+	Region     string        `json:"region"`
+	Config     MachineConfig `json:"config"`
+	SkipLaunch bool          `json:"skip_launch"`
+	LeaseTTL   int           `json:"lease_ttl"`
+}
+
+// decodeLaunchInput reads a create or update body, checks its config
+// (validate: the image is required, and the rest of config.go's rules)
+// and gives a config without guest the smallest preset, shared-cpu-1x
+// with 256 MB (Fly's "Machine sizing" guide; which size the API picks when
+// guest is omitted is not documented, so both calls do the same here).
+func decodeLaunchInput(r *http.Request) (launchInput, *apiError) {
+	var in launchInput
 	if e := decodeBody(r, &in); e != nil {
-		writeError(w, e)
-		return
+		return in, e
 	}
 	if e := in.Config.validate(); e != nil {
-		writeError(w, e)
-		return
+		return in, e
 	}
 	if in.Config.Guest == nil {
 		in.Config.Guest = &Guest{CPUKind: "shared", CPUs: 1, MemoryMB: 256}
+	}
+	return in, nil
+}
+
+func (s *Server) createMachine(w http.ResponseWriter, r *http.Request) {
+	in, e := decodeLaunchInput(r)
+	if e != nil {
+		writeError(w, e)
+		return
 	}
 	if in.Region == "" {
 		in.Region = "iad"

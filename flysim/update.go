@@ -30,32 +30,15 @@ const StateUpdating = "updating"
 //     skip_launch, when it ends stopped (flyctl's --skip-start maps to
 //     skip_launch; without it an update starts a stopped machine).
 func (s *Server) updateMachine(w http.ResponseWriter, r *http.Request) {
-	var in struct {
-		Name       string        `json:"name"`
-		Region     string        `json:"region"`
-		Config     MachineConfig `json:"config"`
-		SkipLaunch bool          `json:"skip_launch"`
-	}
-	if e := decodeBody(r, &in); e != nil {
-		writeError(w, e)
-		return
-	}
-	if e := in.Config.validate(); e != nil {
-		writeError(w, e)
-		return
-	}
-	if in.Config.Guest == nil {
-		in.Config.Guest = &Guest{CPUKind: "shared", CPUs: 1, MemoryMB: 256}
-	}
-
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	m, e := s.writableLocked(r)
+	in, e := decodeLaunchInput(r)
 	if e != nil {
 		writeError(w, e)
 		return
 	}
-	a, e := s.appLocked(r)
+
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	a, m, e := s.writableInAppLocked(r)
 	if e != nil {
 		writeError(w, e)
 		return
