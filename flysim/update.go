@@ -22,8 +22,8 @@ const StateUpdating = "updating"
 //     to update a machine that is busy;
 //   - the region cannot change (a machine with a volume cannot move; the
 //     Machines API places updates on the machine's own host);
-//   - mounts follow the volume rules of attachLocked; checks those of
-//     validateChecks;
+//   - an update keeps the machine's volume (sameVolume); mounts follow
+//     the volume rules of attachLocked; checks those of validateChecks;
 //   - the machine gets a new version and instance_id (fly.Machine: "unique
 //     for each version of the machine");
 //   - it then runs the new config: updating → starting → started, unless
@@ -55,6 +55,10 @@ func (s *Server) updateMachine(w http.ResponseWriter, r *http.Request) {
 			"cannot move machine %s from region %s to %s; create a new machine instead", m.ID, m.Region, in.Region))
 		return
 	}
+	if e := sameVolume(m, in.Config.Mounts); e != nil {
+		writeError(w, e)
+		return
+	}
 	if e := s.attachLocked(a, m.ID, m.Region, in.Config.Mounts); e != nil {
 		writeError(w, e)
 		return
@@ -71,4 +75,34 @@ func (s *Server) updateMachine(w http.ResponseWriter, r *http.Request) {
 		s.moveLocked(m, "user", StateUpdating, StateStarting, StateStarted)
 	}
 	writeJSON(w, http.StatusOK, m.snapshot())
+}
+
+// sameVolume refuses an update that would change which volume the machine
+// mounts: swap it for another, remove it, or give a machine without one a
+// volume. Only the mount path may change in place. Source: flyctl's deploy
+// (internal/command/deploy/machines_launchinput.go), which replaces the
+// machine in each of those cases because "volumes attached to existing
+// machines can't be swapped by other volumes", "it is not possible to
+// attach a volume to an existing machine", and removing the mounts needs a
+// new machine too. Fly's status for the refusal is not documented: 400.
+func sameVolume(m *machine, mounts []Mount) *apiError {
+	had, want := "", ""
+	if len(m.Config.Mounts) > 0 {
+		had = m.Config.Mounts[0].Volume
+	}
+	if len(mounts) > 0 {
+		want = mounts[0].Volume
+	}
+	switch {
+	case had == want:
+		return nil
+	case had == "":
+		return errorf(http.StatusBadRequest, "invalid",
+			"machine %s has no volume and one cannot be attached to an existing machine; create a new machine with it", m.ID)
+	case want == "":
+		return errorf(http.StatusBadRequest, "invalid",
+			"machine %s mounts volume %s, which an update cannot remove; destroy the machine instead", m.ID, had)
+	}
+	return errorf(http.StatusBadRequest, "invalid",
+		"machine %s mounts volume %s, which an update cannot swap for %s; only the mount path can change", m.ID, had, want)
 }

@@ -97,7 +97,9 @@ func TestUpdateMachine(t *testing.T) {
 
 func TestUpdateWithDelayPassesThroughUpdating(t *testing.T) {
 	t.Parallel()
-	b := setup(t, 40*time.Millisecond)
+	// Long enough that the second update surely lands while the first is
+	// still updating, even on a loaded machine.
+	b := setup(t, 400*time.Millisecond)
 	b.createApp("app-d")
 	m := b.createMachine("app-d", nil)
 	b.want(b.wait("app-d", m.ID, "state=started&timeout=5"), http.StatusOK)

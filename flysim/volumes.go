@@ -46,10 +46,23 @@ type Mount struct {
 	Encrypted bool   `json:"encrypted,omitempty"`
 }
 
-// volumeNameRe is flyctl's rule for volume names (internal/command/volumes:
-// "Volume names must be lowercase letters, numbers and underscores, 30
-// characters at most").
+// volumeNameRe is the Machines API's rule for volume names: lowercase
+// letters, digits and underscores, 30 characters at most. flyctl checks
+// nothing on its side (internal/command/volumes/create.go sends the name
+// as given); the rule is what the live API enforces, as reported against
+// it in 2026 (CurateLabs/graphforge#884: hyphenated names refused,
+// lowercase, digits and underscores up to 30 accepted).
 var volumeNameRe = regexp.MustCompile(`^[a-z0-9_]{1,30}$`)
+
+// Snapshot retention in days that Fly accepts: 1 to 60 (flyctl's
+// internal/appconfig/validation.go refuses a [mounts] snapshot_retention
+// "not between 1 and 60 days inclusive"); 5 when not given (the default
+// of flyctl's volumes create --snapshot-retention).
+const (
+	minSnapshotRetention     = 1
+	maxSnapshotRetention     = 60
+	defaultSnapshotRetention = 5
+)
 
 // Volume sizes Fly accepts at creation: 1 GB to 500 GB (Fly docs, "Volumes
 // overview": volumes can be up to 500 GB).
@@ -78,6 +91,8 @@ func (s *Server) createVolume(w http.ResponseWriter, r *http.Request) {
 		SizeGB    *int   `json:"size_gb"`
 		Encrypted *bool  `json:"encrypted"`
 		FSType    string `json:"fstype"`
+		// SnapshotRetention is fly.CreateVolumeRequest's snapshot_retention.
+		SnapshotRetention *int `json:"snapshot_retention"`
 	}
 	if e := decodeBody(r, &in); e != nil {
 		writeError(w, e)
@@ -98,6 +113,10 @@ func (s *Server) createVolume(w http.ResponseWriter, r *http.Request) {
 		writeError(w, errorf(http.StatusBadRequest, "invalid",
 			"size_gb %d is out of range: %d to %d", *in.SizeGB, minVolumeGB, maxVolumeGB))
 		return
+	case in.SnapshotRetention != nil && (*in.SnapshotRetention < minSnapshotRetention || *in.SnapshotRetention > maxSnapshotRetention):
+		writeError(w, errorf(http.StatusBadRequest, "invalid",
+			"snapshot_retention %d is out of range: %d to %d days", *in.SnapshotRetention, minSnapshotRetention, maxSnapshotRetention))
+		return
 	case in.FSType != "" && in.FSType != "ext4" && in.FSType != "raw":
 		// fly.CreateVolumeRequest: "The valid values are ext4 and raw".
 		writeError(w, errorf(http.StatusBadRequest, "invalid", "invalid fstype %q: ext4 or raw", in.FSType))
@@ -107,6 +126,10 @@ func (s *Server) createVolume(w http.ResponseWriter, r *http.Request) {
 		in.FSType = "ext4"
 	}
 	encrypted := in.Encrypted == nil || *in.Encrypted // Fly encrypts volumes unless told not to
+	retention := defaultSnapshotRetention
+	if in.SnapshotRetention != nil {
+		retention = *in.SnapshotRetention
+	}
 
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -124,7 +147,7 @@ func (s *Server) createVolume(w http.ResponseWriter, r *http.Request) {
 		Zone:              newHex(4),
 		Encrypted:         encrypted,
 		CreatedAt:         time.Now().UTC().Format(time.RFC3339),
-		SnapshotRetention: 5,
+		SnapshotRetention: retention,
 		FSType:            in.FSType,
 	}
 	a.volumes = append(a.volumes, v)
@@ -166,10 +189,15 @@ func (s *Server) getVolume(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, *v)
 }
 
-// deleteVolume destroys a volume. The emulator refuses while a live machine
-// has it mounted (Fly docs, "Destroy a volume": destroy or detach the
-// Machine first), which is at least as strict as Fly. Deleting a volume
-// already being destroyed answers it again.
+// deleteVolume destroys a volume: it goes to pending_destroy, Fly's soft
+// delete (Fly docs, "Volume states": a destroyed volume stays
+// pending_destroy for 24 hours). The emulator refuses while a live machine
+// has it mounted. Fly may instead accept and hold the volume until the
+// machine lets go of it (fly-go's flaps_volumes.go counts a state
+// waiting_for_detach among the destroyed ones): refusing is the stricter
+// of the two, and a client that destroys the machine first, as mocd does,
+// meets neither. Deleting a volume already being destroyed answers it
+// again.
 func (s *Server) deleteVolume(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	defer s.mu.Unlock()

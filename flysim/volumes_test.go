@@ -32,13 +32,16 @@ func TestVolumes(t *testing.T) {
 		}
 		var got flysim.Volume
 		b.want(b.call("GET", "/v1/apps/app-v/volumes/"+v.ID, nil), http.StatusOK).decode(t, &got)
-		if got.ID != v.ID {
+		if got.ID != v.ID || got.SnapshotRetention != 5 {
 			t.Fatalf("get %+v", got)
 		}
 		var list []flysim.Volume
 		b.want(b.call("GET", "/v1/apps/app-v/volumes", nil), http.StatusOK).decode(t, &list)
 		if len(list) != 1 || list[0].ID != v.ID {
 			t.Fatalf("list %+v", list)
+		}
+		if kept := b.createVolume("app-v", map[string]any{"name": "kept", "region": "iad", "size_gb": 1, "snapshot_retention": 60}); kept.SnapshotRetention != 60 {
+			t.Fatalf("snapshot_retention 60 answered as %d", kept.SnapshotRetention)
 		}
 		b.want(b.call("GET", "/v1/apps/app-v/volumes/vol_0000000000000000", nil), http.StatusNotFound)
 		b.want(b.call("GET", "/v1/apps/nope/volumes", nil), http.StatusNotFound)
@@ -54,6 +57,8 @@ func TestVolumes(t *testing.T) {
 			{"name": "data", "region": "iad", "size_gb": 0},
 			{"name": "data", "region": "iad", "size_gb": 501},
 			{"name": "data", "region": "iad", "size_gb": 1, "fstype": "zfs"},
+			{"name": "data", "region": "iad", "size_gb": 1, "snapshot_retention": 0},
+			{"name": "data", "region": "iad", "size_gb": 1, "snapshot_retention": 61},
 		} {
 			b.want(b.call("POST", "/v1/apps/app-v/volumes", in), http.StatusBadRequest)
 		}
@@ -97,22 +102,32 @@ func TestVolumes(t *testing.T) {
 		b.want(b.call("POST", "/v1/apps/app-v/machines", map[string]any{"region": "iad", "config": mounted(v.ID, "/data")}), http.StatusPreconditionFailed)
 	})
 
-	t.Run("an update moves the mount", func(t *testing.T) {
+	// flyctl's deploy replaces a machine rather than change its volume by
+	// an update (machines_launchinput.go): only the mount path may change.
+	t.Run("an update keeps the machine's volume", func(t *testing.T) {
 		b := b.with(t)
 		v1 := b.createVolume("app-v", map[string]any{"name": "one", "region": "iad", "size_gb": 1})
 		v2 := b.createVolume("app-v", map[string]any{"name": "two", "region": "iad", "size_gb": 1})
 		m := b.createMachine("app-v", map[string]any{"region": "iad", "config": mounted(v1.ID, "/data")})
-		b.want(b.call("POST", "/v1/apps/app-v/machines/"+m.ID, map[string]any{"config": mounted(v2.ID, "/data")}), http.StatusOK)
+		bare := b.createMachine("app-v", map[string]any{"region": "iad", "config": map[string]any{"image": "registry.fly.io/openclaw:1"}})
+		b.want(b.call("POST", "/v1/apps/app-v/machines/"+m.ID, map[string]any{"config": mounted(v2.ID, "/data")}), http.StatusBadRequest)
+		b.want(b.call("POST", "/v1/apps/app-v/machines/"+m.ID, map[string]any{"config": map[string]any{"image": "registry.fly.io/openclaw:2"}}), http.StatusBadRequest)
+		b.want(b.call("POST", "/v1/apps/app-v/machines/"+bare.ID, map[string]any{"config": mounted(v2.ID, "/data")}), http.StatusBadRequest)
+		var got flysim.Machine
+		b.want(b.call("POST", "/v1/apps/app-v/machines/"+m.ID, map[string]any{"config": mounted(v1.ID, "/state")}), http.StatusOK).decode(t, &got)
+		if len(got.Config.Mounts) != 1 || got.Config.Mounts[0].Volume != v1.ID || got.Config.Mounts[0].Path != "/state" {
+			t.Errorf("mounts after moving the path: %+v", got.Config.Mounts)
+		}
 		vols, _ := b.sim.Volumes("app-v")
 		for _, v := range vols {
 			switch v.ID {
 			case v1.ID:
-				if v.AttachedMachineID != nil {
-					t.Errorf("old volume still attached: %v", v)
+				if v.AttachedMachineID == nil || *v.AttachedMachineID != m.ID {
+					t.Errorf("the machine's volume is no longer attached to it: %v", v)
 				}
 			case v2.ID:
-				if v.AttachedMachineID == nil || *v.AttachedMachineID != m.ID {
-					t.Errorf("new volume not attached: %v", v)
+				if v.AttachedMachineID != nil {
+					t.Errorf("a refused update attached a volume: %v", v)
 				}
 			}
 		}
