@@ -183,16 +183,20 @@ func TestWorkerChangesMachinesUnderALease(t *testing.T) {
 
 // The reconciler sweeps orphans: a moc- app that belongs to no instance is
 // deleted, a machine in an instance's app that is not the instance's is
-// destroyed, and anything not named moc- is left alone; each sweep is
-// logged and counted.
+// destroyed, so is a volume there that nothing mounts and the instance
+// does not record (a volume create whose answer was lost, sent again), and
+// anything not named moc- is left alone; each sweep is logged and counted.
 func TestReconcilerSweepsOrphans(t *testing.T) {
 	t.Parallel()
-	var apps, machines atomic.Int64
+	var apps, machines, volumes atomic.Int64
 	sys := Start(t, Options{Worker: func(o *worker.Options) {
 		o.OnOrphanSwept = func(kind string) {
-			if kind == "app" {
+			switch kind {
+			case "app":
 				apps.Add(1)
-			} else {
+			case "volume":
+				volumes.Add(1)
+			default:
 				machines.Add(1)
 			}
 		}
@@ -218,10 +222,29 @@ func TestReconcilerSweepsOrphans(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	testenv.Eventually(t, "the orphans to be swept", func() bool { return apps.Load() == 1 && machines.Load() == 1 })
+	instApp := worker.AppName(created.InstanceID)
+	strayVol, err := other.CreateVolume(ctx, instApp, fly.VolumeInput{Name: worker.VolumeName, Region: "iad", SizeGB: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	testenv.Eventually(t, "the orphans to be swept", func() bool { return apps.Load() == 1 && machines.Load() == 1 && volumes.Load() == 1 })
 	after := sys.Metrics(t)
 	wantDelta(t, before, after, 1, "mocd_reconciler_orphans_swept_total", "kind", "app")
 	wantDelta(t, before, after, 1, "mocd_reconciler_orphans_swept_total", "kind", "machine")
+	wantDelta(t, before, after, 1, "mocd_reconciler_orphans_swept_total", "kind", "volume")
+	vols, _ := sys.Flysim.Volumes(instApp)
+	for _, v := range vols {
+		switch {
+		case v.ID == strayVol.ID && v.State != flysim.VolumePendingDestroy:
+			t.Errorf("stray volume %s", v)
+		case v.ID != strayVol.ID && (v.State != flysim.VolumeCreated || v.AttachedMachineID == nil || *v.AttachedMachineID != own.ID):
+			t.Errorf("the instance's own volume %s (attached to %v) was touched", v, v.AttachedMachineID)
+		}
+	}
+	if len(vols) != 2 {
+		t.Errorf("volumes %v, want the instance's and the swept stray", vols)
+	}
 	held := map[string]int{}
 	for _, a := range sys.Flysim.Machines() {
 		held[a.App] = len(a.Machines)
@@ -239,7 +262,7 @@ func TestReconcilerSweepsOrphans(t *testing.T) {
 	if sys.MachinesOf(created.InstanceID)[0].ID != own.ID {
 		t.Error("the instance's own machine was replaced")
 	}
-	for _, want := range []string{"reconciler: destroyed an orphan app", "reconciler: destroyed an orphan machine"} {
+	for _, want := range []string{"reconciler: destroyed an orphan app", "reconciler: destroyed an orphan machine", "reconciler: destroyed an orphan volume"} {
 		if !strings.Contains(sys.Logs(), want) {
 			t.Errorf("no %q in the logs", want)
 		}

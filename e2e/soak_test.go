@@ -184,7 +184,11 @@ func TestSoak(t *testing.T) {
 
 	// Orphans: what flysim holds that no live instance owns, before the
 	// sweep; then the in-process worker (reconciling every 500ms) sweeps.
-	orphansFound := len(soakOrphans(t, sys))
+	found := soakOrphans(t, sys)
+	orphansFound := len(found)
+	if orphansFound > 0 {
+		t.Logf("soak: orphans before the final sweep: %v", found)
+	}
 	for _, w := range workers {
 		_ = w.Process.Signal(syscall.SIGTERM)
 		_ = w.Wait()

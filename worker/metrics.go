@@ -20,7 +20,7 @@ var (
 	// instanceStatuses are what the reconciler can observe.
 	instanceStatuses = []string{store.StatusRunning, store.StatusStopped, store.StatusFailed}
 	// orphanKinds are what the reconciler sweeps.
-	orphanKinds = []string{"app", "machine"}
+	orphanKinds = []string{"app", "machine", "volume"}
 )
 
 // Outcomes of one webhook attempt, the outcome label.
@@ -101,7 +101,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		driftRepaired: telemetry.NewCounterVec(reg, "mocd_reconciler_drift_repaired_total",
 			"Drift the reconciler repaired (the instance now shows what its machine does), by the status observed.", "observed"),
 		orphans: telemetry.NewCounterVec(reg, "mocd_reconciler_orphans_swept_total",
-			"Fly resources no live instance owns that the reconciler removed, by kind (app, machine).", "kind"),
+			"Fly resources no live instance owns that the reconciler removed, by kind (app, machine, volume).", "kind"),
 		jobFailures: telemetry.NewCounterVec(reg, "mocd_worker_job_failures_total",
 			"Passes of a periodic job (relay, reconcile, retention) that ended in an error.", "job"),
 	}
@@ -182,8 +182,8 @@ func (m *metrics) drift(observed string, repaired bool) {
 	m.driftFound.WithLabelValues(o).Inc()
 }
 
-// orphanSwept records one orphaned Fly resource removed; kind is "app" or
-// "machine".
+// orphanSwept records one orphaned Fly resource removed; kind is "app",
+// "machine" or "volume".
 func (m *metrics) orphanSwept(kind string) {
 	m.orphans.WithLabelValues(telemetry.OneOf(kind, orphanKinds...)).Inc()
 }

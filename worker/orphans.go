@@ -73,9 +73,14 @@ func (w *Worker) sweepOrphanApps(ctx context.Context) error {
 }
 
 // sweepOrphanMachines destroys the machines of a settled instance's app
-// other than the instance's own: made by a create whose record was lost.
-// It holds the instance's lock, as an operation would, so it never races
-// one; an instance that is busy is left for the next sweep.
+// other than the instance's own: made by a create whose record was lost;
+// then the volumes of the app that nothing mounts other than the one the
+// instance records: made by a volume create whose answer was lost and
+// that the client sent again (the retry's volume is the one recorded). It
+// holds the instance's lock, as an operation would, so it never races
+// one; an instance that is busy is left for the next sweep. An instance
+// that records no volume (created before volumes) has its volumes left
+// alone: which one is its own cannot be told.
 func (w *Worker) sweepOrphanMachines(ctx context.Context, inst store.Instance) error {
 	if inst.FlyMachineID == nil {
 		return nil
@@ -109,6 +114,25 @@ func (w *Worker) sweepOrphanMachines(ctx context.Context, inst store.Instance) e
 		w.log.WarnContext(ctx, "reconciler: destroyed an orphan machine", slog.String("instance_id", inst.ID),
 			slog.String("app", app), slog.String("machine_id", m.ID))
 		w.countSwept("machine")
+	}
+	if inst.FlyVolumeID == nil {
+		return errors.Join(errs...)
+	}
+	vols, err := w.fly.ListVolumes(ctx, app)
+	if err != nil {
+		return errors.Join(append(errs, fmt.Errorf("list volumes of %s: %w", app, err))...)
+	}
+	for _, v := range vols {
+		if v.ID == *inst.FlyVolumeID || v.AttachedMachineID != nil {
+			continue // the instance's own, or mounted: freed when its machine goes
+		}
+		if err := w.fly.DeleteVolume(ctx, app, v.ID); err != nil && !fly.IsNotFound(err) {
+			errs = append(errs, fmt.Errorf("destroy orphan volume %s: %w", v.ID, err))
+			continue
+		}
+		w.log.WarnContext(ctx, "reconciler: destroyed an orphan volume", slog.String("instance_id", inst.ID),
+			slog.String("app", app), slog.String("volume_id", v.ID))
+		w.countSwept("volume")
 	}
 	return errors.Join(errs...)
 }

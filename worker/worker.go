@@ -83,7 +83,7 @@ type Options struct {
 	// mid-change) holds up the next attempt. Default DefaultLeaseTTL.
 	LeaseTTL time.Duration
 	// OnOrphanSwept, when set, is called once for every orphan the
-	// reconciler destroys, with kind "app" or "machine", beside the
+	// reconciler destroys, with kind "app", "machine" or "volume", beside the
 	// metric mocd_reconciler_orphans_swept_total (tests wait on it).
 	OnOrphanSwept func(kind string)
 	// Registry receives the worker's metrics (metrics.go) and its Fly
