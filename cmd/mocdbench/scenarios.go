@@ -117,66 +117,40 @@ type operationJSON struct {
 // client never has more than one operation in flight, so the worker is
 // offered at most one per client and keeps up by construction.
 func (b *bench) e2eUnit(c *httpClient, tag string, pollEvery time.Duration) unitFunc {
-	return func(ctx context.Context, w, i int) outcome {
-		id, tok, j := b.pick(w, i)
-		inst := id.instances[j%len(id.instances)]
-		r, err := c.do(ctx, http.MethodPost, "/api/v1/instances/"+inst+"/restart", tok, fmt.Sprintf("%s-%d-%d", tag, w, i), nil)
-		o := single(r, err, http.StatusAccepted)
-		if !o.ok {
-			return o
-		}
-		var op operationJSON
-		if err := json.Unmarshal(r.body, &op); err != nil {
-			o.ok, o.err = false, err
-			return o
-		}
-		deadline := time.Now().Add(60 * time.Second)
-		for {
-			if time.Now().After(deadline) {
-				o.ok, o.err = false, fmt.Errorf("operation %s unfinished after 60s", op.ID)
-				return o
-			}
-			select {
-			case <-ctx.Done():
-				o.ok, o.err = false, ctx.Err()
-				return o
-			case <-time.After(pollEvery):
-			}
-			r, err := c.do(ctx, http.MethodGet, "/api/v1/operations/"+op.ID, tok, "", nil)
-			p := single(r, err, http.StatusOK)
-			o.requests++
-			o.limited += p.limited
-			if !p.ok {
-				if p.limited > 0 {
-					continue
-				}
-				o.ok, o.err, o.status = false, p.err, p.status
-				return o
-			}
-			var got operationJSON
-			if err := json.Unmarshal(r.body, &got); err != nil {
-				o.ok, o.err = false, err
-				return o
-			}
-			switch got.Status {
-			case "succeeded":
-				if got.FinishedAt != nil && got.StartedAt != nil {
-					o.serverLatency = got.FinishedAt.Sub(got.CreatedAt)
-					o.serverQueued = got.StartedAt.Sub(got.CreatedAt)
-				}
-				return o
-			case "failed":
-				o.ok, o.err = false, fmt.Errorf("operation %s failed", op.ID)
-				return o
-			}
-		}
-	}
+	return b.operationUnit(c, tag, opFollow{suffix: "", pause: pollEvery, limitedPause: 0, limit: 60 * time.Second})
 }
 
 // e2eWaitUnit is e2eUnit with GET /operations/:id/wait?timeout=55 in
 // place of the polling loop: the answer comes when the operation commits,
 // so one wait is usually all it takes.
 func (b *bench) e2eWaitUnit(c *httpClient, tag string) unitFunc {
+	return b.operationUnit(c, tag, opFollow{suffix: "/wait?timeout=55", pause: 0, limitedPause: time.Second, limit: 120 * time.Second})
+}
+
+// opFollow is how an end-to-end unit follows its operation: the path
+// suffix of each read, the pause before each read and after a 429, and
+// how long it may take in all.
+type opFollow struct {
+	suffix              string
+	pause, limitedPause time.Duration
+	limit               time.Duration
+}
+
+// operationUnit restarts one of the client's instances, then reads the
+// operation as f says until it has finished; the outcome carries the
+// server-recorded latency.
+func (b *bench) operationUnit(c *httpClient, tag string, f opFollow) unitFunc {
+	sleep := func(ctx context.Context, d time.Duration) error {
+		if d <= 0 {
+			return ctx.Err()
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(d):
+			return nil
+		}
+	}
 	return func(ctx context.Context, w, i int) outcome {
 		id, tok, j := b.pick(w, i)
 		inst := id.instances[j%len(id.instances)]
@@ -190,23 +164,25 @@ func (b *bench) e2eWaitUnit(c *httpClient, tag string) unitFunc {
 			o.ok, o.err = false, err
 			return o
 		}
-		deadline := time.Now().Add(120 * time.Second)
+		deadline := time.Now().Add(f.limit)
 		for {
 			if time.Now().After(deadline) {
-				o.ok, o.err = false, fmt.Errorf("operation %s unfinished after 120s", op.ID)
+				o.ok, o.err = false, fmt.Errorf("operation %s unfinished after %s", op.ID, f.limit)
 				return o
 			}
-			r, err := c.do(ctx, http.MethodGet, "/api/v1/operations/"+op.ID+"/wait?timeout=55", tok, "", nil)
+			if err := sleep(ctx, f.pause); err != nil {
+				o.ok, o.err = false, err
+				return o
+			}
+			r, err := c.do(ctx, http.MethodGet, "/api/v1/operations/"+op.ID+f.suffix, tok, "", nil)
 			p := single(r, err, http.StatusOK)
 			o.requests++
 			o.limited += p.limited
 			if !p.ok {
 				if p.limited > 0 {
-					select {
-					case <-ctx.Done():
-						o.ok, o.err = false, ctx.Err()
+					if err := sleep(ctx, f.limitedPause); err != nil {
+						o.ok, o.err = false, err
 						return o
-					case <-time.After(time.Second):
 					}
 					continue
 				}
