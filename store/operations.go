@@ -257,6 +257,7 @@ func HasUnfinishedOperation(ctx context.Context, db sqlx.ExtContext, instanceID 
 type InstanceLock struct {
 	conn *sql.Conn
 	key  int64
+	slot chan struct{}
 }
 
 // instanceLockKey maps an instance id to the advisory lock's 64-bit key.
@@ -266,23 +267,32 @@ func instanceLockKey(instanceID string) int64 {
 	return int64(h.Sum64())
 }
 
-// TryLockInstance takes the instance's lock without waiting; ok is false
-// when another session holds it.
+// TryLockInstance takes the instance's lock without waiting for another
+// session to give it up; ok is false when one holds it. It does wait, as
+// long as ctx allows, for one of the Store's lock slots (see Store).
 func (s *Store) TryLockInstance(ctx context.Context, instanceID string) (lock *InstanceLock, ok bool, err error) {
-	conn, err := s.DB.Conn(ctx)
-	if err != nil {
+	slot := s.lockSlots // nil in a Store not made by Open: no bound
+	if slot != nil {
+		select {
+		case slot <- struct{}{}:
+		case <-ctx.Done():
+			return nil, false, fmt.Errorf("lock instance %s: %w", instanceID, ctx.Err())
+		}
+	}
+	l := &InstanceLock{key: instanceLockKey(instanceID), slot: slot}
+	if l.conn, err = s.DB.Conn(ctx); err != nil {
+		l.freeSlot()
 		return nil, false, fmt.Errorf("lock instance %s: %w", instanceID, err)
 	}
-	key := instanceLockKey(instanceID)
-	if err := conn.QueryRowContext(ctx, `SELECT pg_try_advisory_lock($1)`, key).Scan(&ok); err != nil {
-		conn.Close()
-		return nil, false, fmt.Errorf("lock instance %s: %w", instanceID, err)
-	}
-	if !ok {
-		conn.Close()
+	if err := l.conn.QueryRowContext(ctx, `SELECT pg_try_advisory_lock($1)`, l.key).Scan(&ok); err != nil || !ok {
+		l.conn.Close()
+		l.freeSlot()
+		if err != nil {
+			return nil, false, fmt.Errorf("lock instance %s: %w", instanceID, err)
+		}
 		return nil, false, nil
 	}
-	return &InstanceLock{conn: conn, key: key}, true, nil
+	return l, true, nil
 }
 
 // Release gives the lock back. If that fails the connection is thrown away
@@ -295,6 +305,13 @@ func (l *InstanceLock) Release() {
 		_ = l.conn.Raw(func(any) error { return driver.ErrBadConn })
 	}
 	l.conn.Close()
+	l.freeSlot()
+}
+
+func (l *InstanceLock) freeSlot() {
+	if l.slot != nil {
+		<-l.slot
+	}
 }
 
 // InstanceLockHeld reports whether some session holds the instance's lock,

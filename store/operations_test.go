@@ -3,7 +3,11 @@ package store_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
+	"time"
+
+	"golang.org/x/sync/errgroup"
 
 	"github.com/myopenclaw/mocd/id"
 	"github.com/myopenclaw/mocd/store"
@@ -173,4 +177,36 @@ func TestInstanceLock(t *testing.T) {
 		t.Fatal("lock not free after release")
 	}
 	l2.Release()
+}
+
+// TestInstanceLocksLeaveConnectionsForStatements: more runs than the pool
+// has connections each hold an instance lock (a connection of its own)
+// and then need another connection for a statement, as a worker's runs
+// do. The locks take at most half the pool, so every run gets its
+// statement and finishes; without that bound the locks took every
+// connection and the runs waited on each other until the deadline.
+func TestInstanceLocksLeaveConnectionsForStatements(t *testing.T) {
+	t.Parallel()
+	st := testenv.Store(t)
+	st.SetMaxConns(4)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	var g errgroup.Group
+	for range 12 {
+		g.Go(func() error {
+			lock, ok, err := st.TryLockInstance(ctx, id.New(id.Instance))
+			if err != nil || !ok {
+				return fmt.Errorf("lock: ok=%v err=%v", ok, err)
+			}
+			defer lock.Release()
+			var one int
+			if err := st.DB.QueryRowContext(ctx, `SELECT 1 FROM pg_sleep(0.05)`).Scan(&one); err != nil {
+				return fmt.Errorf("a statement while holding the lock: %w", err)
+			}
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		t.Fatal(err)
+	}
 }

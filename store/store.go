@@ -42,6 +42,22 @@ func (e *ConflictError) Is(target error) bool { return target == ErrConflict }
 // Store wraps the database handle.
 type Store struct {
 	DB *sqlx.DB
+	// lockSlots bounds how many instance locks (each a pooled connection
+	// held for a whole operation) are held at once, to half the pool: the
+	// runs that hold them need the other half for their statements, so
+	// they can never take every connection and wait on each other.
+	lockSlots chan struct{}
+}
+
+// DefaultMaxConns is the pool size of a process's Store.
+const DefaultMaxConns = 32
+
+// SetMaxConns sizes the pool (and with it how many instance locks may be
+// held at once). Call it before the Store is used.
+func (s *Store) SetMaxConns(n int) {
+	s.DB.SetMaxOpenConns(n)
+	s.DB.SetMaxIdleConns(n)
+	s.lockSlots = make(chan struct{}, max(1, n/2))
 }
 
 // Open connects to Postgres and checks the connection. Each connection
@@ -52,8 +68,6 @@ func Open(ctx context.Context, databaseURL string) (*Store, error) {
 		return nil, fmt.Errorf("open postgres: %w", err)
 	}
 	db := sqlx.NewDb(sql.OpenDB(preparingConnector{pc}), "postgres")
-	db.SetMaxOpenConns(32)
-	db.SetMaxIdleConns(32)
 	db.SetConnMaxIdleTime(5 * time.Minute)
 	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
@@ -61,7 +75,9 @@ func Open(ctx context.Context, databaseURL string) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("connect to postgres at %s: %w", Redact(databaseURL), err)
 	}
-	return &Store{DB: db}, nil
+	st := &Store{DB: db}
+	st.SetMaxConns(DefaultMaxConns)
+	return st, nil
 }
 
 // withBinaryParameters turns on lib/pq's binary_parameters unless the URL

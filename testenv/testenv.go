@@ -94,8 +94,7 @@ const PoolSize = 16
 
 // LimitPool caps st's pool at PoolSize.
 func LimitPool(st *store.Store) *store.Store {
-	st.DB.SetMaxOpenConns(PoolSize)
-	st.DB.SetMaxIdleConns(PoolSize)
+	st.SetMaxConns(PoolSize)
 	return st
 }
 
