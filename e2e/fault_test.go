@@ -167,11 +167,15 @@ func TestRedisLostWhileOperationsPending(t *testing.T) {
 func TestWorkerKilledMidCreate(t *testing.T) {
 	t.Parallel()
 	bin := buildMocd(t)
-	// 400ms per machine transition: a create spends about a second waiting
-	// for its machine, where the kill lands.
-	sys := Start(t, Options{FlysimDelay: 400 * time.Millisecond})
+	// 1s per machine transition: a create spends about two seconds
+	// waiting for its machine, where the kill lands.
+	sys := Start(t, Options{FlysimDelay: time.Second})
 	sys.StopWorker()
 	_, token := sys.NewAccount(t, "pro")
+	// The first answer the harness checks loads the OpenAPI document, which
+	// takes seconds under -race on a loaded machine: load it now, not while
+	// the create runs (the create would finish before accept returned).
+	sys.Do(t, http.MethodGet, "/api/v1/instances", token, nil)
 
 	first := startWorkerProcess(t, sys, bin)
 	op := accept(t, sys, http.MethodPost, "/api/v1/instances", token, map[string]string{"subdomain": "killed-claw"})
