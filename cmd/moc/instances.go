@@ -45,8 +45,17 @@ func (f *lifecycleFlags) callOptions() []client.CallOption {
 	return []client.CallOption{client.WithIdempotencyKey(f.idempotencyKey)}
 }
 
-// accepted prints an accepted operation, or waits for it with --wait.
-func (a *app) accepted(ctx context.Context, c *client.Client, op *client.Operation, f *lifecycleFlags) error {
+// submit makes one call that answers an operation (with the flags'
+// Idempotency-Key), then prints the operation, or waits for it with --wait.
+func (a *app) submit(ctx context.Context, f *lifecycleFlags, call func(c *client.Client, opts []client.CallOption) (*client.Operation, error)) error {
+	c, err := a.client()
+	if err != nil {
+		return err
+	}
+	op, err := call(c, f.callOptions())
+	if err != nil {
+		return err
+	}
 	if !f.wait {
 		return a.print(op)
 	}
@@ -120,15 +129,9 @@ func (a *app) instancesCommand() *cobra.Command {
 			if create.subdomain == "" {
 				return usagef("--subdomain is required")
 			}
-			c, err := a.client()
-			if err != nil {
-				return err
-			}
-			op, err := c.CreateInstance(cmd.Context(), client.CreateInstanceRequest{Subdomain: create.subdomain, FlyRegion: create.region, Version: create.version}, create.callOptions()...)
-			if err != nil {
-				return err
-			}
-			return a.accepted(cmd.Context(), c, op, &create.lifecycleFlags)
+			return a.submit(cmd.Context(), &create.lifecycleFlags, func(c *client.Client, opts []client.CallOption) (*client.Operation, error) {
+				return c.CreateInstance(cmd.Context(), client.CreateInstanceRequest{Subdomain: create.subdomain, FlyRegion: create.region, Version: create.version}, opts...)
+			})
 		},
 	}
 	createCmd.Flags().StringVar(&create.subdomain, "subdomain", "", "the instance's DNS label (required)")
@@ -151,15 +154,9 @@ func (a *app) instancesCommand() *cobra.Command {
 			Use: lc.name + " INSTANCE_ID", Short: lc.short, Args: exactArgs("INSTANCE_ID"),
 			Example: "  moc instances " + lc.name + " inst_1L2mQKhvBh5qRMVRUR2g --wait --timeout 5m",
 			RunE: func(cmd *cobra.Command, args []string) error {
-				c, err := a.client()
-				if err != nil {
-					return err
-				}
-				op, err := lc.call(c, cmd.Context(), args[0], f.callOptions()...)
-				if err != nil {
-					return err
-				}
-				return a.accepted(cmd.Context(), c, op, &f)
+				return a.submit(cmd.Context(), &f, func(c *client.Client, opts []client.CallOption) (*client.Operation, error) {
+					return lc.call(c, cmd.Context(), args[0], opts...)
+				})
 			},
 		}
 		f.add(c)

@@ -45,15 +45,9 @@ func (a *app) upgradeCommand() *cobra.Command {
 			if f.version == "" {
 				return usagef("--version is required (moc versions lists them)")
 			}
-			c, err := a.client()
-			if err != nil {
-				return err
-			}
-			op, err := c.UpgradeInstance(cmd.Context(), args[0], client.UpgradeRequest{Version: f.version}, f.callOptions()...)
-			if err != nil {
-				return err
-			}
-			return a.accepted(cmd.Context(), c, op, &f.lifecycleFlags)
+			return a.submit(cmd.Context(), &f.lifecycleFlags, func(c *client.Client, opts []client.CallOption) (*client.Operation, error) {
+				return c.UpgradeInstance(cmd.Context(), args[0], client.UpgradeRequest{Version: f.version}, opts...)
+			})
 		},
 	}
 	cmd.Flags().StringVar(&f.version, "version", "", "the version to run (required)")
@@ -92,15 +86,9 @@ func (a *app) secretsCommand() *cobra.Command {
 			if value == "" {
 				return usagef("the value is empty: give it on standard input")
 			}
-			c, err := a.client()
-			if err != nil {
-				return err
-			}
-			op, err := c.PutSecret(cmd.Context(), args[0], args[1], client.PutSecretRequest{Value: value}, set.callOptions()...)
-			if err != nil {
-				return err
-			}
-			return a.accepted(cmd.Context(), c, op, &set)
+			return a.submit(cmd.Context(), &set, func(c *client.Client, opts []client.CallOption) (*client.Operation, error) {
+				return c.PutSecret(cmd.Context(), args[0], args[1], client.PutSecretRequest{Value: value}, opts...)
+			})
 		},
 	}
 	set.add(setCmd)
@@ -110,15 +98,9 @@ func (a *app) secretsCommand() *cobra.Command {
 	delCmd := &cobra.Command{
 		Use: "delete INSTANCE_ID NAME", Short: "Delete a secret and take it out of the machine's environment", Args: exactArgs("INSTANCE_ID", "NAME"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := a.client()
-			if err != nil {
-				return err
-			}
-			op, err := c.DeleteSecret(cmd.Context(), args[0], args[1], del.callOptions()...)
-			if err != nil {
-				return err
-			}
-			return a.accepted(cmd.Context(), c, op, &del)
+			return a.submit(cmd.Context(), &del, func(c *client.Client, opts []client.CallOption) (*client.Operation, error) {
+				return c.DeleteSecret(cmd.Context(), args[0], args[1], opts...)
+			})
 		},
 	}
 	del.add(delCmd)
