@@ -269,26 +269,33 @@ func TestEventFeed(t *testing.T) {
 	sys := Start(t, Options{})
 	_, token := sys.NewAccount(t, "pro")
 	_, otherToken := sys.NewAccount(t, "pro")
-	instID := createRunning(t, sys, token, "fed")
-	restart := accept(t, sys, http.MethodPost, "/api/v1/instances/"+instID+"/restart", token, nil)
-	sys.WaitOperation(t, token, restart.ID)
+	var instID string
+	var events []feedEvent
 
-	events := allEvents(t, sys, token, "")
-	var inDB []string
-	if err := sys.Store.DB.Select(&inDB, `SELECT e.id FROM events e JOIN instances i ON i.account_id = e.account_id
+	step(t, "a running instance restarts", func(t *testing.T) {
+		instID = createRunning(t, sys, token, "fed")
+		restart := accept(t, sys, http.MethodPost, "/api/v1/instances/"+instID+"/restart", token, nil)
+		sys.WaitOperation(t, token, restart.ID)
+	})
+
+	step(t, "the feed is the account's events as stored", func(t *testing.T) {
+		events = allEvents(t, sys, token, "")
+		var inDB []string
+		if err := sys.Store.DB.Select(&inDB, `SELECT e.id FROM events e JOIN instances i ON i.account_id = e.account_id
 		WHERE i.id = $1 ORDER BY e.seq`, instID); err != nil {
-		t.Fatal(err)
-	}
-	if strings.Join(ids(events), ",") != strings.Join(inDB, ",") || len(events) < 4 {
-		t.Fatalf("feed %v, database %v", ids(events), inDB)
-	}
-	for _, e := range events {
-		if !strings.HasPrefix(e.ID, "evt_") || e.Timestamp.IsZero() || len(e.Data) == 0 {
-			t.Fatalf("event %+v", e)
+			t.Fatal(err)
 		}
-	}
+		if strings.Join(ids(events), ",") != strings.Join(inDB, ",") || len(events) < 4 {
+			t.Fatalf("feed %v, database %v", ids(events), inDB)
+		}
+		for _, e := range events {
+			if !strings.HasPrefix(e.ID, "evt_") || e.Timestamp.IsZero() || len(e.Data) == 0 {
+				t.Fatalf("event %+v", e)
+			}
+		}
+	})
 
-	page := func(token, query string) (int, []feedEvent, *string, string) {
+	page := func(t *testing.T, token, query string) (int, []feedEvent, *string, string) {
 		t.Helper()
 		r := sys.Do(t, http.MethodGet, "/api/v1/events?"+query, token, nil)
 		var p struct {
@@ -299,24 +306,24 @@ func TestEventFeed(t *testing.T) {
 		r.JSON(t, &p)
 		return r.Status, p.Data, p.NextCursor, p.Code
 	}
-	t.Run("the end of the feed gives a cursor to come back with", func(t *testing.T) {
-		_, data, next, _ := page(token, "limit=200")
+	step(t, "the end of the feed gives a cursor to come back with", func(t *testing.T) {
+		_, data, next, _ := page(t, token, "limit=200")
 		if len(data) != len(events) || next == nil {
 			t.Fatalf("%d events, next %v", len(data), next)
 		}
-		_, data, again, _ := page(token, "after="+*next)
+		_, data, again, _ := page(t, token, "after="+*next)
 		if len(data) != 0 || again == nil || *again != *next {
 			t.Fatalf("caught up: %d events, next %v", len(data), again)
 		}
 		more := accept(t, sys, http.MethodPost, "/api/v1/instances/"+instID+"/stop", token, nil)
 		sys.WaitOperation(t, token, more.ID)
-		_, data, _, _ = page(token, "after="+*next)
+		_, data, _, _ = page(t, token, "after="+*next)
 		if len(data) == 0 || !finished(more.ID)(data[len(data)-1]) {
 			t.Fatalf("after coming back: %+v", data)
 		}
 	})
-	t.Run("types", func(t *testing.T) {
-		_, data, _, _ := page(token, "types=operation.succeeded,operation.failed&types=operation.cancelled")
+	step(t, "types", func(t *testing.T) {
+		_, data, _, _ := page(t, token, "types=operation.succeeded,operation.failed&types=operation.cancelled")
 		if len(data) != 3 {
 			t.Fatalf("%d operation events, want 3 (create, restart, stop)", len(data))
 		}
@@ -325,16 +332,16 @@ func TestEventFeed(t *testing.T) {
 				t.Fatalf("%+v", e)
 			}
 		}
-		if status, _, _, code := page(token, "types=webhook.test"); status != 400 || code != "invalid_request" {
+		if status, _, _, code := page(t, token, "types=webhook.test"); status != 400 || code != "invalid_request" {
 			t.Fatalf("types=webhook.test: %d %s", status, code)
 		}
 	})
-	t.Run("another account sees none of it, nor can use its cursor", func(t *testing.T) {
-		_, data, next, _ := page(token, "limit=1")
-		if _, other, _, _ := page(otherToken, ""); len(other) != 0 {
+	step(t, "another account sees none of it, nor can use its cursor", func(t *testing.T) {
+		_, data, next, _ := page(t, token, "limit=1")
+		if _, other, _, _ := page(t, otherToken, ""); len(other) != 0 {
 			t.Fatalf("the other account's feed: %+v", other)
 		}
-		if status, _, _, code := page(otherToken, "after="+*next); status != 400 || code != "invalid_cursor" {
+		if status, _, _, code := page(t, otherToken, "after="+*next); status != 400 || code != "invalid_cursor" {
 			t.Fatalf("a foreign cursor: %d %s (%d events)", status, code, len(data))
 		}
 		r := sys.Do(t, http.MethodGet, "/api/v1/events/stream", otherToken, nil, "Last-Event-ID", *next)
@@ -342,8 +349,8 @@ func TestEventFeed(t *testing.T) {
 			t.Fatalf("a foreign Last-Event-ID: %d %s", r.Status, r.Body)
 		}
 	})
-	t.Run("a cursor older than retention is 410", func(t *testing.T) {
-		_, _, old, _ := page(token, "limit=1")
+	step(t, "a cursor older than retention is 410", func(t *testing.T) {
+		_, _, old, _ := page(t, token, "limit=1")
 		if _, err := sys.Store.DB.Exec(`UPDATE events SET created_at = now() - interval '100 days' WHERE id = ANY ($1)`,
 			"{"+events[0].ID+","+events[1].ID+"}"); err != nil {
 			t.Fatal(err)
@@ -351,14 +358,14 @@ func TestEventFeed(t *testing.T) {
 		if n, err := store.PruneEvents(context.Background(), sys.Store.DB, time.Now().Add(-90*24*time.Hour), 1000); err != nil || n != 2 {
 			t.Fatalf("pruned %d (%v)", n, err)
 		}
-		if status, _, _, code := page(token, "after="+*old); status != 410 || code != "cursor_expired" {
+		if status, _, _, code := page(t, token, "after="+*old); status != 410 || code != "cursor_expired" {
 			t.Fatalf("list: %d %s", status, code)
 		}
 		r := sys.Do(t, http.MethodGet, "/api/v1/events/stream?after="+*old, token, nil)
 		if r.Status != 410 || r.Code(t) != "cursor_expired" {
 			t.Fatalf("stream: %d %s", r.Status, r.Body)
 		}
-		if status, data, _, _ := page(token, ""); status != 200 || len(data) == 0 || data[0].ID != events[2].ID {
+		if status, data, _, _ := page(t, token, ""); status != 200 || len(data) == 0 || data[0].ID != events[2].ID {
 			t.Fatalf("from the start after pruning: %d, first %v", status, data)
 		}
 	})
