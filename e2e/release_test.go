@@ -346,114 +346,129 @@ func TestSecretsReachTheMachineAndNothingElse(t *testing.T) {
 		t.Fatal(err)
 	}
 	value := "sk-ant-test-" + hex.EncodeToString(raw)
+	// The receiver lives as long as the whole test: it closes on the
+	// parent's cleanup, not a step's.
 	hook := newReceiver(t, nil)
 	createEndpoint(t, sys, token, hook.srv.URL, "operation.succeeded", "operation.failed", "instance.status_changed")
 
-	put := rec.do(t, sys, http.MethodPut, base+"/ANTHROPIC_API_KEY", token, map[string]string{"value": value})
-	if put.Status != http.StatusAccepted {
-		t.Fatalf("PUT secret: %d %s", put.Status, put.Body)
-	}
 	var op Operation
-	put.JSON(t, &op)
-	if op.Type != "instance.configure" {
-		t.Fatalf("operation %+v", op)
-	}
-	if d := sys.WaitOperation(t, token, op.ID); d.Status != "succeeded" {
-		t.Fatalf("configure %+v %+v", d, d.Error)
-	}
-	m := oneMachine(t, sys, instID)
-	if m.Config.Env["ANTHROPIC_API_KEY"] != value || !healthy(m) {
-		t.Fatalf("the machine's env lacks the secret (env names %v), or it is unhealthy", keys(m.Config.Env))
-	}
-	if inst := getInstance(t, sys, token, instID); inst.Status != "running" {
-		t.Fatalf("instance %s after configure", inst.Status)
-	}
-
 	var list []struct {
 		Name      string    `json:"name"`
 		Digest    string    `json:"digest"`
 		UpdatedAt time.Time `json:"updated_at"`
 	}
-	rec.do(t, sys, http.MethodGet, base, token, nil).JSON(t, &list)
-	if len(list) != 1 || list[0].Name != "ANTHROPIC_API_KEY" || !strings.HasPrefix(list[0].Digest, "hmac-sha256:") {
-		t.Fatalf("secrets %+v", list)
-	}
-	// Setting the same value again gives the same digest; another, another.
-	first := list[0].Digest
-	d := rec.do(t, sys, http.MethodPut, base+"/ANTHROPIC_API_KEY", token, map[string]string{"value": value})
-	d.JSON(t, &op)
-	sys.WaitOperation(t, token, op.ID)
-	rec.do(t, sys, http.MethodGet, base, token, nil).JSON(t, &list)
-	if list[0].Digest != first {
-		t.Fatalf("digest changed for the same value: %s → %s", first, list[0].Digest)
-	}
 
-	// Refusals.
-	for name, want := range map[string]int{"FLY_API_TOKEN": 400, "MOC_X": 400, "lower": 400, "PATH": 400} {
-		if r := rec.do(t, sys, http.MethodPut, base+"/"+name, token, map[string]string{"value": "x"}); r.Status != want {
-			t.Errorf("PUT %s: %d %s", name, r.Status, r.Body)
+	step(t, "a PUT configures the machine", func(t *testing.T) {
+		put := rec.do(t, sys, http.MethodPut, base+"/ANTHROPIC_API_KEY", token, map[string]string{"value": value})
+		if put.Status != http.StatusAccepted {
+			t.Fatalf("PUT secret: %d %s", put.Status, put.Body)
 		}
-	}
-	if r := rec.do(t, sys, http.MethodPut, base+"/BIG", token, map[string]string{"value": strings.Repeat("x", 32<<10+1)}); r.Status != 400 {
-		t.Errorf("a value over 32 KiB: %d", r.Status)
-	}
-	if r := rec.do(t, sys, http.MethodPut, base+"/BIG", token, map[string]string{"value": strings.Repeat("x", 32<<10)}); r.Status != 202 {
-		t.Errorf("a value of 32 KiB: %d %s", r.Status, r.Body)
-	}
+		put.JSON(t, &op)
+		if op.Type != "instance.configure" {
+			t.Fatalf("operation %+v", op)
+		}
+		if d := sys.WaitOperation(t, token, op.ID); d.Status != "succeeded" {
+			t.Fatalf("configure %+v %+v", d, d.Error)
+		}
+		m := oneMachine(t, sys, instID)
+		if m.Config.Env["ANTHROPIC_API_KEY"] != value || !healthy(m) {
+			t.Fatalf("the machine's env lacks the secret (env names %v), or it is unhealthy", keys(m.Config.Env))
+		}
+		if inst := getInstance(t, sys, token, instID); inst.Status != "running" {
+			t.Fatalf("instance %s after configure", inst.Status)
+		}
+	})
 
-	// 64 at most: fill up to the limit in the store, then ask for one more.
-	ctx := context.Background()
-	for i := 0; len(list) < 64; i++ {
-		sealed, _ := sys.SecretBox.Seal("filler")
-		if _, err := store.PutSecret(ctx, sys.Store.DB, instID, fmt.Sprintf("FILL_%02d", i), sealed, "hmac-sha256:"+strings.Repeat("0", 64)); err != nil {
-			t.Fatal(err)
-		}
+	step(t, "the list shows a digest, the same for the same value", func(t *testing.T) {
 		rec.do(t, sys, http.MethodGet, base, token, nil).JSON(t, &list)
-	}
-	if r := rec.do(t, sys, http.MethodPut, base+"/ONE_MORE", token, map[string]string{"value": "x"}); r.Status != 403 || r.Code(t) != "secret_limit_reached" {
-		t.Fatalf("65th secret: %d %s", r.Status, r.Body)
-	}
-	if r := rec.do(t, sys, http.MethodPut, base+"/ANTHROPIC_API_KEY", token, map[string]string{"value": value}); r.Status != 202 {
-		t.Fatalf("replacing a secret at the limit: %d %s", r.Status, r.Body)
-	}
-
-	// Delete takes it out of the machine's environment.
-	del := rec.do(t, sys, http.MethodDelete, base+"/ANTHROPIC_API_KEY", token, nil)
-	del.JSON(t, &op)
-	if d := sys.WaitOperation(t, token, op.ID); d.Status != "succeeded" {
-		t.Fatalf("configure after delete %+v", d)
-	}
-	if _, ok := oneMachine(t, sys, instID).Config.Env["ANTHROPIC_API_KEY"]; ok {
-		t.Fatal("a deleted secret is still in the machine's env")
-	}
-	if r := rec.do(t, sys, http.MethodDelete, base+"/ANTHROPIC_API_KEY", token, nil); r.Status != 404 {
-		t.Fatalf("deleting it again: %d", r.Status)
-	}
-
-	// Now look for the value everywhere it must not be.
-	for _, p := range []string{
-		"/api/v1/operations?limit=200", "/api/v1/logs?limit=200", "/api/v1/instances", "/api/v1/instances/" + instID,
-		"/api/v1/instances/" + instID + "/events?limit=200", "/api/v1/account", "/api/v1/usage",
-	} {
-		if r := rec.do(t, sys, http.MethodGet, p, token, nil); r.Status != 200 {
-			t.Fatalf("GET %s: %d", p, r.Status)
+		if len(list) != 1 || list[0].Name != "ANTHROPIC_API_KEY" || !strings.HasPrefix(list[0].Digest, "hmac-sha256:") {
+			t.Fatalf("secrets %+v", list)
 		}
-	}
-	rec.answers = append(rec.answers, string(sys.Do(t, http.MethodGet, "/metrics", "", nil).Body))
-	testenv.Eventually(t, "the webhooks of the configure operations", func() bool { return len(hook.requests()) >= 3 })
-	for _, req := range hook.requests() {
-		rec.answers = append(rec.answers, fmt.Sprintf("%v %s", req.Header, req.Body))
-	}
-	for i, a := range rec.answers {
-		if strings.Contains(a, value) {
-			t.Errorf("answer %d holds the secret value: %.200s", i, a)
+		// Setting the same value again gives the same digest; another, another.
+		first := list[0].Digest
+		d := rec.do(t, sys, http.MethodPut, base+"/ANTHROPIC_API_KEY", token, map[string]string{"value": value})
+		d.JSON(t, &op)
+		sys.WaitOperation(t, token, op.ID)
+		rec.do(t, sys, http.MethodGet, base, token, nil).JSON(t, &list)
+		if list[0].Digest != first {
+			t.Fatalf("digest changed for the same value: %s → %s", first, list[0].Digest)
 		}
-	}
-	if strings.Contains(sys.Logs(), value) {
-		t.Error("a log line holds the secret value")
-	}
-	grepDatabase(t, sys, value)
-	grepRedis(t, sys, value)
+	})
+
+	step(t, "bad names and sizes are refused", func(t *testing.T) {
+		for name, want := range map[string]int{"FLY_API_TOKEN": 400, "MOC_X": 400, "lower": 400, "PATH": 400} {
+			if r := rec.do(t, sys, http.MethodPut, base+"/"+name, token, map[string]string{"value": "x"}); r.Status != want {
+				t.Errorf("PUT %s: %d %s", name, r.Status, r.Body)
+			}
+		}
+		if r := rec.do(t, sys, http.MethodPut, base+"/BIG", token, map[string]string{"value": strings.Repeat("x", 32<<10+1)}); r.Status != 400 {
+			t.Errorf("a value over 32 KiB: %d", r.Status)
+		}
+		if r := rec.do(t, sys, http.MethodPut, base+"/BIG", token, map[string]string{"value": strings.Repeat("x", 32<<10)}); r.Status != 202 {
+			t.Errorf("a value of 32 KiB: %d %s", r.Status, r.Body)
+		}
+	})
+
+	step(t, "64 secrets at most", func(t *testing.T) {
+		// Fill up to the limit in the store, then ask for one more.
+		ctx := context.Background()
+		for i := 0; len(list) < 64; i++ {
+			sealed, err := sys.SecretBox.Seal("filler")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := store.PutSecret(ctx, sys.Store.DB, instID, fmt.Sprintf("FILL_%02d", i), sealed, "hmac-sha256:"+strings.Repeat("0", 64)); err != nil {
+				t.Fatal(err)
+			}
+			rec.do(t, sys, http.MethodGet, base, token, nil).JSON(t, &list)
+		}
+		if r := rec.do(t, sys, http.MethodPut, base+"/ONE_MORE", token, map[string]string{"value": "x"}); r.Status != 403 || r.Code(t) != "secret_limit_reached" {
+			t.Fatalf("65th secret: %d %s", r.Status, r.Body)
+		}
+		if r := rec.do(t, sys, http.MethodPut, base+"/ANTHROPIC_API_KEY", token, map[string]string{"value": value}); r.Status != 202 {
+			t.Fatalf("replacing a secret at the limit: %d %s", r.Status, r.Body)
+		}
+	})
+
+	step(t, "delete takes it out of the machine's env", func(t *testing.T) {
+		del := rec.do(t, sys, http.MethodDelete, base+"/ANTHROPIC_API_KEY", token, nil)
+		del.JSON(t, &op)
+		if d := sys.WaitOperation(t, token, op.ID); d.Status != "succeeded" {
+			t.Fatalf("configure after delete %+v", d)
+		}
+		if _, ok := oneMachine(t, sys, instID).Config.Env["ANTHROPIC_API_KEY"]; ok {
+			t.Fatal("a deleted secret is still in the machine's env")
+		}
+		if r := rec.do(t, sys, http.MethodDelete, base+"/ANTHROPIC_API_KEY", token, nil); r.Status != 404 {
+			t.Fatalf("deleting it again: %d", r.Status)
+		}
+	})
+
+	step(t, "the value is nowhere else", func(t *testing.T) {
+		for _, p := range []string{
+			"/api/v1/operations?limit=200", "/api/v1/logs?limit=200", "/api/v1/instances", "/api/v1/instances/" + instID,
+			"/api/v1/instances/" + instID + "/events?limit=200", "/api/v1/account", "/api/v1/usage",
+		} {
+			if r := rec.do(t, sys, http.MethodGet, p, token, nil); r.Status != 200 {
+				t.Fatalf("GET %s: %d", p, r.Status)
+			}
+		}
+		rec.answers = append(rec.answers, string(sys.Do(t, http.MethodGet, "/metrics", "", nil).Body))
+		testenv.Eventually(t, "the webhooks of the configure operations", func() bool { return len(hook.requests()) >= 3 })
+		for _, req := range hook.requests() {
+			rec.answers = append(rec.answers, fmt.Sprintf("%v %s", req.Header, req.Body))
+		}
+		for i, a := range rec.answers {
+			if strings.Contains(a, value) {
+				t.Errorf("answer %d holds the secret value: %.200s", i, a)
+			}
+		}
+		if strings.Contains(sys.Logs(), value) {
+			t.Error("a log line holds the secret value")
+		}
+		grepDatabase(t, sys, value)
+		grepRedis(t, sys, value)
+	})
 	_ = acct
 }
 
