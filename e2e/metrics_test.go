@@ -35,13 +35,15 @@ func wantMoved(t *testing.T, before, after Metrics, name string, labels ...strin
 
 // TestMetricsFollowTheWork drives real work through api, worker and flysim
 // and reads /metrics after each step: each family moves as the step says.
+// The steps share one system, so a failed step ends the saga: a fault it
+// injected and left unconsumed would fail the next steps for its reason.
 func TestMetricsFollowTheWork(t *testing.T) {
 	t.Parallel()
 	sys := Start(t, Options{Worker: shortSchedule(10*time.Millisecond, 10*time.Millisecond)})
 	_, token := sys.NewAccount(t, "business")
 	const create = "instance.create"
 
-	t.Run("an operation succeeding", func(t *testing.T) {
+	step(t, "an operation succeeding", func(t *testing.T) {
 		before := sys.Metrics(t)
 		op := accept(t, sys, http.MethodPost, "/api/v1/instances", token, map[string]string{"subdomain": "metrics-ok"})
 		if d := sys.WaitOperation(t, token, op.ID); d.Status != "succeeded" {
@@ -64,7 +66,7 @@ func TestMetricsFollowTheWork(t *testing.T) {
 		}
 	})
 
-	t.Run("an operation failing on a Fly 422", func(t *testing.T) {
+	step(t, "an operation failing on a Fly 422", func(t *testing.T) {
 		before := sys.Metrics(t)
 		sys.Flysim.InjectFault(flysim.Fault{Method: http.MethodPost, Path: "/v1/apps/{app}/machines", Status: http.StatusUnprocessableEntity})
 		op := accept(t, sys, http.MethodPost, "/api/v1/instances", token, map[string]string{"subdomain": "metrics-422"})
@@ -79,7 +81,7 @@ func TestMetricsFollowTheWork(t *testing.T) {
 		wantDelta(t, before, after, 0, "mocd_fly_retries_total")
 	})
 
-	t.Run("a transient Fly failure retried", func(t *testing.T) {
+	step(t, "a transient Fly failure retried", func(t *testing.T) {
 		before := sys.Metrics(t)
 		sys.Flysim.InjectFault(flysim.Fault{Method: http.MethodPost, Path: "/v1/apps", Status: http.StatusServiceUnavailable, Count: 2})
 		op := accept(t, sys, http.MethodPost, "/api/v1/instances", token, map[string]string{"subdomain": "metrics-503"})
@@ -92,7 +94,7 @@ func TestMetricsFollowTheWork(t *testing.T) {
 		wantDelta(t, before, after, 1, "mocd_operations_finished_total", "type", create, "outcome", "succeeded")
 	})
 
-	t.Run("an idempotent replay", func(t *testing.T) {
+	step(t, "an idempotent replay", func(t *testing.T) {
 		before := sys.Metrics(t)
 		body := map[string]string{"subdomain": "metrics-idem"}
 		first := sys.Do(t, http.MethodPost, "/api/v1/instances", token, body, "Idempotency-Key", "metrics-1")
@@ -110,7 +112,7 @@ func TestMetricsFollowTheWork(t *testing.T) {
 		wantDelta(t, before, after, 1, "mocd_operations_accepted_total", "type", create)
 	})
 
-	t.Run("a webhook retried", func(t *testing.T) {
+	step(t, "a webhook retried", func(t *testing.T) {
 		rc := newReceiver(t, func(n int, w http.ResponseWriter) {
 			if n == 1 {
 				w.WriteHeader(http.StatusInternalServerError)
@@ -131,7 +133,7 @@ func TestMetricsFollowTheWork(t *testing.T) {
 		wantDelta(t, before, after, 0, "mocd_webhook_endpoints_disabled_total")
 	})
 
-	t.Run("a receiver gone disables its endpoint", func(t *testing.T) {
+	step(t, "a receiver gone disables its endpoint", func(t *testing.T) {
 		rc := newReceiver(t, func(int, http.ResponseWriter) {})
 		rc.answer = func(_ int, w http.ResponseWriter) { w.WriteHeader(http.StatusGone) }
 		ep := createEndpoint(t, sys, token, rc.srv.URL, "operation.succeeded")
@@ -145,7 +147,7 @@ func TestMetricsFollowTheWork(t *testing.T) {
 		wantDelta(t, before, after, 1, "mocd_webhook_endpoints_disabled_total")
 	})
 
-	t.Run("queue depth, then the relay after a Redis flush", func(t *testing.T) {
+	step(t, "queue depth, then the relay after a Redis flush", func(t *testing.T) {
 		sys.StopWorker()
 		before := sys.Metrics(t)
 		var ops []Operation
@@ -175,7 +177,7 @@ func TestMetricsFollowTheWork(t *testing.T) {
 		wantDelta(t, before, after, 2, "mocd_operations_finished_total", "type", create, "outcome", "succeeded")
 	})
 
-	t.Run("drift found and repaired", func(t *testing.T) {
+	step(t, "drift found and repaired", func(t *testing.T) {
 		op := accept(t, sys, http.MethodPost, "/api/v1/instances", token, map[string]string{"subdomain": "metrics-drift"})
 		sys.WaitOperation(t, token, op.ID)
 		before := sys.Metrics(t)
