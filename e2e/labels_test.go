@@ -17,7 +17,7 @@ var labelSets = map[string][]string{
 	"result":     {"ok", "transient", "rejected", "error", "replayed", "in_use", "reused"},
 	"code_class": {"1xx", "2xx", "3xx", "4xx", "5xx", "network", "other"},
 	"policy":     {"key-minute", "key-hour", "account-minute", "address-minute", "other"},
-	"kind":       {"operation", "delivery", "app", "machine"},
+	"kind":       {"operation", "delivery", "app", "machine", "volume"},
 	"reason":     {"missing", "archived", "rescue", "endpoint_disabled", "attempts_exhausted"},
 	"observed":   {"running", "stopped", "failed", "other"},
 	"job":        {"relay", "reconcile", "retention", "other"},
