@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"os"
 	"time"
+
+	"github.com/myopenclaw/mocd/internal/wirecount"
 )
 
 // countResult is one counting pass: units done by one client, one after
@@ -15,11 +17,11 @@ type countResult struct {
 	Units    int
 	Requests int
 	Elapsed  time.Duration
-	Per      map[string]counts // proxy name → counts during the pass
+	Per      map[string]wirecount.Counts // proxy name → counts during the pass
 }
 
-func (b *bench) snapshot() map[string]counts {
-	m := map[string]counts{}
+func (b *bench) snapshot() map[string]wirecount.Counts {
+	m := map[string]wirecount.Counts{}
 	for name, w := range b.proxies {
 		m[name] = w.Snapshot()
 	}
@@ -34,7 +36,7 @@ func (b *bench) countPass(ctx context.Context, name string, units int, unit unit
 	}
 	before := b.snapshot()
 	t0 := time.Now()
-	res := countResult{Units: units, Per: map[string]counts{}}
+	res := countResult{Units: units, Per: map[string]wirecount.Counts{}}
 	for i := range units {
 		o := unit(ctx, 0, i)
 		res.Requests += o.requests
@@ -50,7 +52,7 @@ func (b *bench) countPass(ctx context.Context, name string, units int, unit unit
 	res.Elapsed = time.Since(t0)
 	after := b.snapshot()
 	for k := range after {
-		res.Per[k] = after[k].sub(before[k])
+		res.Per[k] = after[k].Sub(before[k])
 	}
 	b.counted[name] = res
 	return nil
@@ -70,9 +72,9 @@ func (b *bench) countAll(ctx context.Context) error {
 		return ctx.Err()
 	}
 	after := b.snapshot()
-	b.idle = map[string]counts{}
+	b.idle = map[string]wirecount.Counts{}
 	for k := range after {
-		b.idle[k] = after[k].sub(before[k])
+		b.idle[k] = after[k].Sub(before[k])
 	}
 
 	c := newHTTPClient(b.apiURL, 2)

@@ -11,6 +11,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/myopenclaw/mocd/internal/wirecount"
 )
 
 // machine describes where and when the run happened.
@@ -461,7 +463,7 @@ func (b *bench) reportCounts(p func(string, ...any)) {
 }
 
 // namesPer lists names by count per unit, most frequent first.
-func namesPer(k counts, div float64) string {
+func namesPer(k wirecount.Counts, div float64) string {
 	type nc struct {
 		name string
 		n    int64

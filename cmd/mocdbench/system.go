@@ -19,6 +19,8 @@ import (
 
 	"github.com/redis/go-redis/v9"
 	"golang.org/x/sync/errgroup"
+
+	"github.com/myopenclaw/mocd/internal/wirecount"
 )
 
 // Fixed secrets of the benchmark's throwaway system.
@@ -49,7 +51,7 @@ type bench struct {
 	// debugAddr is the api's MOC_DEBUG_LISTEN (pprof).
 	debugAddr string
 	workerP   *proc
-	proxies   map[string]*wireCounter
+	proxies   map[string]*wirecount.Counter
 
 	idents []*ident
 	scale  *ident
@@ -60,7 +62,7 @@ type bench struct {
 
 	// Results.
 	counted   map[string]countResult
-	idle      map[string]counts
+	idle      map[string]wirecount.Counts
 	idleFor   time.Duration
 	timed     map[string]result
 	refs      refResults
@@ -203,17 +205,17 @@ func (b *bench) startSystem(ctx context.Context, counted bool) error {
 	suffix := ""
 	if counted {
 		suffix = "-counted"
-		b.proxies = map[string]*wireCounter{}
+		b.proxies = map[string]*wirecount.Counter{}
 		pgAddr, err := hostPort(b.dbURL)
 		if err != nil {
 			return err
 		}
 		for _, name := range []string{"api-pg", "api-redis", "worker-pg", "worker-redis"} {
-			proto, target := protoPostgres, pgAddr
+			proto, target := wirecount.Postgres, pgAddr
 			if strings.HasSuffix(name, "redis") {
-				proto, target = protoRedis, b.redis
+				proto, target = wirecount.Redis, b.redis
 			}
-			w, err := startCounter(proto, target)
+			w, err := wirecount.Start(proto, target)
 			if err != nil {
 				return err
 			}

@@ -1,4 +1,16 @@
-package main
+// Package wirecount counts round trips and statements on the wire: a TCP
+// proxy between one client process and Postgres or Redis. It serves the
+// load harness (cmd/mocdbench) and the tests (testenv.CountPostgres).
+//
+// Round trips are counted exactly, per process. pg_stat_statements would
+// need shared_preload_libraries and a restart of the shared server, and it
+// cannot tell the api's statements from the worker's; INFO commandstats
+// cannot either. Each process under count gets its own proxy, so the api's
+// and the worker's round trips are told apart.
+//
+// A proxy adds a hop: the load harness uses it only in its counting pass;
+// the timed scenarios talk to Postgres and Redis directly.
+package wirecount
 
 import (
 	"bytes"
@@ -11,34 +23,25 @@ import (
 	"sync/atomic"
 )
 
-// Round trips are counted exactly, per process, by a proxy on the wire
-// between one mocd process and Postgres or Redis. pg_stat_statements would
-// need shared_preload_libraries and a restart of the shared server, and it
-// cannot tell the api's statements from the worker's; INFO commandstats
-// cannot either. Each process under count gets its own proxy, so the api's
-// and the worker's round trips are told apart.
-//
-// The proxies add a hop, so they are used only in the counting pass (a few
-// hundred requests from one client); the timed scenarios talk to Postgres
-// and Redis directly.
+// Proto is the protocol a Counter parses on the client→server stream.
+type Proto int
 
-// wireProto parses the client→server stream of one protocol.
-type wireProto int
-
+// The protocols a Counter understands.
 const (
-	protoPostgres wireProto = iota
-	protoRedis
+	Postgres Proto = iota
+	Redis
 )
 
-// counts is what one proxy saw: round trips (a burst of client bytes after
+// Counts is what one proxy saw: round trips (a burst of client bytes after
 // the server last spoke) and statements or commands by name.
-type counts struct {
+type Counts struct {
 	RoundTrips int64
 	ByName     map[string]int64
 }
 
-func (c counts) sub(prev counts) counts {
-	out := counts{RoundTrips: c.RoundTrips - prev.RoundTrips, ByName: map[string]int64{}}
+// Sub is what happened between prev and c.
+func (c Counts) Sub(prev Counts) Counts {
+	out := Counts{RoundTrips: c.RoundTrips - prev.RoundTrips, ByName: map[string]int64{}}
 	for k, v := range c.ByName {
 		if d := v - prev.ByName[k]; d != 0 {
 			out.ByName[k] = d
@@ -48,7 +51,7 @@ func (c counts) sub(prev counts) counts {
 }
 
 // Statements is the number of statements (Postgres) or commands (Redis).
-func (c counts) Statements() int64 {
+func (c Counts) Statements() int64 {
 	var n int64
 	for _, v := range c.ByName {
 		n += v
@@ -56,9 +59,9 @@ func (c counts) Statements() int64 {
 	return n
 }
 
-// wireCounter is a counting TCP proxy.
-type wireCounter struct {
-	proto  wireProto
+// Counter is a counting TCP proxy.
+type Counter struct {
+	proto  Proto
 	target string
 	ln     net.Listener
 
@@ -67,35 +70,35 @@ type wireCounter struct {
 	byName map[string]int64
 }
 
-// startCounter listens on a free loopback port and forwards to target.
-func startCounter(proto wireProto, target string) (*wireCounter, error) {
+// Start listens on a free loopback port and forwards to target.
+func Start(proto Proto, target string) (*Counter, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, err
 	}
-	w := &wireCounter{proto: proto, target: target, ln: ln, byName: map[string]int64{}}
+	w := &Counter{proto: proto, target: target, ln: ln, byName: map[string]int64{}}
 	go w.accept()
 	return w, nil
 }
 
 // Addr is the proxy's host:port.
-func (w *wireCounter) Addr() string { return w.ln.Addr().String() }
+func (w *Counter) Addr() string { return w.ln.Addr().String() }
 
 // Snapshot returns the totals so far.
-func (w *wireCounter) Snapshot() counts {
+func (w *Counter) Snapshot() Counts {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	m := make(map[string]int64, len(w.byName))
 	for k, v := range w.byName {
 		m[k] = v
 	}
-	return counts{RoundTrips: w.rt.Load(), ByName: m}
+	return Counts{RoundTrips: w.rt.Load(), ByName: m}
 }
 
 // Close stops accepting; proxied connections end with their process.
-func (w *wireCounter) Close() { w.ln.Close() }
+func (w *Counter) Close() { w.ln.Close() }
 
-func (w *wireCounter) accept() {
+func (w *Counter) accept() {
 	for {
 		c, err := w.ln.Accept()
 		if err != nil {
@@ -105,7 +108,7 @@ func (w *wireCounter) accept() {
 	}
 }
 
-func (w *wireCounter) serve(client net.Conn) {
+func (w *Counter) serve(client net.Conn) {
 	server, err := net.Dial("tcp", w.target)
 	if err != nil {
 		client.Close()
@@ -166,8 +169,8 @@ type parser interface {
 	feed(b []byte) []string
 }
 
-func (w *wireCounter) newParser() parser {
-	if w.proto == protoPostgres {
+func (w *Counter) newParser() parser {
+	if w.proto == Postgres {
 		return &pgParser{}
 	}
 	return &respParser{}
