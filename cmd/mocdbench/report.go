@@ -242,6 +242,7 @@ func (b *bench) report(m machine) string {
 	p("| data | %d business accounts × %d keys × %d instances; a scale account with %d operations |\n",
 		o.clients*o.accountsPerClient, o.keysPerAccount, o.instancesPerAccount, o.scaleOps)
 	p("\n")
+	sb.WriteString(targetsTable(targets(b.figures())))
 
 	p("## Results\n\n")
 	p("Rates count requests (end-to-end: operations) that started and finished inside\n")

@@ -1,0 +1,88 @@
+package main
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+// metFigures meets every target of issue 18.
+func metFigures() figures {
+	f := figures{
+		accept: 700, acceptAlone: 1000, pgbench: 1000, pgbenchPrepared: 1800,
+		poll: 3000, list: 3200, page1: 2500, page1000: 2500, gin: 10000,
+		e2e: 100, asynqClosed: 4000,
+		e2eServerP50:    20 * time.Millisecond,
+		idleWorkerRedis: 60,
+		errors:          map[string]int64{},
+		trips:           map[string]trips{},
+	}
+	for name, t := range before.trips {
+		f.trips[name] = t
+	}
+	return f
+}
+
+func TestTargets(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		change func(*figures)
+		unmet  []string // the targets that must be not met; all others met
+	}{
+		{"all met", func(*figures) {}, nil},
+		{"accept alone under half of prepared pgbench", func(f *figures) { f.acceptAlone = 899 }, []string{"accept with the api alone"}},
+		{"accept alone not measured", func(f *figures) { f.acceptAlone = 0 }, []string{"accept with the api alone"}},
+		{"full accept ratio not doubled", func(f *figures) { f.accept = 600 }, []string{"full-system accept"}},
+		{"poll just under 0.2× Gin", func(f *figures) { f.poll = 1999 }, []string{"poll ≥ 0.2×"}},
+		{"poll below today's ratio", func(f *figures) { f.poll = 1000 }, []string{"poll ≥ 0.2×", "no scenario slower"}},
+		{"list not in proportion", func(f *figures) { f.list = 2000 }, []string{"list in proportion"}},
+		{"end-to-end p50 over 30 ms", func(f *figures) { f.e2eServerP50 = 31 * time.Millisecond }, []string{"accept→succeeded"}},
+		{"end-to-end p50 exactly 30 ms", func(f *figures) { f.e2eServerP50 = 30 * time.Millisecond }, nil},
+		{"idle worker busier on Redis", func(f *figures) { f.idleWorkerRedis = 62 }, []string{"idle worker"}},
+		{"an error", func(f *figures) { f.errors[scReplay] = 1 }, []string{"no new errors"}},
+		{"one more round trip", func(f *figures) {
+			t := f.trips[scAccept]
+			t.workerRedis += 0.1
+			f.trips[scAccept] = t
+		}, []string{"round-trip count"}},
+		{"rounding is not a round trip more", func(f *figures) {
+			t := f.trips[scPoll]
+			t.apiPG += 0.004
+			f.trips[scPoll] = t
+		}, nil},
+		{"scenario not counted", func(f *figures) { delete(f.trips, scList) }, []string{"round-trip count"}},
+		{"end-to-end slower against Asynq", func(f *figures) { f.e2e = 10 }, []string{"no scenario slower"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := metFigures()
+			tc.change(&f)
+			got := targets(f)
+			if len(got) != 11 {
+				t.Fatalf("%d targets, want 11", len(got))
+			}
+			for _, tg := range got {
+				want := true
+				for _, u := range tc.unmet {
+					if strings.Contains(tg.name, u) {
+						want = false
+					}
+				}
+				if tg.met != want {
+					t.Errorf("%q: met=%v (now %q), want %v", tg.name, tg.met, tg.now, want)
+				}
+			}
+		})
+	}
+}
+
+func TestTargetsTableMarksEachTarget(t *testing.T) {
+	f := metFigures()
+	f.poll = 1000
+	table := targetsTable(targets(f))
+	if n := strings.Count(table, "| met |"); n != 9 {
+		t.Errorf("%d targets marked met, want 9:\n%s", n, table)
+	}
+	if n := strings.Count(table, "| **not met** |"); n != 2 {
+		t.Errorf("%d targets marked not met, want 2:\n%s", n, table)
+	}
+}
