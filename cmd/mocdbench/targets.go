@@ -67,7 +67,7 @@ func atLeast(name, beforeText string, got, want float64, about string) target {
 	if got == 0 {
 		return target{name: name, before: beforeText, now: "not measured"}
 	}
-	return target{name: name, before: beforeText, now: fmt.Sprintf("%.2f× %s (target %.2f×)", got, about, want), met: got >= want}
+	return target{name: name, before: beforeText, now: fmt.Sprintf("%.3f× %s (target %.3f×)", got, about, want), met: got >= want}
 }
 
 // targets judges the run's figures against issue 18's targets.
@@ -116,7 +116,7 @@ func targets(f figures) []target {
 		if s.got == 0 {
 			slower = append(slower, s.name+" not measured")
 		} else if s.got < s.then {
-			slower = append(slower, fmt.Sprintf("%s %.2f× < %.2f×", s.name, s.got, s.then))
+			slower = append(slower, fmt.Sprintf("%s %.3f× < %.3f×", s.name, s.got, s.then))
 		}
 	}
 	out = append(out, verdict("no scenario slower (ratio to its reference)", "the ratios above", slower))
