@@ -22,7 +22,6 @@ import (
 	"github.com/myopenclaw/mocd/notify"
 	"github.com/myopenclaw/mocd/ratelimit"
 	"github.com/myopenclaw/mocd/store"
-	"github.com/myopenclaw/mocd/telemetry"
 	"github.com/myopenclaw/mocd/versions"
 	"github.com/myopenclaw/mocd/webhook"
 )
@@ -107,15 +106,11 @@ func runAPI(ctx context.Context, args []string, getenv env, stderr io.Writer) er
 		return err
 	}
 	log := newLogger(cfg, stderr)
-	shutdownTracing, err := telemetry.SetupTracing(ctx, getenv, "mocd-api")
+	stopTracing, err := startTracing(ctx, getenv, "mocd-api")
 	if err != nil {
-		return fmt.Errorf("OpenTelemetry: %w", err)
+		return err
 	}
-	defer func() {
-		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = shutdownTracing(sctx)
-	}()
+	defer stopTracing()
 	d, err := openDeps(ctx, cfg, log)
 	if err != nil {
 		return err

@@ -5,14 +5,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"time"
 
 	"golang.org/x/sync/errgroup"
 
 	"github.com/myopenclaw/mocd/config"
 	"github.com/myopenclaw/mocd/flysim"
 	"github.com/myopenclaw/mocd/store"
-	"github.com/myopenclaw/mocd/telemetry"
 )
 
 // runDev is the whole system on a laptop: it creates and migrates the
@@ -30,15 +28,11 @@ func runDev(ctx context.Context, args []string, getenv env, stdout, stderr io.Wr
 		}
 	}
 	log := newLogger(cfg, stderr)
-	shutdownTracing, err := telemetry.SetupTracing(ctx, getenv, "mocd-dev")
+	stopTracing, err := startTracing(ctx, getenv, "mocd-dev")
 	if err != nil {
-		return fmt.Errorf("OpenTelemetry: %w", err)
+		return err
 	}
-	defer func() {
-		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = shutdownTracing(sctx)
-	}()
+	defer stopTracing()
 	if err := store.CreateDatabase(ctx, cfg.DatabaseURL); err != nil {
 		return err
 	}

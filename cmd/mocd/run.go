@@ -7,9 +7,11 @@ import (
 	"io"
 	"log/slog"
 	"strings"
+	"time"
 
 	"github.com/myopenclaw/mocd/config"
 	"github.com/myopenclaw/mocd/logctx"
+	"github.com/myopenclaw/mocd/telemetry"
 )
 
 const usage = `usage: mocd <command> [flags]
@@ -87,4 +89,18 @@ func newLogger(cfg config.Config, w io.Writer) *slog.Logger {
 		h = slog.NewTextHandler(w, opts)
 	}
 	return slog.New(logctx.NewHandler(h))
+}
+
+// startTracing sets up OpenTelemetry for service (telemetry.SetupTracing);
+// stop flushes what is left, waiting 5 s at most.
+func startTracing(ctx context.Context, getenv func(string) string, service string) (stop func(), err error) {
+	shutdown, err := telemetry.SetupTracing(ctx, getenv, service)
+	if err != nil {
+		return nil, fmt.Errorf("OpenTelemetry: %w", err)
+	}
+	return func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = shutdown(sctx)
+	}, nil
 }

@@ -6,7 +6,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"time"
 
 	"github.com/hibiken/asynq"
 	asynqmetrics "github.com/hibiken/asynq/x/metrics"
@@ -16,7 +15,6 @@ import (
 	"github.com/myopenclaw/mocd/config"
 	"github.com/myopenclaw/mocd/fly"
 	"github.com/myopenclaw/mocd/notify"
-	"github.com/myopenclaw/mocd/telemetry"
 	"github.com/myopenclaw/mocd/webhook"
 	"github.com/myopenclaw/mocd/worker"
 )
@@ -27,15 +25,11 @@ func runWorker(ctx context.Context, args []string, getenv env, stderr io.Writer)
 		return err
 	}
 	log := newLogger(cfg, stderr)
-	shutdownTracing, err := telemetry.SetupTracing(ctx, getenv, "mocd-worker")
+	stopTracing, err := startTracing(ctx, getenv, "mocd-worker")
 	if err != nil {
-		return fmt.Errorf("OpenTelemetry: %w", err)
+		return err
 	}
-	defer func() {
-		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = shutdownTracing(sctx)
-	}()
+	defer stopTracing()
 	d, err := openDeps(ctx, cfg, log)
 	if err != nil {
 		return err
