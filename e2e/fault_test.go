@@ -301,17 +301,28 @@ func (p *workerProcess) listening(t *testing.T) string {
 // the test fails.
 func startWorkerProcess(t *testing.T, sys *System, bin string, env ...string) *workerProcess {
 	t.Helper()
-	cmd := exec.Command(bin, "worker")
-	cmd.Env = append(append(os.Environ(), env...),
+	cmd, out := startProcess(t, sys, bin, "worker", append([]string{
+		"FLY_API_BASE_URL=" + sys.FlysimURL,
+		"FLY_API_TOKEN=e2e",
+		"MOC_INSTANCE_IMAGE=" + Image,
+		"MOC_METRICS_LISTEN=127.0.0.1:0",
+	}, env...)...)
+	return &workerProcess{Cmd: cmd, out: out}
+}
+
+// startProcess runs `mocd <command>` on the System's Postgres and Redis
+// with its pepper and secret key, then env (KEY=value entries; the last of
+// a duplicated key wins, as os/exec does). The process is killed at the
+// end of the test, and its output goes to the test log if the test failed.
+func startProcess(t *testing.T, sys *System, bin, command string, env ...string) (*exec.Cmd, *testenv.Buffer) {
+	t.Helper()
+	cmd := exec.Command(bin, command)
+	cmd.Env = append(append(os.Environ(),
 		"DATABASE_URL="+sys.DatabaseURL,
 		"REDIS_URL="+sys.Redis.URL(),
-		"FLY_API_BASE_URL="+sys.FlysimURL,
-		"FLY_API_TOKEN=e2e",
-		"MOC_INSTANCE_IMAGE="+Image,
-		"MOC_PEPPER=e2e-pepper-0123456789abcdef",
-		"MOC_SECRET_KEY=e2e-secret-key-0123456789abcdef",
-		"MOC_METRICS_LISTEN=127.0.0.1:0",
-	)
+		"MOC_PEPPER="+string(Pepper),
+		"MOC_SECRET_KEY="+SecretKey,
+	), env...)
 	out := &testenv.Buffer{}
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
@@ -321,10 +332,10 @@ func startWorkerProcess(t *testing.T, sys *System, bin string, env ...string) *w
 		_ = cmd.Process.Kill()
 		_ = cmd.Wait()
 		if t.Failed() {
-			t.Logf("mocd worker pid %d output:\n%s", cmd.Process.Pid, out.String())
+			t.Logf("mocd %s pid %d output:\n%s", command, cmd.Process.Pid, out.String())
 		}
 	})
-	return &workerProcess{Cmd: cmd, out: out}
+	return cmd, out
 }
 
 // operationRow reads an operation from Postgres; a failed read fails the

@@ -11,7 +11,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"sort"
@@ -522,29 +521,11 @@ func startAPIProcess(t *testing.T, sys *System, bin string, env ...string) strin
 	}
 	addr := ln.Addr().String()
 	ln.Close()
-	cmd := exec.Command(bin, "api")
-	cmd.Env = append(os.Environ(),
-		"DATABASE_URL="+sys.DatabaseURL,
-		"REDIS_URL="+sys.Redis.URL(),
-		"MOC_LISTEN="+addr,
+	startProcess(t, sys, bin, "api", append([]string{
+		"MOC_LISTEN=" + addr,
 		"MOC_INSECURE_HTTP=true",
-		"MOC_PEPPER="+string(Pepper),
-		"MOC_SECRET_KEY="+SecretKey,
 		"MOC_RATELIMIT_TIMEOUT=5s",
-	)
-	cmd.Env = append(cmd.Env, env...) // the last of a duplicated key wins (os/exec)
-	out := &testenv.Buffer{}
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-		if t.Failed() {
-			t.Logf("mocd api pid %d output:\n%s", cmd.Process.Pid, out.String())
-		}
-	})
+	}, env...)...)
 	base := "http://" + addr
 	testenv.Eventually(t, "mocd api to be ready", func() bool {
 		resp, err := http.Get(base + "/readyz")
