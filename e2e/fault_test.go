@@ -172,10 +172,6 @@ func TestWorkerKilledMidCreate(t *testing.T) {
 	sys := Start(t, Options{FlysimDelay: time.Second})
 	sys.StopWorker()
 	_, token := sys.NewAccount(t, "pro")
-	// The first answer the harness checks loads the OpenAPI document, which
-	// takes seconds under -race on a loaded machine: load it now, not while
-	// the create runs (the create would finish before accept returned).
-	sys.Do(t, http.MethodGet, "/api/v1/instances", token, nil)
 
 	first := startWorkerProcess(t, sys, bin)
 	op := accept(t, sys, http.MethodPost, "/api/v1/instances", token, map[string]string{"subdomain": "killed-claw"})

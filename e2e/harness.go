@@ -126,6 +126,12 @@ func Start(t testing.TB, opts Options) *System {
 	}
 	s.Store = testenv.LimitPool(st)
 	s.Redis = testenv.StartRedis(t)
+	// Load the OpenAPI document now: loading it takes seconds under -race,
+	// and inside the first checked call it would hold that call's answer
+	// back while the system works on.
+	if _, err := contract(); err != nil {
+		t.Fatalf("e2e: %v", err)
+	}
 	if s.SecretBox, err = webhook.SecretBoxFromString(SecretKey); err != nil {
 		t.Fatalf("e2e: %v", err)
 	}
