@@ -8,14 +8,17 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/myopenclaw/mocd/api"
 	"github.com/myopenclaw/mocd/apikey"
 )
 
-// BenchmarkAuth measures the authentication step: a valid token costs one
-// Postgres round trip (key + plan) and an HMAC; a random token fails its
-// checksum with no I/O at all.
+// BenchmarkAuth measures the authentication step: a valid token costs an
+// HMAC against its key's kept row ("valid"), or one Postgres round trip
+// (key + plan) and an HMAC when the row is not kept ("valid-uncached", the
+// key cache off); a random token fails its checksum with no I/O at all.
 func BenchmarkAuth(b *testing.B) {
 	e := startAPI(b)
+	uncached := startAPIOn(b, e.st, e.redis, func(o *api.Options) { o.KeyCacheMaxAge = -1 })
 	_, tok := e.account("pro")
 	random := "moc_" + strings.Repeat("A", 16) + "_" + strings.Repeat("b", 36)
 	known, _, err := apikey.Parse(tok)
@@ -26,15 +29,19 @@ func BenchmarkAuth(b *testing.B) {
 	// (compare the two lines: once ~27 µs apart).
 	wrongSecret := apikey.Mint(known, testPepper).Plain
 	unknownID := apikey.Mint(apikey.NewKeyID(), testPepper).Plain
-	for _, bc := range []struct{ name, token string }{
-		{"valid", tok}, {"bad-checksum", random}, {"wrong-secret", wrongSecret}, {"unknown-key-id", unknownID},
+	for _, bc := range []struct {
+		name, token string
+		srv         *api.Server
+	}{
+		{"valid", tok, e.srv}, {"valid-uncached", tok, uncached.srv}, {"bad-checksum", random, e.srv},
+		{"wrong-secret", wrongSecret, e.srv}, {"unknown-key-id", unknownID, e.srv},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
 			req := httptest.NewRequest("GET", "/api/v1/keys", nil)
 			req.Header.Set("Authorization", "Bearer "+bc.token)
 			for b.Loop() {
-				err := e.srv.Authenticate(req)
-				if (err == nil) != (bc.name == "valid") {
+				err := bc.srv.Authenticate(req)
+				if (err == nil) != strings.HasPrefix(bc.name, "valid") {
 					b.Fatal(err)
 				}
 			}

@@ -169,7 +169,8 @@ func (s *Server) rotateKey(c *gin.Context) error {
 		if k, err = store.RotateKey(ctx, tx, p.AccountID, k.ID, tok.Hash); err != nil {
 			return result{}, err
 		}
-		return result{status: http.StatusCreated, body: wire.KeyWithToken{Key: wire.NewKey(k), Token: tok.Plain}}, nil
+		return result{status: http.StatusCreated, body: wire.KeyWithToken{Key: wire.NewKey(k), Token: tok.Plain},
+			afterCommit: s.forgetKey(keyID)}, nil
 	})
 }
 
@@ -190,6 +191,21 @@ func (s *Server) revokeKey(c *gin.Context) error {
 		if err := store.RevokeKey(ctx, tx, p.AccountID, keyID); err != nil {
 			return result{}, err
 		}
-		return result{status: http.StatusNoContent}, nil
+		return result{status: http.StatusNoContent, afterCommit: s.forgetKey(keyID)}, nil
 	})
+}
+
+// forgetKey is the afterCommit of a rotation or revocation: it keeps API.md's
+// promise that the old token is refused from the next request on, on every
+// api process, though each keeps key rows for up to KeyCacheMaxAge
+// (keycache.go). It drops the key's row here at once, then holds the answer
+// for KeyCacheMaxAge: any row read before the commit has expired by then on
+// every process, whether or not the commit's NOTIFY reached it.
+func (s *Server) forgetKey(keyID string) func(context.Context) {
+	return func(context.Context) {
+		s.keys.invalidate("key " + keyID)
+		if s.keys.maxAge > 0 {
+			time.Sleep(s.keys.maxAge)
+		}
+	}
 }

@@ -216,8 +216,9 @@ var errUnauthorized = &Error{
 }
 
 // authMiddleware checks the bearer token: shape and checksum first (no I/O),
-// then one Postgres round trip for the key and its account's plan, then the
-// HMAC in constant time.
+// then the key's row and its account's plan (kept up to a second, see
+// keycache.go; otherwise one Postgres round trip), then the HMAC in
+// constant time.
 func (s *Server) authMiddleware(c *gin.Context) {
 	if err := s.checkBlocked(c); err != nil {
 		writeError(c, s.log, err)
@@ -251,17 +252,32 @@ func (s *Server) authenticate(c *gin.Context) (*store.Principal, error) {
 	if err != nil {
 		return nil, errUnauthorized
 	}
+	// A kept row whose secret matches is used as it is; any other token
+	// is checked against a fresh read (keycache.go), so a rotated key's
+	// new token works at once.
+	if p, ok := s.keys.get(keyID); ok && apikey.Verify(s.opts.Pepper, secret, p.SecretHash) {
+		return checkLive(p)
+	}
+	read := s.keys.start()
 	p, err := store.GetPrincipal(c.Request.Context(), s.opts.Store.DB, keyID)
 	unknown := errors.Is(err, store.ErrNotFound)
 	if err != nil && !unknown {
 		return nil, err
 	}
+	if !unknown {
+		s.keys.put(read, p)
+	}
 	// An unknown key id is checked against its stand-in hash all the same:
 	// the same work as a wrong secret, so timing tells nothing.
-	if !apikey.Verify(s.opts.Pepper, secret, p.SecretHash) || unknown || p.RevokedAt != nil {
+	if !apikey.Verify(s.opts.Pepper, secret, p.SecretHash) || unknown {
 		return nil, errUnauthorized
 	}
-	if p.ExpiresAt != nil && !time.Now().Before(*p.ExpiresAt) {
+	return checkLive(p)
+}
+
+// checkLive refuses a revoked or expired key whose secret matched.
+func checkLive(p store.Principal) (*store.Principal, error) {
+	if p.RevokedAt != nil || (p.ExpiresAt != nil && !time.Now().Before(*p.ExpiresAt)) {
 		return nil, errUnauthorized
 	}
 	return &p, nil

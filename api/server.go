@@ -66,24 +66,38 @@ type Options struct {
 	WebhookAllowPrivate bool
 	// Notifier wakes waiters (GET /operations/:id/wait) and streams (GET
 	// /events/stream) when a commit finishes an operation or records an
-	// event; its Run belongs to the caller. Without one they look again
-	// every second instead.
+	// event, and drops kept key rows when a key or a plan changes; it
+	// listens on NotifyChannels and its Run belongs to the caller. Without
+	// one, waiters and streams look again every second instead, and a kept
+	// key row lives out its KeyCacheMaxAge.
 	Notifier *notify.Hub
 	// StreamHeartbeat is the interval of the event stream's heartbeat
 	// comment; default 15 s (API.md).
 	StreamHeartbeat time.Duration
+	// KeyCacheMaxAge is how long a verified key's row may be reused
+	// (keycache.go); default DefaultKeyCacheMaxAge, negative turns the
+	// cache off. Now is the cache's clock (default time.Now): tests move it.
+	KeyCacheMaxAge time.Duration
+	Now            func() time.Time
+
 	// Versions is the operator's catalog of OpenClaw versions
 	// (MOC_VERSIONS_FILE). Nil lists none: instances then get no version
 	// and run the worker's MOC_INSTANCE_IMAGE.
 	Versions *versions.Catalog
 }
 
+// NotifyChannels are the channels the api's Notifier listens on.
+var NotifyChannels = []string{store.ChannelOperationFinished, store.ChannelEvent, store.ChannelKeyChanged}
+
 // Server is the HTTP API.
 type Server struct {
-	opts      Options
-	log       *slog.Logger
-	engine    *gin.Engine
-	uses      *keyUses
+	opts   Options
+	log    *slog.Logger
+	engine *gin.Engine
+	uses   *keyUses
+	keys   *keyCache
+	// stopWatch ends the key cache's watch of ChannelKeyChanged.
+	stopWatch func()
 	authFails *authFailures
 	metrics   *metrics
 	counters  *engineMetrics
@@ -121,6 +135,17 @@ func New(opts Options) *Server {
 		closing:         make(chan struct{}),
 		secretDigestKey: derive(opts.Pepper, "secret-digest"),
 	}
+	if opts.KeyCacheMaxAge == 0 {
+		opts.KeyCacheMaxAge = DefaultKeyCacheMaxAge
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	s.keys = newKeyCache(opts.KeyCacheMaxAge, opts.Now)
+	s.stopWatch = func() {}
+	if opts.Notifier != nil {
+		s.stopWatch = opts.Notifier.Watch(store.ChannelKeyChanged, s.keys.invalidate)
+	}
 	if s.opts.StreamHeartbeat <= 0 {
 		s.opts.StreamHeartbeat = defaultHeartbeat
 	}
@@ -143,6 +168,7 @@ func (s *Server) Run(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			close(s.closing)
+			s.stopWatch()
 			fctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			s.flushKeyUses(fctx)
 			cancel()

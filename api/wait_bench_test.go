@@ -47,7 +47,7 @@ func startWaitBench(b *testing.B) *waitBench {
 	b.Cleanup(func() { st.Close() })
 	r := testenv.StartRedis(b)
 	rc := r.Client()
-	hub := notify.New(dsn, []string{store.ChannelOperationFinished, store.ChannelEvent}, nil)
+	hub := notify.New(dsn, api.NotifyChannels, nil)
 	ctx, cancel := context.WithCancel(context.Background())
 	hubDone := make(chan struct{})
 	go func() { _ = hub.Run(ctx); close(hubDone) }()

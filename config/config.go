@@ -67,8 +67,8 @@ type Config struct {
 	// when MOC_METRICS_LISTEN is "off". The api serves /metrics on Listen,
 	// and `mocd dev` shows every process's series there.
 	MetricsListen string
-	// DebugListen, when set, is a loopback address where mocd api serves
-	// net/http/pprof (MOC_DEBUG_LISTEN; off by default): profiles of the
+	// DebugListen, when set, is a loopback address where mocd api (or
+	// mocd worker) serves net/http/pprof (MOC_DEBUG_LISTEN; off by default): profiles of the
 	// real binary, for make bench and for an operator on the host.
 	DebugListen string
 	// VersionsFile is the operator's catalog of OpenClaw versions

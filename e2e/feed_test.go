@@ -141,7 +141,9 @@ func TestCustomerMetricsFeedIsOneStatement(t *testing.T) {
 		s1, _ := pg.Counts()
 		return s1 - s0
 	}
-	cost(token, http.StatusOK) // opens the pool's connection
+	// Opens the pool's connection, and both keys' rows are kept after.
+	cost(token, http.StatusOK)
+	cost(noScope, http.StatusForbidden)
 	auth := cost(noScope, http.StatusForbidden)
 	feed := cost(token, http.StatusOK)
 	t.Logf("statements: authentication alone %d, a scrape of 3 instances %d", auth, feed)

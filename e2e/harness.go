@@ -161,7 +161,7 @@ func Start(t testing.TB, opts Options) *System {
 
 	rc := s.Redis.Client()
 	enq := asynq.NewClient(asynq.RedisClientOpt{Addr: s.Redis.Addr()})
-	s.Hub = notify.New(s.DatabaseURL, []string{store.ChannelOperationFinished, store.ChannelEvent}, s.logger("notify"))
+	s.Hub = notify.New(s.DatabaseURL, api.NotifyChannels, s.logger("notify"))
 	hctx, hcancel := context.WithCancel(context.Background())
 	hdone := make(chan struct{})
 	go func() { _ = s.Hub.Run(hctx); close(hdone) }()

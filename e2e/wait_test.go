@@ -37,7 +37,7 @@ func startReplica(t *testing.T, sys *System) *replica {
 	if err != nil {
 		t.Fatal(err)
 	}
-	hub := notify.New(sys.DatabaseURL, []string{store.ChannelOperationFinished, store.ChannelEvent}, nil)
+	hub := notify.New(sys.DatabaseURL, api.NotifyChannels, nil)
 	ctx, cancel := context.WithCancel(context.Background())
 	hubDone := make(chan struct{})
 	go func() { _ = hub.Run(ctx); close(hubDone) }()

@@ -44,6 +44,12 @@ func InsertKey(ctx context.Context, db sqlx.ExtContext, k Key) (Key, error) {
 	return out, mapErr(err)
 }
 
+// ChannelKeyChanged is the NOTIFY channel of migration 00010's triggers,
+// sent when a commit changes what authentication reads: its payload is
+// "key <key id>" (secret, scopes, expiry, revocation, or the row deleted)
+// or "account <account id>" (plan or email).
+const ChannelKeyChanged = "mocd_key_changed"
+
 // GetPrincipal reads a live or dead key with its account's plan; the caller
 // decides what revoked or expired means.
 //

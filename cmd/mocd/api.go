@@ -57,7 +57,7 @@ func openDeps(ctx context.Context, cfg config.Config, log *slog.Logger) (*deps, 
 	ropts.ContextTimeoutEnabled = true
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	hub := notify.New(cfg.DatabaseURL, []string{store.ChannelOperationFinished, store.ChannelEvent}, log)
+	hub := notify.New(cfg.DatabaseURL, api.NotifyChannels, log)
 	return &deps{cfg: cfg, log: log, store: st, redis: redis.NewClient(ropts), hub: hub, reg: reg}, nil
 }
 

@@ -36,15 +36,18 @@ func runWorker(ctx context.Context, args []string, getenv env, stderr io.Writer)
 	}
 	defer d.Close()
 	log.Info("mocd worker starting", slog.Any("config", cfg))
-	if cfg.MetricsListen == "" {
-		return runWorkerWith(ctx, d)
-	}
-	// The worker serves nothing else: /metrics alone, on its own address.
-	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", promhttp.HandlerFor(d.reg, promhttp.HandlerOpts{Registry: d.reg}))
+	// The worker serves nothing else: /metrics alone, on its own address,
+	// and pprof if asked for.
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return runWorkerWith(gctx, d) })
-	g.Go(func() error { return serveHTTP(gctx, log, cfg.MetricsListen, mux, "", "", nil) })
+	if cfg.MetricsListen != "" {
+		mux := http.NewServeMux()
+		mux.Handle("GET /metrics", promhttp.HandlerFor(d.reg, promhttp.HandlerOpts{Registry: d.reg}))
+		g.Go(func() error { return serveHTTP(gctx, log, cfg.MetricsListen, mux, "", "", nil) })
+	}
+	if cfg.DebugListen != "" {
+		g.Go(func() error { return serveHTTP(gctx, log, cfg.DebugListen, debugHandler(), "", "", nil) })
+	}
 	return g.Wait()
 }
 
