@@ -181,10 +181,7 @@ func (s *Server) lifecycle(opType, transitional string) handlerFunc {
 				return result{}, err
 			}
 			if inst.Status != transitional {
-				if err := store.SetInstanceStatus(ctx, tx, inst.ID, transitional); err != nil {
-					return result{}, err
-				}
-				if _, err := store.InsertInstanceEvent(ctx, tx, p.AccountID, inst.ID, op.ID, inst.Status, transitional); err != nil {
+				if _, _, err := store.ChangeInstanceStatus(ctx, tx, inst, transitional, op.ID); err != nil {
 					return result{}, err
 				}
 			}

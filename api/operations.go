@@ -230,13 +230,13 @@ func (s *Server) cancelOperation(c *gin.Context) error {
 				}
 				all = append(all, bc)
 			}
-			if err := s.setStatus(ctx, tx, inst, store.StatusDeleted, cancelled.ID); err != nil {
+			if _, _, err := store.ChangeInstanceStatus(ctx, tx, inst, store.StatusDeleted, cancelled.ID); err != nil {
 				return result{}, err
 			}
 		} else if to, ok, err := s.statusBefore(ctx, tx, inst, cancelled); err != nil {
 			return result{}, err
 		} else if ok {
-			if err := s.setStatus(ctx, tx, inst, to, cancelled.ID); err != nil {
+			if _, _, err := store.ChangeInstanceStatus(ctx, tx, inst, to, cancelled.ID); err != nil {
 				return result{}, err
 			}
 		}
@@ -260,15 +260,6 @@ func (s *Server) cancelOperation(c *gin.Context) error {
 			},
 		}, nil
 	})
-}
-
-// setStatus changes the locked instance's status with its event row.
-func (s *Server) setStatus(ctx context.Context, tx *sqlx.Tx, inst store.Instance, to, opID string) error {
-	if err := store.SetInstanceStatus(ctx, tx, inst.ID, to); err != nil {
-		return err
-	}
-	_, err := store.InsertInstanceEvent(ctx, tx, inst.AccountID, inst.ID, opID, inst.Status, to)
-	return err
 }
 
 // statusBefore finds the status the instance showed before op's accept

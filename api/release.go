@@ -91,10 +91,7 @@ func (s *Server) upgradeInstance(c *gin.Context) error {
 			return result{}, err
 		}
 		if inst.Status != store.StatusRestarting {
-			if err := store.SetInstanceStatus(ctx, tx, inst.ID, store.StatusRestarting); err != nil {
-				return result{}, err
-			}
-			if _, err := store.InsertInstanceEvent(ctx, tx, p.AccountID, inst.ID, op.ID, inst.Status, store.StatusRestarting); err != nil {
+			if _, _, err := store.ChangeInstanceStatus(ctx, tx, inst, store.StatusRestarting, op.ID); err != nil {
 				return result{}, err
 			}
 		}

@@ -5,6 +5,8 @@ import (
 	"time"
 
 	"github.com/jmoiron/sqlx"
+
+	"github.com/myopenclaw/mocd/id"
 )
 
 // Instance statuses (API.md). The transitional ones say which operation is
@@ -126,21 +128,38 @@ func CountLiveInstances(ctx context.Context, db sqlx.ExtContext, accountID strin
 const setStatus = `SET status = $2, updated_at = now(),
 			deleted_at = CASE WHEN $2 = 'deleted' THEN now() ELSE deleted_at END`
 
-// SetInstanceStatus changes an instance's status; a deleted instance also
-// gets its deleted_at.
-func SetInstanceStatus(ctx context.Context, db sqlx.ExtContext, instanceID, status string) error {
-	const q = `UPDATE instances ` + setStatus + ` WHERE id = $1`
-	return execOne(ctx, db, q, instanceID, status)
-}
-
-// ChangeInstanceStatus is SetInstanceStatus answering the instance as it
-// now is: one round trip where the worker used to re-read it.
-func ChangeInstanceStatus(ctx context.Context, db sqlx.ExtContext, instanceID, status string) (Instance, error) {
-	const q = `WITH i AS (UPDATE instances ` + setStatus + ` WHERE id = $1 RETURNING *)
-		SELECT ` + instanceCols + ` FROM i JOIN accounts a ON a.id = i.account_id`
-	var out Instance
-	err := sqlx.GetContext(ctx, db, &out, q, instanceID, status)
-	return out, mapErr(err)
+// ChangeInstanceStatus moves the instance the caller has locked (inst, as
+// it read it) to status and records the change's event row, caused by
+// operation opID (empty for drift): one round trip for the update and the
+// insert. It answers the instance as it now is and the event.
+func ChangeInstanceStatus(ctx context.Context, db sqlx.ExtContext, inst Instance, status, opID string) (Instance, InstanceEvent, error) {
+	const q = `WITH i AS (UPDATE instances ` + setStatus + ` WHERE id = $1 RETURNING *),
+		ev AS (INSERT INTO instance_events (id, account_id, instance_id, operation_id, from_status, to_status)
+			SELECT $3, i.account_id, i.id, NULLIF($4, ''), NULLIF($5, ''), $2 FROM i
+			RETURNING seq, created_at)
+		SELECT ` + instanceCols + `, ev.seq AS event_seq, ev.created_at AS event_created_at
+		FROM i JOIN accounts a ON a.id = i.account_id, ev`
+	var out struct {
+		Instance
+		EventSeq       int64     `db:"event_seq"`
+		EventCreatedAt time.Time `db:"event_created_at"`
+	}
+	evID := id.New(id.Event)
+	if err := sqlx.GetContext(ctx, db, &out, q, inst.ID, status, evID, opID, inst.Status); err != nil {
+		return Instance{}, InstanceEvent{}, mapErr(err)
+	}
+	ev := InstanceEvent{
+		Seq: out.EventSeq, ID: evID, AccountID: out.AccountID, InstanceID: out.ID,
+		ToStatus: status, CreatedAt: out.EventCreatedAt.UTC(),
+	}
+	if opID != "" {
+		ev.OperationID = &opID
+	}
+	if inst.Status != "" {
+		from := inst.Status
+		ev.FromStatus = &from
+	}
+	return out.Instance, ev, nil
 }
 
 // SetInstanceFly records the Fly app and machine of an instance; the worker

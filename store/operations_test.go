@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"reflect"
 	"testing"
 	"time"
 
@@ -120,18 +121,27 @@ func TestInstancesOperationsEvents(t *testing.T) {
 		t.Fatalf("live %d", n)
 	}
 	// ChangeInstanceStatus answers the row as the change left it, plan
-	// included (the worker builds its webhook payload from it).
-	running, err := store.ChangeInstanceStatus(ctx, st.DB, inst.ID, store.StatusRunning)
+	// included (the worker builds its webhook payload from it), and the
+	// event row it wrote in the same statement.
+	before, err := store.InstanceByID(ctx, st.DB, inst.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	running, ev, err := store.ChangeInstanceStatus(ctx, st.DB, before, store.StatusRunning, op1.ID)
 	if err != nil || running.Status != store.StatusRunning || running.Plan != "pro" || running.AccountID != a.ID || running.DeletedAt != nil {
 		t.Fatalf("ChangeInstanceStatus: %+v %v", running, err)
 	}
 	if reread, err := store.InstanceByID(ctx, st.DB, inst.ID); err != nil || !reread.UpdatedAt.Equal(running.UpdatedAt) {
 		t.Fatalf("ChangeInstanceStatus answered %+v, the row is %+v (%v)", running, reread, err)
 	}
-	if _, err := store.ChangeInstanceStatus(ctx, st.DB, "inst_none", store.StatusRunning); !errors.Is(err, store.ErrNotFound) {
+	evs, err = store.ListInstanceEvents(ctx, st.DB, a.ID, inst.ID, 0, 1)
+	if err != nil || len(evs) != 1 || !reflect.DeepEqual(evs[0], ev) || *ev.FromStatus != before.Status || *ev.OperationID != op1.ID {
+		t.Fatalf("ChangeInstanceStatus answered the event %+v; the newest is %+v (%v)", ev, evs, err)
+	}
+	if _, _, err := store.ChangeInstanceStatus(ctx, st.DB, store.Instance{ID: "inst_none"}, store.StatusRunning, ""); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("ChangeInstanceStatus of no instance: %v", err)
 	}
-	if err := store.SetInstanceStatus(ctx, st.DB, inst.ID, store.StatusDeleted); err != nil {
+	if _, _, err := store.ChangeInstanceStatus(ctx, st.DB, running, store.StatusDeleted, ""); err != nil {
 		t.Fatal(err)
 	}
 	if n, _ := store.CountLiveInstances(ctx, st.DB, a.ID); n != 0 {

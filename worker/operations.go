@@ -197,11 +197,7 @@ func (w *Worker) changeStatus(ctx context.Context, tx *sqlx.Tx, inst store.Insta
 	if inst.Status == status {
 		return inst, nil, nil
 	}
-	now, err := store.ChangeInstanceStatus(ctx, tx, inst.ID, status)
-	if err != nil {
-		return inst, nil, err
-	}
-	ev, err := store.InsertInstanceEvent(ctx, tx, inst.AccountID, inst.ID, opID, inst.Status, status)
+	now, ev, err := store.ChangeInstanceStatus(ctx, tx, inst, status, opID)
 	if err != nil {
 		return inst, nil, err
 	}
