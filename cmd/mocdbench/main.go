@@ -159,9 +159,12 @@ func runBench(ctx context.Context, opts options) error {
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
-	info.loadAfter = loadAverage()
-	report := b.report(info)
+	info.LoadAfter = loadAverage()
+	report, err := b.report(info)
 	fmt.Println(b.summaryTable())
+	if err != nil {
+		return fmt.Errorf("render %s: %w", opts.out, err)
+	}
 	if err := os.WriteFile(opts.out, []byte(report), 0o644); err != nil {
 		return err
 	}

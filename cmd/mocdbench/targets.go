@@ -50,8 +50,8 @@ var before = struct {
 
 // target is one line of the targets table.
 type target struct {
-	name, before, now string
-	met               bool
+	Name, Before, Now string
+	Met               bool
 }
 
 // div is a/b, or 0 when either is not measured.
@@ -65,9 +65,9 @@ func div(a, b float64) float64 {
 // atLeast is a target "got ≥ want" on a ratio; 0 is not measured.
 func atLeast(name, beforeText string, got, want float64, about string) target {
 	if got == 0 {
-		return target{name: name, before: beforeText, now: "not measured"}
+		return target{Name: name, Before: beforeText, Now: "not measured"}
 	}
-	return target{name: name, before: beforeText, now: fmt.Sprintf("%.3f× %s (target %.3f×)", got, about, want), met: got >= want}
+	return target{Name: name, Before: beforeText, Now: fmt.Sprintf("%.3f× %s (target %.3f×)", got, about, want), Met: got >= want}
 }
 
 // targets judges the run's figures against issue 18's targets.
@@ -88,15 +88,15 @@ func targets(f figures) []target {
 			div(s.rate, f.gin), 3*s.before, "Gin"))
 	}
 
-	e2e := target{name: "accept→succeeded p50 ≤ 30 ms, server side", before: "124 ms", now: "not measured"}
+	e2e := target{Name: "accept→succeeded p50 ≤ 30 ms, server side", Before: "124 ms", Now: "not measured"}
 	if f.e2eServerP50 > 0 {
-		e2e.now, e2e.met = ms(f.e2eServerP50), f.e2eServerP50 <= 30*time.Millisecond
+		e2e.Now, e2e.Met = ms(f.e2eServerP50), f.e2eServerP50 <= 30*time.Millisecond
 	}
 	out = append(out, e2e)
 
-	idle := target{name: "an idle worker's Redis round trips not above today's", before: fmt.Sprintf("%.1f/s", before.idleWorkerRedis), now: "not measured"}
+	idle := target{Name: "an idle worker's Redis round trips not above today's", Before: fmt.Sprintf("%.1f/s", before.idleWorkerRedis), Now: "not measured"}
 	if f.idleWorkerRedis > 0 {
-		idle.now, idle.met = fmt.Sprintf("%.1f/s", f.idleWorkerRedis), f.idleWorkerRedis <= before.idleWorkerRedis
+		idle.Now, idle.Met = fmt.Sprintf("%.1f/s", f.idleWorkerRedis), f.idleWorkerRedis <= before.idleWorkerRedis
 	}
 	out = append(out, idle)
 
@@ -157,9 +157,9 @@ func targets(f figures) []target {
 // verdict is a target met when nothing was found against it.
 func verdict(name, beforeText string, against []string) target {
 	if len(against) == 0 {
-		return target{name: name, before: beforeText, now: "yes", met: true}
+		return target{Name: name, Before: beforeText, Now: "yes", Met: true}
 	}
-	return target{name: name, before: beforeText, now: strings.Join(against, "; ")}
+	return target{Name: name, Before: beforeText, Now: strings.Join(against, "; ")}
 }
 
 // figures gathers the run's own figures for the targets.
@@ -199,23 +199,4 @@ func (b *bench) figures() figures {
 		f.trips[name] = t
 	}
 	return f
-}
-
-// targetsTable is the report's section on issue 18.
-func targetsTable(ts []target) string {
-	var sb strings.Builder
-	sb.WriteString("## Targets of issue 18\n\n")
-	sb.WriteString("Each target of issue 18 judged on this run's own figures, against the run the\n")
-	sb.WriteString("issue was filed on (09:28, 2026-11-22); rates are judged as ratios to their\n")
-	sb.WriteString("same-run references, because absolute figures move with the machine's load.\n\n")
-	sb.WriteString("| target | before | this run | met? |\n|---|---|---|---|\n")
-	for _, t := range ts {
-		m := "**not met**"
-		if t.met {
-			m = "met"
-		}
-		fmt.Fprintf(&sb, "| %s | %s | %s | %s |\n", t.name, t.before, t.now, m)
-	}
-	sb.WriteString("\n")
-	return sb.String()
 }

@@ -63,12 +63,12 @@ func TestTargets(t *testing.T) {
 			for _, tg := range got {
 				want := true
 				for _, u := range tc.unmet {
-					if strings.Contains(tg.name, u) {
+					if strings.Contains(tg.Name, u) {
 						want = false
 					}
 				}
-				if tg.met != want {
-					t.Errorf("%q: met=%v (now %q), want %v", tg.name, tg.met, tg.now, want)
+				if tg.Met != want {
+					t.Errorf("%q: met=%v (now %q), want %v", tg.Name, tg.Met, tg.Now, want)
 				}
 			}
 		})
@@ -78,7 +78,10 @@ func TestTargets(t *testing.T) {
 func TestTargetsTableMarksEachTarget(t *testing.T) {
 	f := metFigures()
 	f.poll = 1000
-	table := targetsTable(targets(f))
+	table, err := render("targets", targets(f))
+	if err != nil {
+		t.Fatal(err)
+	}
 	if n := strings.Count(table, "| met |"); n != 9 {
 		t.Errorf("%d targets marked met, want 9:\n%s", n, table)
 	}
