@@ -252,8 +252,9 @@ func (b *bench) report(m machine) (string, error) {
 }
 
 // reportData is what report.md.tmpl renders: the run's settings and
-// figures, formatted here so that the template only lays them out. A nil
-// or empty part leaves its paragraph or section out.
+// figures, formatted here so that the template only lays them out (but for
+// the latencies of E2E, E2EWait and Walk: the template's p and per format
+// those). A nil or empty part leaves its paragraph or section out.
 type reportData struct {
 	Machine machine
 	RunTime time.Duration
