@@ -18,11 +18,13 @@ import (
 	"time"
 )
 
-// profileResult is where the api's CPU time went during one scenario.
+// profileResult is where a process's CPU time went during one scenario.
 type profileResult struct {
-	Path  string
-	Run   result
-	Total time.Duration
+	// Process is "api" or "worker".
+	Process string
+	Path    string
+	Run     result
+	Total   time.Duration
 	// Flat is the top functions by time spent in them.
 	Flat []fnCost
 	// ByLibrary charges each sample to the first frame, leaf upwards, of a
@@ -80,17 +82,26 @@ func (b *bench) profileRun(ctx context.Context, name string, unit func(c *httpCl
 }
 
 func (b *bench) profileRunErr(ctx context.Context, name string, unit func(c *httpClient) unitFunc) (profileResult, error) {
-	var pr profileResult
-	base, pprofAddr := b.apiURL, b.debugAddr
 	if err := b.resetRateLimits(ctx); err != nil {
-		return pr, err
+		return profileResult{}, err
 	}
-	c := newHTTPClient(base, b.opts.clients)
+	c := newHTTPClient(b.apiURL, b.opts.clients)
 	defer c.close()
-	// The profile covers the measured window: it starts after the warm-up.
+	done := b.profileDuring(ctx, name, "api", b.debugAddr)
+	spec := b.spec()
+	spec.duration += 2 * time.Second // outlast the profile
+	return done(drive(ctx, spec, unit(c), nil))
+}
+
+// profileDuring starts taking a CPU profile of the process serving pprof on
+// addr over the measured window of a scenario that starts now (it waits out
+// the warm-up); done hands it the scenario's result and analyses the
+// profile.
+func (b *bench) profileDuring(ctx context.Context, name, process, addr string) (done func(result) (profileResult, error)) {
+	pr := profileResult{Process: process}
+	pr.Path = filepath.Join(b.outDir, strings.ReplaceAll(process+" "+name, " ", "-")+".pprof")
 	secs := int(b.opts.duration.Seconds())
 	prof := make(chan error, 1)
-	pr.Path = filepath.Join(b.outDir, strings.ReplaceAll(name, " ", "-")+".pprof")
 	go func() {
 		select {
 		case <-time.After(b.opts.warmup):
@@ -98,15 +109,15 @@ func (b *bench) profileRunErr(ctx context.Context, name string, unit func(c *htt
 			prof <- ctx.Err()
 			return
 		}
-		prof <- fetchProfile(ctx, "http://"+pprofAddr+"/debug/pprof/profile?seconds="+strconv.Itoa(secs), pr.Path)
+		prof <- fetchProfile(ctx, "http://"+addr+"/debug/pprof/profile?seconds="+strconv.Itoa(secs), pr.Path)
 	}()
-	spec := b.spec()
-	spec.duration += 2 * time.Second // outlast the profile
-	pr.Run = drive(ctx, spec, unit(c), nil)
-	if err := <-prof; err != nil {
-		return pr, err
+	return func(run result) (profileResult, error) {
+		pr.Run = run
+		if err := <-prof; err != nil {
+			return pr, err
+		}
+		return pr, analyseProfile(ctx, &pr)
 	}
-	return pr, analyseProfile(ctx, &pr)
 }
 
 func fetchProfile(ctx context.Context, url, path string) error {

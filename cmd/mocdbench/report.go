@@ -309,9 +309,9 @@ type countSection struct {
 type proxyCount struct{ Proxy, RoundTrips, Names string }
 
 type profileNote struct {
-	Name, Err, Rate, Path, Syscalls, Alloc string
-	Total                                  time.Duration
-	ByLibrary, ByMocd, Flat                []share
+	Name, Process, Err, Rate, Path, Syscalls, Alloc string
+	Total                                           time.Duration
+	ByLibrary, ByMocd, Flat                         []share
 }
 
 type share struct{ Name, Share string }
@@ -425,10 +425,11 @@ func (b *bench) countSections() []countSection {
 	return out
 }
 
-// profileNotes is where the api's CPU went in the accept and poll profiles.
+// profileNotes is where the api's CPU went in the accept and poll profiles,
+// and the worker's in end-to-end with wait.
 func (b *bench) profileNotes() []profileNote {
 	var out []profileNote
-	for _, name := range []string{scAccept, scPoll} {
+	for _, name := range []string{scAccept, scPoll, "worker " + scE2EWait} {
 		pr, ok := b.profiles[name]
 		if !ok {
 			continue
@@ -441,7 +442,7 @@ func (b *bench) profileNotes() []profileNote {
 			}
 			return out
 		}
-		out = append(out, profileNote{Name: name, Err: pr.Err, Rate: fmt.Sprintf("%.0f", pr.Run.PerSec()), Path: pr.Path,
+		out = append(out, profileNote{Name: strings.TrimPrefix(name, "worker "), Process: pr.Process, Err: pr.Err, Rate: fmt.Sprintf("%.0f %s", pr.Run.PerSec(), map[bool]string{true: "ops/s", false: "req/s"}[pr.Process == "worker"]), Path: pr.Path,
 			Syscalls: pct(pr.Syscalls), Alloc: pct(pr.Alloc), Total: pr.Total.Round(10 * time.Millisecond),
 			ByLibrary: shares(pr.ByLibrary), ByMocd: shares(pr.ByMocd), Flat: shares(pr.Flat)})
 	}

@@ -34,10 +34,11 @@ func filledReport() reportData {
 		Counts: []countSection{{Name: scE2E, Unit: "operation", N: 30, RequestsPerOp: "2.1",
 			Proxies: []proxyCount{{Proxy: "worker-redis", RoundTrips: "4.67", Names: "1.00 `PING`"}}}},
 		Profiles: []profileNote{
-			{Name: scAccept, Rate: "223", Path: "bench/out/accept.pprof", Syscalls: "41.2%", Alloc: "10.1%", Total: 1990 * time.Millisecond,
+			{Name: scAccept, Process: "api", Rate: "223 req/s", Path: "bench/out/api-accept.pprof", Syscalls: "41.2%", Alloc: "10.1%", Total: 1990 * time.Millisecond,
 				ByLibrary: []share{{"Postgres client (lib/pq, database/sql, sqlx)", "43.2%"}},
 				ByMocd:    []share{{"store.GetPrincipal", "4.0%"}}, Flat: []share{{"runtime.futex", "7.5%"}}},
-			{Name: scPoll, Err: "no debug listener"},
+			{Name: scPoll, Process: "api", Err: "no debug listener"},
+			{Name: scE2EWait, Process: "worker", Err: "no debug listener"},
 		},
 		Scripts: []scriptNote{{Path: "bench/accept.sql", Src: "BEGIN;\nCOMMIT;\n", Scenario: scAccept, Statements: 2, Sent: "2.00"}},
 	}
@@ -89,15 +90,15 @@ func TestReport(t *testing.T) {
 			"worker 2.0 PG / 58.7 Redis round trips.",
 			"**end-to-end** (30 operations, 2.1 HTTP requests each)\n\n| per operation |",
 			"| worker-redis | 4.67 | 1.00 `PING` |",
-			"1.99s of samples over 5s of load (223 req/s while profiled); `bench/out/accept.pprof`.",
+			"1.99s of samples over 5s of load (223 req/s while profiled); `bench/out/api-accept.pprof`.",
 			"shares add up to 100%.",
 			"| Postgres client (lib/pq, database/sql, sqlx) | 43.2% |",
 			"| `store.GetPrincipal` | 4.0% |",
 			"| `runtime.futex` | 7.5% |",
-			"## CPU profile of the api: poll\n\nNot taken: no debug listener\n\n## The pgbench script",
+			"## CPU profile of the api: poll\n\nNot taken: no debug listener\n\n## CPU profile of the worker: end-to-end with wait\n\nNot taken: no debug listener\n\n## The pgbench script",
 			"`pgbench -n -M extended -c 16 -j 2 -T 7 -f bench/accept.sql -l`",
 			"```sql\nBEGIN;\nCOMMIT;\n```\n\nIt has 2 statements; in the counting pass the api sent 2.00 per accept request",
-			"The profiles are in `bench/out/` (`go tool pprof -http : bench/out/accept.pprof`).\n",
+			"The profiles are in `bench/out/` (`go tool pprof -http : bench/out/api-accept.pprof`).\n",
 		} {
 			if !strings.Contains(doc, want) {
 				t.Errorf("no %q in:\n%s", want, doc)

@@ -48,10 +48,11 @@ type bench struct {
 	// The running api and worker (direct or through counting proxies).
 	apiURL string
 	apiP   *proc
-	// debugAddr is the api's MOC_DEBUG_LISTEN (pprof).
-	debugAddr string
-	workerP   *proc
-	proxies   map[string]*wirecount.Counter
+	// debugAddr and workerDebugAddr are the api's and the worker's
+	// MOC_DEBUG_LISTEN (pprof).
+	debugAddr, workerDebugAddr string
+	workerP                    *proc
+	proxies                    map[string]*wirecount.Counter
 
 	idents []*ident
 	scale  *ident
@@ -230,7 +231,11 @@ func (b *bench) startSystem(ctx context.Context, counted bool) error {
 		}
 		apiRedis, workerRedis = b.proxies["api-redis"].Addr(), b.proxies["worker-redis"].Addr()
 	}
-	wp, err := startProc(b.outDir, "worker"+suffix, b.mocdEnv(workerDB, workerRedis, ""), b.mocd, "worker")
+	if b.workerDebugAddr, err = freeAddr(); err != nil {
+		return err
+	}
+	workerEnv := append(b.mocdEnv(workerDB, workerRedis, ""), "MOC_DEBUG_LISTEN="+b.workerDebugAddr)
+	wp, err := startProc(b.outDir, "worker"+suffix, workerEnv, b.mocd, "worker")
 	if err != nil {
 		return err
 	}

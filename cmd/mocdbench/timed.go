@@ -100,8 +100,22 @@ func (b *bench) runTimed(ctx context.Context) error {
 	if err := b.waitOperations(ctx, 2*time.Minute); err != nil {
 		return err
 	}
+	// The worker's CPU profile is taken during this scenario: with one
+	// operation in flight per client, it is where the worker's time per
+	// operation goes.
+	var workerProfile func(result) (profileResult, error)
+	if b.opts.profile {
+		workerProfile = b.profileDuring(ctx, scE2EWait, "worker", b.workerDebugAddr)
+	}
 	if err := run(scE2EWait, b.spec(), b.e2eWaitUnit(c, "e2e-wait")); err != nil {
 		return err
+	}
+	if workerProfile != nil {
+		pr, err := workerProfile(b.timed[scE2EWait])
+		if err != nil {
+			pr.Err = err.Error()
+		}
+		b.profiles["worker "+scE2EWait] = pr
 	}
 	if err := b.waitOperations(ctx, 2*time.Minute); err != nil {
 		return err
