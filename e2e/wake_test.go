@@ -10,6 +10,7 @@ import (
 
 	"github.com/myopenclaw/mocd/jobs"
 	"github.com/myopenclaw/mocd/store"
+	"github.com/myopenclaw/mocd/testenv"
 	"github.com/myopenclaw/mocd/worker"
 )
 
@@ -21,10 +22,7 @@ import (
 // Asynq's shutdown waits for the poll's sleep to end.)
 func TestWakeUpStartsOperationsWithoutPolling(t *testing.T) {
 	t.Parallel()
-	// The reconciler's orphan sweep takes each instance's lock now and
-	// then; a wake-up that finds it held leaves the run to the task, which
-	// is right but is not what this test looks at: no sweep here.
-	sys := Start(t, Options{ReconcileInterval: time.Hour, Worker: func(o *worker.Options) { o.PollInterval = 30 * time.Second }})
+	sys := Start(t, Options{Worker: func(o *worker.Options) { o.PollInterval = 30 * time.Second }})
 	_, token := sys.NewAccount(t, "pro")
 	insp := asynq.NewInspector(asynq.RedisClientOpt{Addr: sys.Redis.Addr()})
 	defer insp.Close()
@@ -56,6 +54,66 @@ func TestWakeUpStartsOperationsWithoutPolling(t *testing.T) {
 		if row.Attempts != 1 {
 			t.Errorf("operation %s ran %d times", op.ID, row.Attempts)
 		}
+	}
+}
+
+// TestWakeUpRetriesABusyInstance: a wake-up that finds its instance's lock
+// held (here by the test; in life by the run before, or the reconciler's
+// sweep) tries again shortly, so the operation still runs on its wake-up
+// once the lock is free, not on its task at Asynq's next poll (30 s here).
+func TestWakeUpRetriesABusyInstance(t *testing.T) {
+	t.Parallel()
+	sys := Start(t, Options{Worker: func(o *worker.Options) { o.PollInterval = 30 * time.Second }})
+	_, token := sys.NewAccount(t, "pro")
+	insp := asynq.NewInspector(asynq.RedisClientOpt{Addr: sys.Redis.Addr()})
+	defer insp.Close()
+	ctx := context.Background()
+	retries := func() float64 {
+		fams, err := sys.Registry.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := Metrics{}
+		for _, f := range fams {
+			m[f.GetName()] = f
+		}
+		return m.Value("mocd_worker_wakeup_retries_total")
+	}
+
+	create := accept(t, sys, http.MethodPost, "/api/v1/instances", token, map[string]string{"subdomain": "busy-claw"})
+	if op := sys.WaitOperation(t, token, create.ID); op.Status != "succeeded" {
+		t.Fatalf("create finished as %+v", op)
+	}
+	var lock *store.InstanceLock
+	testenv.Eventually(t, "the instance's lock (the reconciler's sweep may hold it a moment)", func() bool {
+		l, ok, err := sys.Store.TryLockInstance(ctx, create.InstanceID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		lock = l
+		return ok
+	})
+	before := retries()
+	stop := accept(t, sys, http.MethodPost, "/api/v1/instances/"+create.InstanceID+"/stop", token, nil)
+	testenv.Eventually(t, "a wake-up finding the instance busy", func() bool { return retries() > before })
+	lock.Release()
+
+	if done := sys.WaitOperation(t, token, stop.ID); done.Status != "succeeded" {
+		t.Fatalf("stop finished as %+v", done)
+	}
+	info, err := insp.GetTaskInfo(jobs.QueueLifecycle, stop.ID)
+	if err != nil {
+		t.Fatalf("task of %s: %v (the api enqueues every operation)", stop.ID, err)
+	}
+	if info.State != asynq.TaskStatePending {
+		t.Errorf("task of %s is %s: Asynq, not the wake-up, ran it", stop.ID, info.State)
+	}
+	row, err := store.OperationByID(ctx, sys.Store.DB, stop.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if row.Attempts != 1 {
+		t.Errorf("operation %s ran %d times", stop.ID, row.Attempts)
 	}
 }
 

@@ -43,6 +43,18 @@ var (
 	}()
 )
 
+// Outcomes of a wake-up (wake.go), the outcome label.
+const (
+	wakeRan     = "ran"     // it took the instance and ran the operation (or found it just finished)
+	wakeTaken   = "taken"   // another run (a task, another worker's wake-up) had the operation
+	wakeLeft    = "left"    // left to its task: the instance stayed busy, or a step failed
+	wakeDropped = "dropped" // every wake-up slot was busy
+	wakeBusy    = "busy"    // not an outcome: the try found the instance busy
+)
+
+// wakeOutcomes are the outcome label's values.
+var wakeOutcomes = []string{wakeRan, wakeTaken, wakeLeft, wakeDropped}
+
 // Kinds and reasons of relay re-enqueues, and reasons a delivery is
 // abandoned without an attempt.
 const (
@@ -70,6 +82,8 @@ type metrics struct {
 	driftRepaired *prometheus.CounterVec
 	orphans       *prometheus.CounterVec
 	jobFailures   *prometheus.CounterVec
+	wakeups       *prometheus.CounterVec
+	wakeRetries   prometheus.Counter
 }
 
 // opBuckets span a fast flysim step to a slow Fly create (minutes).
@@ -104,6 +118,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			"Fly resources no live instance owns that the reconciler removed, by kind (app, machine, volume).", "kind"),
 		jobFailures: telemetry.NewCounterVec(reg, "mocd_worker_job_failures_total",
 			"Passes of a periodic job (relay, reconcile, retention) that ended in an error.", "job"),
+		wakeups: telemetry.NewCounterVec(reg, "mocd_worker_wakeups_total",
+			"Wake-ups on an accepted operation's commit, by outcome: ran (the wake-up ran it), taken (another run had it), left (to its task: the instance stayed busy, or a step failed), dropped (every wake-up slot was busy).", "outcome"),
+		wakeRetries: telemetry.NewCounter(reg, "mocd_worker_wakeup_retries_total",
+			"Pauses of wake-ups that found their instance's lock taken or an earlier operation of it unfinished, each followed by another try."),
 	}
 }
 
@@ -123,6 +141,7 @@ func (m *metrics) init(jobs []string) *metrics {
 	telemetry.Zero(m.driftRepaired.MetricVec, instanceStatuses)
 	telemetry.Zero(m.orphans.MetricVec, orphanKinds)
 	telemetry.Zero(m.jobFailures.MetricVec, jobs)
+	telemetry.Zero(m.wakeups.MetricVec, wakeOutcomes)
 	return m
 }
 
@@ -186,4 +205,9 @@ func (m *metrics) drift(observed string, repaired bool) {
 // "machine" or "volume".
 func (m *metrics) orphanSwept(kind string) {
 	m.orphans.WithLabelValues(telemetry.OneOf(kind, orphanKinds...)).Inc()
+}
+
+// wakeup counts one wake-up's outcome.
+func (m *metrics) wakeup(outcome string) {
+	m.wakeups.WithLabelValues(telemetry.OneOf(outcome, wakeOutcomes...)).Inc()
 }

@@ -6,6 +6,11 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"time"
+
+	"github.com/hibiken/asynq"
+
+	"github.com/myopenclaw/mocd/store"
 )
 
 // Wake-ups: pick-up latency.
@@ -23,9 +28,24 @@ import (
 // delivered, the operation is finished (one read, nothing runs twice), or
 // still being run by a wake-up in this process (the task waits for it), or
 // running elsewhere (the instance lock says so and the task comes back, as
-// for any two deliveries of one task). A lost notification, a wake-up that
-// found every slot busy or the lock taken, or one whose Fly step failed,
-// simply leaves the operation to its task, which retries as it always did.
+// for any two deliveries of one task).
+//
+// A wake-up that finds the instance lock taken, or an earlier operation of
+// the instance not yet finished, tries again after 5, 10, 20, … ms, about
+// 1 s in all (wakeRetries). What holds a lock is mostly brief: the run
+// before this one, between its finish's commit and its Release (the very
+// commit its client waited on before asking for this operation); the
+// reconciler's orphan sweep of the instance (a Fly list or two). Giving up
+// at once sent those operations to their task, up to a whole poll
+// (Options.PollInterval, plus Asynq's jitter) later. A wake-up stops at
+// once when the operation is no longer pending: another worker's wake-up
+// or a task has it. After about 1 s the task does as well as a wake-up
+// would (it is delivered within a poll, and waits for this run, then
+// retries a busy instance every few hundred ms), and a wake-up slot is not
+// held longer. A lost notification, a wake-up that found every slot busy
+// or the instance busy for the whole second, or one whose Fly step
+// failed, simply leaves the operation to its task, which retries as it
+// always did.
 
 // ChannelOperationCreated is migration 00008's NOTIFY channel: its payload
 // is "<operation id> <instance id>".
@@ -94,6 +114,7 @@ func (w *Worker) watchCreated(ctx context.Context) (stop func()) {
 		select {
 		case slots <- struct{}{}:
 		default:
+			w.metrics.wakeup(wakeDropped)
 			return
 		}
 		w.woken.wg.Add(1)
@@ -105,20 +126,81 @@ func (w *Worker) watchCreated(ctx context.Context) (stop func()) {
 	})
 }
 
-// runWoken runs an operation on its wake-up, if its instance is free.
+// wakeRetries are the pauses of a wake-up between tries of a busy
+// instance: short first, for a lock about to be released, doubling so
+// that a longer hold costs a few tries (each one a connection and one
+// statement), about 1 s in all.
+var wakeRetries = []time.Duration{5 * time.Millisecond, 10 * time.Millisecond, 20 * time.Millisecond,
+	40 * time.Millisecond, 80 * time.Millisecond, 160 * time.Millisecond, 320 * time.Millisecond, 365 * time.Millisecond}
+
+// runWoken runs an operation on its wake-up, once its instance is free.
+// Registered as running opID all along, so its task waits rather than
+// bounce off the lock this wake-up is trying.
 func (w *Worker) runWoken(ctx context.Context, opID, instanceID string) {
 	done, ok := w.woken.start(opID)
 	if !ok {
+		w.metrics.wakeup(wakeTaken)
 		return
 	}
 	defer done()
+	outcome, err := w.tryWoken(ctx, opID, instanceID)
+	for _, pause := range wakeRetries {
+		if outcome != wakeBusy || !sleep(ctx, pause) {
+			break
+		}
+		w.metrics.wakeRetries.Inc()
+		outcome, err = w.tryWoken(ctx, opID, instanceID)
+	}
+	if ctx.Err() != nil {
+		return // the worker is stopping: the task carries on
+	}
+	if outcome == wakeBusy {
+		outcome = wakeLeft // busy for about 1 s: the task will come
+	}
+	w.metrics.wakeup(outcome)
+	if err != nil {
+		w.log.DebugContext(ctx, "woken run stopped; its task will carry on", slog.String("operation_id", opID), slog.Any("error", err))
+	}
+}
+
+// sleep pauses for d, or less if ctx ends: false then.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// tryWoken is one try of a wake-up: wakeBusy when the instance's lock is
+// taken or an earlier operation of it has not finished while the
+// operation is still pending, so that another try may run it.
+func (w *Worker) tryWoken(ctx context.Context, opID, instanceID string) (string, error) {
 	lock, ok, err := w.st.TryLockInstance(ctx, instanceID)
-	if err != nil || !ok {
-		return // busy or unreachable: the task will come
+	if err != nil {
+		return wakeLeft, err // unreachable: the task will come
+	}
+	if !ok {
+		// Someone else running it holds the lock too: no use trying again.
+		op, err := store.OperationByID(ctx, w.st.DB, opID)
+		if err != nil {
+			return wakeLeft, err
+		}
+		if op.Status != store.OpPending {
+			return wakeTaken, nil
+		}
+		return wakeBusy, nil
 	}
 	defer lock.Release()
-	err = w.runLocked(ctx, opID, 0, false, true)
-	if err != nil && !errors.Is(err, errWaiting) && ctx.Err() == nil {
-		w.log.DebugContext(ctx, "woken run stopped; its task will carry on", slog.String("operation_id", opID), slog.Any("error", err))
+	switch err := w.runLocked(ctx, opID, 0, false, true); {
+	case errors.Is(err, errWaiting):
+		return wakeBusy, nil
+	case err == nil, errors.Is(err, asynq.SkipRetry):
+		return wakeRan, err // run (a failure is recorded), or just finished by another
+	default:
+		return wakeLeft, err
 	}
 }
