@@ -128,8 +128,8 @@ func (w *Worker) watchCreated(ctx context.Context) (stop func()) {
 
 // wakeRetries are the pauses of a wake-up between tries of a busy
 // instance: short first, for a lock about to be released, doubling so
-// that a longer hold costs a few tries (each one a connection and one
-// statement), about 1 s in all.
+// that a longer hold costs a few tries (each a connection and a statement
+// or two); the last is cut so that they add up to 1 s.
 var wakeRetries = []time.Duration{5 * time.Millisecond, 10 * time.Millisecond, 20 * time.Millisecond,
 	40 * time.Millisecond, 80 * time.Millisecond, 160 * time.Millisecond, 320 * time.Millisecond, 365 * time.Millisecond}
 
