@@ -12,7 +12,7 @@ import (
 // take ("other" stands for anything else).
 var labelSets = map[string][]string{
 	"type":       {"instance.create", "instance.start", "instance.stop", "instance.restart", "instance.delete", "instance.upgrade", "instance.configure", "other"},
-	"outcome":    {"succeeded", "failed", "delivered", "retry", "exhausted", "gone", "other"},
+	"outcome":    {"succeeded", "failed", "delivered", "retry", "exhausted", "gone", "other", "ran", "taken", "left", "dropped"},
 	"code":       {"none", "fly_rejected", "fly_unavailable", "machine_gone", "no_machine", "unknown_operation", "upgrade_rolled_back", "cancelled", "other"},
 	"result":     {"ok", "transient", "rejected", "error", "replayed", "in_use", "reused"},
 	"code_class": {"1xx", "2xx", "3xx", "4xx", "5xx", "network", "other"},
