@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"strings"
 	"time"
 
 	"github.com/jmoiron/sqlx"
@@ -194,9 +195,9 @@ func PendingOperationsOf(ctx context.Context, db sqlx.ExtContext, instanceID str
 	return out, mapErr(err)
 }
 
-// StartOperation marks an unfinished operation running and counts the
-// attempt; started_at keeps the first start. It answers the row as it now
-// is, or ErrNotFound when the operation had already finished.
+// StartOperation marks an unfinished operation running (one more attempt)
+// in the transaction that holds its instance's row lock. ErrNotFound means
+// it had already finished.
 func StartOperation(ctx context.Context, db sqlx.ExtContext, opID string) (Operation, error) {
 	const q = `UPDATE operations SET status = 'running', attempts = attempts + 1,
 			started_at = COALESCE(started_at, now())
@@ -206,19 +207,81 @@ func StartOperation(ctx context.Context, db sqlx.ExtContext, opID string) (Opera
 	return out, mapErr(err)
 }
 
-// FinishOperation records an unfinished operation's outcome; opErr is nil
-// on success. ErrNotFound means it had already finished: nothing changes.
-func FinishOperation(ctx context.Context, db sqlx.ExtContext, opID string, opErr *OperationError) (Operation, error) {
-	const q = `UPDATE operations SET status = $2, error_code = $3, error_message = $4,
-			finished_at = now(), started_at = COALESCE(started_at, now())
-		WHERE id = $1 AND status IN ('pending', 'running') RETURNING ` + opCols
+// StartShowingOperation is the usual start of an operation in ONE
+// statement and no transaction: it locks the instance's row, and marks the
+// operation running only if the instance already shows the status the
+// operation's start must show (showing; "" for none). It answers the
+// operation and the instance. ErrNotFound means nothing changed: the
+// instance shows another status (an earlier operation finished after this
+// one was accepted), or the operation has finished, or the instance is
+// gone; the caller then takes the long way (LockInstance, StartOperation,
+// the status change, in one transaction), which tells these apart.
+func StartShowingOperation(ctx context.Context, db sqlx.ExtContext, op Operation, showing string) (Operation, Instance, error) {
+	// The instance's row lock is taken before the operation's: the
+	// operation's UPDATE waits on the locked CTE (its EXISTS is an
+	// initplan), the order every other writer follows.
+	q := `WITH i AS (SELECT ` + instanceCols + ` FROM instances i JOIN accounts a ON a.id = i.account_id
+			WHERE i.id = $2 AND i.account_id = $3 FOR NO KEY UPDATE OF i),
+		o AS (UPDATE operations SET status = 'running', attempts = attempts + 1,
+				started_at = COALESCE(started_at, now())
+			WHERE id = $1 AND status IN ('pending', 'running')
+				AND EXISTS (SELECT 1 FROM i WHERE $4 = '' OR i.status = $4)
+			RETURNING ` + opCols + `)
+		SELECT ` + instanceRowCols + `, ` + opRowCols + ` FROM i, o`
+	var out instanceAndOperation
+	err := sqlx.GetContext(ctx, db, &out, q, op.ID, op.InstanceID, op.AccountID, showing)
+	return out.Operation, out.Instance, mapErr(err)
+}
+
+// FinishOperation records an unfinished operation's outcome (opErr nil on
+// success) and locks its instance's row for the rest of the caller's
+// transaction, in one statement; it answers the operation and the
+// instance as it was. ErrNotFound means it had already finished (or the
+// instance is gone): nothing changes.
+func FinishOperation(ctx context.Context, tx sqlx.ExtContext, op Operation, opErr *OperationError) (Operation, Instance, error) {
+	// As in StartShowingOperation, the instance's row lock comes first.
+	q := `WITH i AS (SELECT ` + instanceCols + ` FROM instances i JOIN accounts a ON a.id = i.account_id
+			WHERE i.id = $5 AND i.account_id = $6 FOR NO KEY UPDATE OF i),
+		o AS (UPDATE operations SET status = $2, error_code = $3, error_message = $4,
+				finished_at = now(), started_at = COALESCE(started_at, now())
+			WHERE id = $1 AND status IN ('pending', 'running') AND EXISTS (SELECT 1 FROM i)
+			RETURNING ` + opCols + `)
+		SELECT ` + instanceRowCols + `, ` + opRowCols + ` FROM i, o`
 	status, code, msg := OpSucceeded, (*string)(nil), (*string)(nil)
 	if opErr != nil {
 		status, code, msg = OpFailed, &opErr.Code, &opErr.Message
 	}
-	var out Operation
-	err := sqlx.GetContext(ctx, db, &out, q, opID, status, code, msg)
-	return out, mapErr(err)
+	var out instanceAndOperation
+	err := sqlx.GetContext(ctx, tx, &out, q, op.ID, status, code, msg, op.InstanceID, op.AccountID)
+	return out.Operation, out.Instance, mapErr(err)
+}
+
+// instanceAndOperation scans a row of instanceRowCols and opRowCols.
+type instanceAndOperation struct {
+	Instance  `db:"i"`
+	Operation `db:"o"`
+}
+
+// instanceRowCols and opRowCols select the columns of the CTEs i and o
+// (instanceCols and opCols) under names of their own ("i.id", "o.id"), for
+// instanceAndOperation.
+var (
+	instanceRowCols = aliased(instanceCols, "i")
+	opRowCols       = aliased(opCols, "o")
+)
+
+// aliased selects each column of cols, unqualified, from the CTE named
+// cte as "<cte>.<column>".
+func aliased(cols, cte string) string {
+	var out []string
+	for _, c := range strings.Split(cols, ",") {
+		c = strings.TrimSpace(c)
+		if i := strings.LastIndexByte(c, '.'); i >= 0 {
+			c = c[i+1:]
+		}
+		out = append(out, cte+"."+c+` AS "`+cte+"."+c+`"`)
+	}
+	return strings.Join(out, ", ")
 }
 
 // UnfinishedOperations lists up to limit pending or running operations,

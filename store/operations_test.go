@@ -60,25 +60,36 @@ func TestInstancesOperationsEvents(t *testing.T) {
 	if got, older, err := store.OperationToRun(ctx, st.DB, op1.ID); err != nil || older || got.ID != op1.ID {
 		t.Fatalf("op1 sees something ahead of it: %+v %v %v", got, older, err)
 	}
-	started, err := store.StartOperation(ctx, st.DB, op1.ID)
-	if err != nil || started.Status != store.OpRunning || started.Attempts != 1 || started.StartedAt == nil {
+	// The one-statement start acts only if the instance shows the status
+	// asked for, and answers the instance with the operation.
+	if _, _, err := store.StartShowingOperation(ctx, st.DB, op1, "some other status"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("start while the instance shows another status: %v", err)
+	}
+	if row, _ := store.OperationByID(ctx, st.DB, op1.ID); row.Status != store.OpPending || row.Attempts != 0 {
+		t.Fatalf("a start that did not happen changed the operation: %+v", row)
+	}
+	started, onInst, err := store.StartShowingOperation(ctx, st.DB, op1, inst.Status)
+	if err != nil || started.Status != store.OpRunning || started.Attempts != 1 || started.StartedAt == nil || started.ID != op1.ID {
 		t.Fatalf("start: %+v %v", started, err)
+	}
+	if onInst.ID != inst.ID || onInst.Status != inst.Status || onInst.Plan != "pro" {
+		t.Fatalf("start answered the instance %+v, want %+v", onInst, inst)
 	}
 	again, _ := store.StartOperation(ctx, st.DB, op1.ID)
 	if again.Attempts != 2 || !again.StartedAt.Equal(*started.StartedAt) {
 		t.Fatalf("second start: %+v", again)
 	}
-	done, err := store.FinishOperation(ctx, st.DB, op1.ID, nil)
-	if err != nil || done.Status != store.OpSucceeded || done.FinishedAt == nil {
-		t.Fatalf("finish: %+v %v", done, err)
+	done, onInst, err := store.FinishOperation(ctx, st.DB, op1, nil)
+	if err != nil || done.Status != store.OpSucceeded || done.FinishedAt == nil || onInst.ID != inst.ID {
+		t.Fatalf("finish: %+v %+v %v", done, onInst, err)
 	}
-	if _, err := store.FinishOperation(ctx, st.DB, op1.ID, &store.OperationError{Code: "x", Message: "y"}); !errors.Is(err, store.ErrNotFound) {
+	if _, _, err := store.FinishOperation(ctx, st.DB, op1, &store.OperationError{Code: "x", Message: "y"}); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("finishing twice: %v", err)
 	}
 	if _, err := store.StartOperation(ctx, st.DB, op1.ID); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("starting a finished operation: %v", err)
 	}
-	failed, err := store.FinishOperation(ctx, st.DB, op2.ID, &store.OperationError{Code: "fly_rejected", Message: "no"})
+	failed, _, err := store.FinishOperation(ctx, st.DB, op2, &store.OperationError{Code: "fly_rejected", Message: "no"})
 	if err != nil {
 		t.Fatal(err)
 	}

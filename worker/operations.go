@@ -125,11 +125,23 @@ func (w *Worker) runLocked(ctx context.Context, opID string, retried int, last, 
 
 // begin marks the operation running and, if an earlier operation left the
 // instance in another status, shows this one's transitional status again.
-// It answers the instance as the operation starts on it.
+// It answers the instance as the operation starts on it. Usually the
+// instance already shows that status (the accept set it): then one
+// statement does it all, with no transaction to open and commit.
 func (w *Worker) begin(ctx context.Context, op store.Operation) (store.Operation, store.Instance, error) {
+	// An instance.configure shows no transitional status: a stopped
+	// instance stays stopped while it runs.
+	t := transitional[op.Type]
+	started, inst, err := store.StartShowingOperation(ctx, w.st.DB, op, t)
+	if err == nil {
+		w.metrics.started(started)
+		return started, inst, nil
+	}
+	if !errors.Is(err, store.ErrNotFound) {
+		return op, inst, fmt.Errorf("start operation %s: %w", op.ID, err)
+	}
 	var deliveries []string
-	var inst store.Instance
-	err := w.st.WithTx(ctx, func(tx *sqlx.Tx) error {
+	err = w.st.WithTx(ctx, func(tx *sqlx.Tx) error {
 		var err error
 		if inst, err = store.LockInstance(ctx, tx, op.AccountID, op.InstanceID); err != nil {
 			return err
@@ -137,9 +149,7 @@ func (w *Worker) begin(ctx context.Context, op store.Operation) (store.Operation
 		if op, err = store.StartOperation(ctx, tx, op.ID); err != nil {
 			return err
 		}
-		// An instance.configure shows no transitional status: a stopped
-		// instance stays stopped while it runs.
-		if t, ok := transitional[op.Type]; ok {
+		if t != "" {
 			inst, deliveries, err = w.changeStatus(ctx, tx, inst, t, op.ID)
 		}
 		return err
@@ -159,12 +169,9 @@ func (w *Worker) finish(ctx context.Context, op store.Operation, final string, o
 	var deliveries []string
 	var done store.Operation
 	err := w.st.WithTx(ctx, func(tx *sqlx.Tx) error {
-		inst, err := store.LockInstance(ctx, tx, op.AccountID, op.InstanceID)
-		if err != nil {
-			return err
-		}
-		done, err = store.FinishOperation(ctx, tx, op.ID, opErr)
-		if err != nil {
+		var inst store.Instance
+		var err error
+		if done, inst, err = store.FinishOperation(ctx, tx, op, opErr); err != nil {
 			return err
 		}
 		if _, deliveries, err = w.changeStatus(ctx, tx, inst, final, op.ID); err != nil {
