@@ -101,20 +101,18 @@ func (wb *waitBench) account(b *testing.B) (accountID, token string) {
 }
 
 // pendingOps inserts n pending operations on one new instance.
-func (wb *waitBench) pendingOps(b *testing.B, accountID string, n int) []string {
+func (wb *waitBench) pendingOps(b *testing.B, accountID string, n int) []store.Operation {
 	b.Helper()
 	ctx := context.Background()
 	inst, err := store.InsertInstance(ctx, wb.st.DB, id.New(id.Instance), accountID, strings.ToLower(id.Random(12)), "iad", store.StatusRunning)
 	if err != nil {
 		b.Fatal(err)
 	}
-	ops := make([]string, n)
+	ops := make([]store.Operation, n)
 	for i := range ops {
-		op, err := store.InsertOperation(ctx, wb.st.DB, id.New(id.Operation), accountID, inst.ID, store.OpStop)
-		if err != nil {
+		if ops[i], err = store.InsertOperation(ctx, wb.st.DB, id.New(id.Operation), accountID, inst.ID, store.OpStop); err != nil {
 			b.Fatal(err)
 		}
-		ops[i] = op.ID
 	}
 	return ops
 }
@@ -140,7 +138,8 @@ func BenchmarkWaitWake(b *testing.B) {
 	var server, clientSide []time.Duration
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		opID := ops[i]
+		op := ops[i]
+		opID := op.ID
 		path := "/api/v1/operations/" + opID + "/wait"
 		got := make(chan time.Time, 1)
 		go func() {
@@ -162,7 +161,7 @@ func BenchmarkWaitWake(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		if _, err := store.FinishOperation(context.Background(), tx, opID, nil); err != nil {
+		if _, _, _, err := store.FinishOperation(context.Background(), tx, op, nil); err != nil {
 			b.Fatal(err)
 		}
 		commit := time.Now()
@@ -202,7 +201,7 @@ func BenchmarkIdleWaitersAndStreams(b *testing.B) {
 	host := strings.TrimPrefix(wb.url, "http://")
 	type acct struct {
 		token string
-		ops   []string
+		ops   []store.Operation
 	}
 	var as []acct
 	for i := 0; i < accounts; i++ {
@@ -230,7 +229,7 @@ func BenchmarkIdleWaitersAndStreams(b *testing.B) {
 	}
 	for i := 0; i < waiters; i++ {
 		a := as[i%accounts]
-		open("/api/v1/operations/"+a.ops[i/accounts]+"/wait?timeout=55", a.token)
+		open("/api/v1/operations/"+a.ops[i/accounts].ID+"/wait?timeout=55", a.token)
 	}
 	subscribed := func(want int64) {
 		deadline := time.Now().Add(2 * time.Minute)

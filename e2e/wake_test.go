@@ -8,6 +8,7 @@ import (
 
 	"github.com/hibiken/asynq"
 
+	"github.com/myopenclaw/mocd/flysim"
 	"github.com/myopenclaw/mocd/jobs"
 	"github.com/myopenclaw/mocd/store"
 	"github.com/myopenclaw/mocd/testenv"
@@ -194,5 +195,56 @@ func TestRelayDoesNotRequeueFinishedOperations(t *testing.T) {
 	added, err := jobs.Enqueue(context.Background(), client, nil, task, opts...)
 	if err != nil || added {
 		t.Fatalf("the relay's late enqueue of a finished operation: added %v, %v", added, err)
+	}
+}
+
+// TestQueuedOperationsAreHandedOff: operations accepted on an instance
+// while an earlier one runs (their wake-ups give up after about a second,
+// since the machine takes longer than that to stop) are run by the run
+// that finished the one before, holding the instance throughout, not by
+// their tasks (30 s away here).
+func TestQueuedOperationsAreHandedOff(t *testing.T) {
+	t.Parallel()
+	sys := Start(t, Options{
+		Worker: func(o *worker.Options) { o.PollInterval = 30 * time.Second },
+		Flysim: func(o *flysim.Options) { o.Delay = 2 * time.Second },
+	})
+	_, token := sys.NewAccount(t, "pro")
+	insp := asynq.NewInspector(asynq.RedisClientOpt{Addr: sys.Redis.Addr()})
+	defer insp.Close()
+	metric := func(name string) float64 { return sys.Metrics(t).Value(name) }
+
+	create := accept(t, sys, http.MethodPost, "/api/v1/instances", token, map[string]string{"subdomain": "queued-claw"})
+	if op := sys.WaitOperation(t, token, create.ID); op.Status != "succeeded" {
+		t.Fatalf("create finished as %+v", op)
+	}
+	before := metric("mocd_worker_handoffs_total")
+	var ops []Operation
+	for _, call := range []string{"stop", "start", "restart"} {
+		ops = append(ops, accept(t, sys, http.MethodPost, "/api/v1/instances/"+create.InstanceID+"/"+call, token, nil))
+	}
+	for _, op := range ops {
+		if done := sys.WaitOperation(t, token, op.ID); done.Status != "succeeded" {
+			t.Fatalf("%s finished as %+v", op.Type, done)
+		}
+	}
+	for _, op := range ops {
+		info, err := insp.GetTaskInfo(jobs.QueueLifecycle, op.ID)
+		if err != nil {
+			t.Fatalf("task of %s: %v (the api enqueues every operation)", op.ID, err)
+		}
+		if info.State != asynq.TaskStatePending {
+			t.Errorf("task of %s (%s) is %s: Asynq ran it", op.ID, op.Type, info.State)
+		}
+		row, err := store.OperationByID(context.Background(), sys.Store.DB, op.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if row.Attempts != 1 {
+			t.Errorf("operation %s ran %d times", op.ID, row.Attempts)
+		}
+	}
+	if n := metric("mocd_worker_handoffs_total") - before; n != 2 {
+		t.Errorf("%v hand-offs, want 2 (the start after the stop, the restart after the start)", n)
 	}
 }

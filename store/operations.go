@@ -235,10 +235,12 @@ func StartShowingOperation(ctx context.Context, db sqlx.ExtContext, op Operation
 
 // FinishOperation records an unfinished operation's outcome (opErr nil on
 // success) and locks its instance's row for the rest of the caller's
-// transaction, in one statement; it answers the operation and the
-// instance as it was. ErrNotFound means it had already finished (or the
-// instance is gone): nothing changes.
-func FinishOperation(ctx context.Context, tx sqlx.ExtContext, op Operation, opErr *OperationError) (Operation, Instance, error) {
+// transaction, in one statement. It answers the operation, the instance as
+// it was, and next: the id of the instance's next pending operation in
+// accept order ("" if none), which the caller, holding the instance, may
+// run at once. ErrNotFound means it had already finished (or the instance
+// is gone): nothing changes.
+func FinishOperation(ctx context.Context, tx sqlx.ExtContext, op Operation, opErr *OperationError) (done Operation, inst Instance, next string, err error) {
 	// As in StartShowingOperation, the instance's row lock comes first.
 	q := `WITH i AS (SELECT ` + instanceCols + ` FROM instances i JOIN accounts a ON a.id = i.account_id
 			WHERE i.id = $5 AND i.account_id = $6 FOR NO KEY UPDATE OF i),
@@ -246,14 +248,25 @@ func FinishOperation(ctx context.Context, tx sqlx.ExtContext, op Operation, opEr
 				finished_at = now(), started_at = COALESCE(started_at, now())
 			WHERE id = $1 AND status IN ('pending', 'running') AND EXISTS (SELECT 1 FROM i)
 			RETURNING ` + opCols + `)
-		SELECT ` + instanceRowCols + `, ` + opRowCols + ` FROM i, o`
+		SELECT ` + instanceRowCols + `, ` + opRowCols + `,
+			(SELECT p.id FROM operations p WHERE p.instance_id = o.instance_id AND p.seq > o.seq
+				AND p.status = 'pending' ORDER BY p.seq LIMIT 1) AS next
+		FROM i, o`
 	status, code, msg := OpSucceeded, (*string)(nil), (*string)(nil)
 	if opErr != nil {
 		status, code, msg = OpFailed, &opErr.Code, &opErr.Message
 	}
-	var out instanceAndOperation
-	err := sqlx.GetContext(ctx, tx, &out, q, op.ID, status, code, msg, op.InstanceID, op.AccountID)
-	return out.Operation, out.Instance, mapErr(err)
+	var out struct {
+		instanceAndOperation
+		Next *string `db:"next"`
+	}
+	if err := sqlx.GetContext(ctx, tx, &out, q, op.ID, status, code, msg, op.InstanceID, op.AccountID); err != nil {
+		return Operation{}, Instance{}, "", mapErr(err)
+	}
+	if out.Next != nil {
+		next = *out.Next
+	}
+	return out.Operation, out.Instance, next, nil
 }
 
 // instanceAndOperation scans a row of instanceRowCols and opRowCols.

@@ -79,19 +79,20 @@ func TestInstancesOperationsEvents(t *testing.T) {
 	if again.Attempts != 2 || !again.StartedAt.Equal(*started.StartedAt) {
 		t.Fatalf("second start: %+v", again)
 	}
-	done, onInst, err := store.FinishOperation(ctx, st.DB, op1, nil)
-	if err != nil || done.Status != store.OpSucceeded || done.FinishedAt == nil || onInst.ID != inst.ID {
-		t.Fatalf("finish: %+v %+v %v", done, onInst, err)
+	// Finishing op1 names op2, pending behind it on the same instance.
+	done, onInst, next, err := store.FinishOperation(ctx, st.DB, op1, nil)
+	if err != nil || done.Status != store.OpSucceeded || done.FinishedAt == nil || onInst.ID != inst.ID || next != op2.ID {
+		t.Fatalf("finish: %+v %+v next %q %v", done, onInst, next, err)
 	}
-	if _, _, err := store.FinishOperation(ctx, st.DB, op1, &store.OperationError{Code: "x", Message: "y"}); !errors.Is(err, store.ErrNotFound) {
+	if _, _, _, err := store.FinishOperation(ctx, st.DB, op1, &store.OperationError{Code: "x", Message: "y"}); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("finishing twice: %v", err)
 	}
 	if _, err := store.StartOperation(ctx, st.DB, op1.ID); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("starting a finished operation: %v", err)
 	}
-	failed, _, err := store.FinishOperation(ctx, st.DB, op2, &store.OperationError{Code: "fly_rejected", Message: "no"})
-	if err != nil {
-		t.Fatal(err)
+	failed, _, next, err := store.FinishOperation(ctx, st.DB, op2, &store.OperationError{Code: "fly_rejected", Message: "no"})
+	if err != nil || next != "" {
+		t.Fatalf("finish op2: next %q %v", next, err)
 	}
 	if failed.Status != store.OpFailed || failed.ErrorCode == nil || *failed.ErrorCode != "fly_rejected" ||
 		failed.ErrorMessage == nil || *failed.ErrorMessage != "no" {

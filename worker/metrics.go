@@ -84,6 +84,7 @@ type metrics struct {
 	jobFailures   *prometheus.CounterVec
 	wakeups       *prometheus.CounterVec
 	wakeRetries   prometheus.Counter
+	handoffs      prometheus.Counter
 }
 
 // opBuckets span a fast flysim step to a slow Fly create (minutes).
@@ -122,6 +123,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			"Wake-ups on an accepted operation's commit, by outcome: ran (the wake-up ran it), taken (another run had it), left (to its task: the instance stayed busy, or a step failed), dropped (every wake-up slot was busy).", "outcome"),
 		wakeRetries: telemetry.NewCounter(reg, "mocd_worker_wakeup_retries_total",
 			"Pauses of wake-ups that found their instance's lock taken or an earlier operation of it unfinished, each followed by another try."),
+		handoffs: telemetry.NewCounter(reg, "mocd_worker_handoffs_total",
+			"Operations run by the run that finished the operation accepted before them on the same instance, without letting go of the instance."),
 	}
 }
 

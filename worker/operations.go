@@ -49,6 +49,11 @@ func (w *Worker) handleOperation(ctx context.Context, t *asynq.Task) error {
 	if err := w.woken.wait(ctx, p.OperationID); err != nil {
 		return err
 	}
+	// Finished here by a wake-up or a hand-off, and committed: nothing
+	// to read (the usual end of a task whose operation a wake-up ran).
+	if w.woken.wasFinished(p.OperationID) {
+		return nil
+	}
 	op, err := store.OperationByID(ctx, w.st.DB, p.OperationID)
 	if errors.Is(err, store.ErrNotFound) {
 		return fmt.Errorf("operation %s does not exist: %w", p.OperationID, asynq.SkipRetry)
@@ -114,8 +119,15 @@ func (w *Worker) runLocked(ctx context.Context, opID string, retried int, last, 
 			Message: fmt.Sprintf("the Fly.io Machines API kept failing after %d attempts: %v", retried+1, err)}
 		final = w.honestStatus(ctx, inst)
 	}
-	if err := w.finish(ctx, op, final, opErr); err != nil {
+	next, err := w.finish(ctx, op, final, opErr)
+	if err != nil {
 		return err
+	}
+	if woken {
+		w.woken.finishedHere(op.ID)
+	}
+	if next != "" {
+		w.handOff(ctx, next)
 	}
 	if opErr != nil {
 		return fmt.Errorf("operation %s failed: %s: %w", op.ID, opErr.Code, asynq.SkipRetry)
@@ -165,13 +177,13 @@ func (w *Worker) begin(ctx context.Context, op store.Operation) (store.Operation
 // finish records the outcome in ONE transaction: the operation, the
 // instance's status and its event, and the webhook deliveries reporting
 // them (the outbox); the deliveries are enqueued after the commit.
-func (w *Worker) finish(ctx context.Context, op store.Operation, final string, opErr *store.OperationError) error {
+func (w *Worker) finish(ctx context.Context, op store.Operation, final string, opErr *store.OperationError) (next string, err error) {
 	var deliveries []string
 	var done store.Operation
-	err := w.st.WithTx(ctx, func(tx *sqlx.Tx) error {
+	err = w.st.WithTx(ctx, func(tx *sqlx.Tx) error {
 		var inst store.Instance
 		var err error
-		if done, inst, err = store.FinishOperation(ctx, tx, op, opErr); err != nil {
+		if done, inst, next, err = store.FinishOperation(ctx, tx, op, opErr); err != nil {
 			return err
 		}
 		if _, deliveries, err = w.changeStatus(ctx, tx, inst, final, op.ID); err != nil {
@@ -186,16 +198,37 @@ func (w *Worker) finish(ctx context.Context, op store.Operation, final string, o
 		return err
 	})
 	if errors.Is(err, store.ErrNotFound) {
-		return nil // finished by another delivery of the task meanwhile
+		return "", nil // finished by another delivery of the task meanwhile
 	}
 	if err != nil {
-		return fmt.Errorf("finish operation %s: %w", op.ID, err)
+		return "", fmt.Errorf("finish operation %s: %w", op.ID, err)
 	}
 	w.metrics.finished(done)
 	w.log.InfoContext(ctx, "operation finished", slog.String("operation_id", op.ID), slog.String("type", op.Type),
 		slog.String("instance_id", op.InstanceID), slog.String("status", final), slog.Bool("failed", opErr != nil))
 	w.enqueueDeliveries(ctx, deliveries)
-	return nil
+	return next, nil
+}
+
+// handOff runs opID, the operation accepted next on the instance whose lock
+// the caller holds, at once: a queue of operations on one instance is
+// worked off by the run that holds it, instead of each waiting for a
+// wake-up's retry or its task to find the instance free. It runs as a
+// wake-up does (its task, if it comes to this process meanwhile, waits for
+// it; anywhere else it finds the instance locked, and then the operation
+// finished), and it hands off in turn. A failure leaves the operation to
+// its task, as a wake-up's does.
+func (w *Worker) handOff(ctx context.Context, opID string) {
+	done, ok := w.woken.start(opID)
+	if !ok {
+		return // a wake-up of this process is about to try it
+	}
+	defer done()
+	w.metrics.handoffs.Inc()
+	err := w.runLocked(ctx, opID, 0, false, true)
+	if err != nil && !errors.Is(err, errWaiting) && !errors.Is(err, asynq.SkipRetry) && ctx.Err() == nil {
+		w.log.DebugContext(ctx, "handed-off run stopped; its task will carry on", slog.String("operation_id", opID), slog.Any("error", err))
+	}
 }
 
 // changeStatus moves the locked instance to status, if it is not there

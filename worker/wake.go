@@ -57,12 +57,51 @@ type Waker interface {
 	Watch(channel string, fn func(payload string)) (stop func())
 }
 
-// wokenRuns are the operations this process is running on a wake-up, so
-// that their task, if it arrives meanwhile, waits for the run to end.
+// wokenRuns are the operations this process is running on a wake-up (or a
+// hand-off), so that their task, if it arrives meanwhile, waits for the run
+// to end; and those such a run has finished, so that their task, when it
+// comes, need not read the operation to find it finished.
 type wokenRuns struct {
 	mu   sync.Mutex
 	runs map[string]chan struct{}
 	wg   sync.WaitGroup
+	// finished holds up to finishedKept operation ids, oldest first out.
+	finished      map[string]struct{}
+	finishedOrder []string
+}
+
+// finishedKept bounds wokenRuns.finished: far more than the tasks that can
+// be on their way at once. An id pushed out only costs its task one read.
+const finishedKept = 4096
+
+// finishedHere records that a run of this process finished opID (its
+// outcome committed).
+func (r *wokenRuns) finishedHere(opID string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.finished == nil {
+		r.finished = map[string]struct{}{}
+	}
+	if _, ok := r.finished[opID]; ok {
+		return
+	}
+	if len(r.finishedOrder) >= finishedKept {
+		delete(r.finished, r.finishedOrder[0])
+		r.finishedOrder = r.finishedOrder[1:]
+	}
+	r.finished[opID] = struct{}{}
+	r.finishedOrder = append(r.finishedOrder, opID)
+}
+
+// wasFinished reports whether a run of this process finished opID, and
+// forgets it: each operation has one task, delivered again only if this
+// call's caller fails, which it does not.
+func (r *wokenRuns) wasFinished(opID string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	_, ok := r.finished[opID]
+	delete(r.finished, opID)
+	return ok
 }
 
 // start registers a run of opID; false if one is already under way.
