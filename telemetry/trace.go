@@ -2,6 +2,7 @@ package telemetry
 
 import (
 	"context"
+	"net/http"
 	"os"
 	"strings"
 
@@ -48,6 +49,24 @@ func SetupTracing(ctx context.Context, getenv func(string) string, service strin
 	tp := sdktrace.NewTracerProvider(sdktrace.WithBatcher(exp), sdktrace.WithResource(res))
 	otel.SetTracerProvider(tp)
 	return tp.Shutdown, nil
+}
+
+// Recording reports whether this process records spans: a tracer
+// provider of the SDK is installed (SetupTracing found an endpoint, or a
+// test installed one). Otherwise every span is a no-op, and code that only
+// makes spans may step aside (see PropagateOnly).
+func Recording() bool {
+	_, ok := otel.GetTracerProvider().(*sdktrace.TracerProvider)
+	return ok
+}
+
+// PropagateOnly answers ctx carrying the caller's trace context from the
+// request headers h, as a remote parent, without starting a span: what a
+// process that records no spans still owes its callers, so that the
+// traceparent it stores (an operation's, a delivery's) carries their
+// trace on to a process that does record.
+func PropagateOnly(ctx context.Context, h http.Header) context.Context {
+	return otel.GetTextMapPropagator().Extract(ctx, propagation.HeaderCarrier(h))
 }
 
 // Inject answers the trace context of ctx as headers (traceparent, …) to
