@@ -141,7 +141,7 @@ func (b *bench) rows() []row {
 			w.Ratio = ratio(r.PerSec(), b.pgbenchTPSMode(pgbenchScript, "prepared")) + " pgbench -M prepared, " + ratio(r.PerSec(), pgTPS) + " pgbench"
 		case scPoll:
 			w.Ratio = ratio(r.PerSec(), ginRPS) + " Gin, " + ratio(r.PerSec(), pgPoll) + " pgbench"
-		case scE2E, scE2EWait:
+		case scE2E, scE2EWait, scE2EOne:
 			w.Rate = fmt.Sprintf("%.0f ops/s", r.PerSec())
 			w.Ratio = ratio(r.PerSec(), asynqClosed) + " Asynq (closed loop)"
 		default:
@@ -213,7 +213,7 @@ func (b *bench) summaryTable() string {
 	for _, r := range b.refRows() {
 		fmt.Fprintf(&sb, "%-70s %14s %9s %9s\n", r.Name, r.Rate, r.P50, r.P99)
 	}
-	for _, name := range []string{scE2E, scE2EWait} {
+	for _, name := range []string{scE2E, scE2EWait, scE2EOne} {
 		if e2e, ok := b.timed[name]; ok {
 			fmt.Fprintf(&sb, "\n%s, accept→succeeded as the server recorded it: p50 %s, p99 %s (queued before a worker started it: p50 %s, p99 %s)",
 				name, ms(percentile(e2e.Server, 50)), ms(percentile(e2e.Server, 99)), ms(percentile(e2e.Queued, 50)), ms(percentile(e2e.Queued, 99)))
@@ -270,6 +270,7 @@ type reportData struct {
 	Errors   []scenarioErrors
 	E2E      *result
 	E2EWait  *result
+	E2EOne   *result
 	Walk     *result // to page 1000 of the scale account's operations
 	Drain    *drainNote
 	CPU      []cpuRow
@@ -343,6 +344,9 @@ func (b *bench) reportData(m machine) reportData {
 		d.E2E = &r
 		if w, ok := b.timed[scE2EWait]; ok {
 			d.E2EWait = &w
+		}
+		if o, ok := b.timed[scE2EOne]; ok {
+			d.E2EOne = &o
 		}
 	}
 	if b.walk.Units > 0 {

@@ -21,16 +21,20 @@ const (
 	scList        = "list"
 	scE2E         = "end-to-end"
 	scE2EWait     = "end-to-end with wait"
-	scPage1       = "operations page 1"
-	scPage1000    = "operations page 1000"
+	// scE2EOne is end-to-end with wait with ONE client: one operation in
+	// flight in the whole system, so its latency is the pipeline's own,
+	// with no queueing for the machine's two cores.
+	scE2EOne   = "end-to-end with wait, one client"
+	scPage1    = "operations page 1"
+	scPage1000 = "operations page 1000"
 )
 
 // scenarioOrder is the order of the report's rows.
-var scenarioOrder = []string{scAccept, scAcceptAlone, scReplay, scPoll, scList, scE2E, scE2EWait, scPage1, scPage1000}
+var scenarioOrder = []string{scAccept, scAcceptAlone, scReplay, scPoll, scList, scE2E, scE2EWait, scE2EOne, scPage1, scPage1000}
 
 // isE2E reports whether a scenario's unit is a whole operation, accept to
 // succeeded, rather than one request.
-func isE2E(name string) bool { return name == scE2E || name == scE2EWait }
+func isE2E(name string) bool { return name == scE2E || name == scE2EWait || name == scE2EOne }
 
 // own returns client w's accounts: each client has accounts of its own, so
 // that no two clients lock the same instance row or share a rate limit.

@@ -110,6 +110,14 @@ func (b *bench) runTimed(ctx context.Context) error {
 	if err := run(scE2EWait, b.spec(), b.e2eWaitUnit(c, "e2e-wait")); err != nil {
 		return err
 	}
+	if err := b.waitOperations(ctx, 2*time.Minute); err != nil {
+		return err
+	}
+	one := b.spec()
+	one.clients = 1
+	if err := run(scE2EOne, one, b.e2eWaitUnit(c, "e2e-one")); err != nil {
+		return err
+	}
 	if workerProfile != nil {
 		pr, err := workerProfile(b.timed[scE2EWait])
 		if err != nil {
