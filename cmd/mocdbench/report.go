@@ -148,8 +148,11 @@ func (b *bench) rows() []row {
 			w.Ratio = ratio(r.PerSec(), ginRPS) + " Gin"
 		}
 		counted := name
-		if name == scAcceptAlone {
+		switch name {
+		case scAcceptAlone:
 			counted = scAccept // the api sends the same statements
+		case scE2EOne:
+			counted = scE2EWait // the same statements, one client at a time
 		}
 		if c, ok := b.counted[counted]; ok {
 			per := func(proxy string, byReq bool) string {
