@@ -31,8 +31,8 @@ import (
 // for any two deliveries of one task).
 //
 // A wake-up that finds the instance lock taken, or an earlier operation of
-// the instance not yet finished, tries again after 5, 10, 20, … ms, about
-// 1 s in all (wakeRetries). What holds a lock is mostly brief: the run
+// the instance not yet finished, tries again after 5, 10, 20 ms, then
+// every 25 ms, about 1 s in all (wakeRetries). What holds a lock is mostly brief: the run
 // before this one, between its finish's commit and its Release (the very
 // commit its client waited on before asking for this operation); the
 // reconciler's orphan sweep of the instance (a Fly list or two). Giving up
@@ -166,11 +166,21 @@ func (w *Worker) watchCreated(ctx context.Context) (stop func()) {
 }
 
 // wakeRetries are the pauses of a wake-up between tries of a busy
-// instance: short first, for a lock about to be released, doubling so
-// that a longer hold costs a few tries (each a connection and a statement
-// or two); the last is cut so that they add up to 1 s.
-var wakeRetries = []time.Duration{5 * time.Millisecond, 10 * time.Millisecond, 20 * time.Millisecond,
-	40 * time.Millisecond, 80 * time.Millisecond, 160 * time.Millisecond, 320 * time.Millisecond, 365 * time.Millisecond}
+// instance: 5, 10 and 20 ms first, for a lock about to be released (the
+// run before, between its finish's commit and its release), then every
+// 25 ms, adding up to about 1 s. The pause stays short because what else
+// holds an instance is short too (the reconciler's sweep: a Fly list
+// under the lock) and a pause is latency the operation pays in full:
+// with pauses doubling up to 365 ms, one unlucky try cost up to a third
+// of a second. Each try costs a connection and a statement or two, and
+// only while the instance is busy.
+var wakeRetries = func() []time.Duration {
+	d := []time.Duration{5 * time.Millisecond, 10 * time.Millisecond, 20 * time.Millisecond}
+	for total := 35 * time.Millisecond; total < time.Second; total += 25 * time.Millisecond {
+		d = append(d, 25*time.Millisecond)
+	}
+	return d
+}()
 
 // runWoken runs an operation on its wake-up, once its instance is free.
 // Registered as running opID all along, so its task waits rather than
