@@ -36,7 +36,7 @@ func machineInfo(ctx context.Context) machine {
 	m := machine{Date: time.Now().UTC(), Cores: runtime.NumCPU(), GoVersion: runtime.Version(), LoadBefore: loadAverage()}
 	if out, err := exec.CommandContext(ctx, "git", "rev-parse", "--short=12", "HEAD").Output(); err == nil {
 		m.Commit = strings.TrimSpace(string(out))
-		if st, err := exec.CommandContext(ctx, "git", "status", "--porcelain", "--untracked-files=no").Output(); err == nil && len(st) > 0 {
+		if st, err := exec.CommandContext(ctx, "git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":!BENCHMARKS.md").Output(); err == nil && len(st) > 0 {
 			m.Commit += " (with uncommitted changes)"
 		}
 	}
