@@ -40,13 +40,20 @@ func TestWakeUpStartsOperationsWithoutPolling(t *testing.T) {
 		}
 		ops = append(ops, op)
 	}
+	ranOnceNotByTask(t, sys, insp, ops...)
+}
+
+// ranOnceNotByTask checks that each operation ran exactly once and that
+// its Asynq task is still waiting: a wake-up or a hand-off ran it.
+func ranOnceNotByTask(t *testing.T, sys *System, insp *asynq.Inspector, ops ...Operation) {
+	t.Helper()
 	for _, op := range ops {
 		info, err := insp.GetTaskInfo(jobs.QueueLifecycle, op.ID)
 		if err != nil {
 			t.Fatalf("task of %s: %v (the api enqueues every operation)", op.ID, err)
 		}
 		if info.State != asynq.TaskStatePending {
-			t.Errorf("task of %s is %s: Asynq, not the wake-up, ran it", op.ID, info.State)
+			t.Errorf("task of %s (%s) is %s: Asynq, not a wake-up or a hand-off, ran it", op.ID, op.Type, info.State)
 		}
 		row, err := store.OperationByID(context.Background(), sys.Store.DB, op.ID)
 		if err != nil {
@@ -102,20 +109,7 @@ func TestWakeUpRetriesABusyInstance(t *testing.T) {
 	if done := sys.WaitOperation(t, token, stop.ID); done.Status != "succeeded" {
 		t.Fatalf("stop finished as %+v", done)
 	}
-	info, err := insp.GetTaskInfo(jobs.QueueLifecycle, stop.ID)
-	if err != nil {
-		t.Fatalf("task of %s: %v (the api enqueues every operation)", stop.ID, err)
-	}
-	if info.State != asynq.TaskStatePending {
-		t.Errorf("task of %s is %s: Asynq, not the wake-up, ran it", stop.ID, info.State)
-	}
-	row, err := store.OperationByID(ctx, sys.Store.DB, stop.ID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if row.Attempts != 1 {
-		t.Errorf("operation %s ran %d times", stop.ID, row.Attempts)
-	}
+	ranOnceNotByTask(t, sys, insp, stop)
 }
 
 // TestWakeUpAndTaskRunOnce: with both paths live (the default), a burst
@@ -228,22 +222,7 @@ func TestQueuedOperationsAreHandedOff(t *testing.T) {
 			t.Fatalf("%s finished as %+v", op.Type, done)
 		}
 	}
-	for _, op := range ops {
-		info, err := insp.GetTaskInfo(jobs.QueueLifecycle, op.ID)
-		if err != nil {
-			t.Fatalf("task of %s: %v (the api enqueues every operation)", op.ID, err)
-		}
-		if info.State != asynq.TaskStatePending {
-			t.Errorf("task of %s (%s) is %s: Asynq ran it", op.ID, op.Type, info.State)
-		}
-		row, err := store.OperationByID(context.Background(), sys.Store.DB, op.ID)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if row.Attempts != 1 {
-			t.Errorf("operation %s ran %d times", op.ID, row.Attempts)
-		}
-	}
+	ranOnceNotByTask(t, sys, insp, ops...)
 	if n := metric("mocd_worker_handoffs_total") - before; n != 2 {
 		t.Errorf("%v hand-offs, want 2 (the start after the stop, the restart after the start)", n)
 	}
