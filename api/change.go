@@ -57,10 +57,11 @@ func (s *Server) change(c *gin.Context, fn func(ctx context.Context, tx *sqlx.Tx
 		if res.operationID != "" {
 			entry.OperationID = &res.operationID
 		}
-		if err := store.InsertAudit(ctx, tx, entry); err != nil {
+		answer, err := s.idempotentAnswer(c, res.status, res.headers(), body)
+		if err != nil {
 			return err
 		}
-		return s.storeIdempotentResponse(ctx, tx, c, res.status, res.headers(), body)
+		return store.InsertAudit(ctx, tx, entry, answer)
 	})
 	if err != nil {
 		return err

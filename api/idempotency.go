@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/gin-gonic/gin"
-	"github.com/jmoiron/sqlx"
 
 	"github.com/myopenclaw/mocd/store"
 )
@@ -113,10 +112,9 @@ func (s *Server) idempotencyMiddleware(c *gin.Context) {
 				h.Set(k, v)
 			}
 		}
-		hb, _ := json.Marshal(h)
-		body, sealed, err := s.sealAnswer(rec2.body.Bytes())
+		a, err := s.answer(claim, status, h, rec2.body.Bytes())
 		if err == nil {
-			err = store.CompleteIdempotencyKey(bg, s.opts.Store.DB, claim.apiKeyID, claim.key, status, hb, body, sealed)
+			err = store.CompleteIdempotencyKey(bg, s.opts.Store.DB, *a)
 		}
 		if err != nil {
 			s.log.WarnContext(bg, "store idempotent response", slog.Any("error", err))
@@ -190,27 +188,32 @@ func (s *Server) answerExisting(c *gin.Context, apiKeyID, key string, rec store.
 	return false, nil
 }
 
-// storeIdempotentResponse stores the answer in the handler's transaction
-// when the request carries a claimed key.
-func (s *Server) storeIdempotentResponse(ctx context.Context, tx *sqlx.Tx, c *gin.Context, status int, header http.Header, body []byte) error {
+// idempotentAnswer is what a change handler stores, in its own
+// transaction, for the request's claimed Idempotency-Key; nil without one.
+func (s *Server) idempotentAnswer(c *gin.Context, status int, header http.Header, body []byte) (*store.IdempotentAnswer, error) {
 	v, ok := c.Get(ctxIdempotency)
 	if !ok {
-		return nil
+		return nil, nil
 	}
 	claim := v.(*idempotencyClaim)
 	h := header.Clone()
 	if body != nil {
 		h.Set("Content-Type", "application/json; charset=utf-8")
 	}
+	return s.answer(claim, status, h, body)
+}
+
+// answer seals body and builds the answer to store for claim.
+func (s *Server) answer(claim *idempotencyClaim, status int, h http.Header, body []byte) (*store.IdempotentAnswer, error) {
 	hb, err := json.Marshal(h)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	body, sealed, err := s.sealAnswer(body)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	return store.CompleteIdempotencyKey(ctx, tx, claim.apiKeyID, claim.key, status, hb, body, sealed)
+	return &store.IdempotentAnswer{APIKeyID: claim.apiKeyID, Key: claim.key, Status: status, Headers: hb, Body: body, Sealed: sealed}, nil
 }
 
 // sealAnswer encrypts a stored answer with MOC_SECRET_KEY's box: some

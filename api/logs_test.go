@@ -284,7 +284,7 @@ func TestLogsPagingWhileWriting(t *testing.T) {
 		if err := store.InsertAudit(ctx, e.st.DB, store.AuditEntry{
 			AccountID: acct, KeyID: "key_seed", KeyName: "seed", Method: "POST", Path: "/api/v1/keys",
 			Status: 201, ClientIP: "10.0.0.1", RequestID: fmt.Sprintf("seed-%04d", i),
-		}); err != nil {
+		}, nil); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -307,7 +307,7 @@ func TestLogsPagingWhileWriting(t *testing.T) {
 			err := store.InsertAudit(ctx, e.st.DB, store.AuditEntry{
 				AccountID: acct, KeyID: "key_live", KeyName: "live", Method: "DELETE", Path: "/api/v1/keys/x",
 				Status: 204, ClientIP: "10.0.0.2", RequestID: fmt.Sprintf("live-%d", i),
-			})
+			}, nil)
 			if err != nil {
 				writerErr <- err
 				return
@@ -422,7 +422,7 @@ func TestLogsSameInstant(t *testing.T) {
 		if err := store.InsertAudit(ctx, e.st.DB, store.AuditEntry{
 			AccountID: acct, KeyID: "key_x", KeyName: "x", Method: "POST", Path: "/api/v1/keys",
 			Status: 201, ClientIP: "10.0.0.1", RequestID: fmt.Sprintf("same-%d", i),
-		}); err != nil {
+		}, nil); err != nil {
 			t.Fatal(err)
 		}
 	}

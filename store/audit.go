@@ -30,12 +30,28 @@ type AuditEntry struct {
 // it reports, so that the entry exists exactly when the change does. It
 // costs one INSERT inside a transaction that is open anyway: no extra
 // commit, so no extra fsync (see BenchmarkAuditInChange).
-func InsertAudit(ctx context.Context, db sqlx.ExtContext, e AuditEntry) error {
-	const q = `INSERT INTO audit_log (id, account_id, key_id, key_name, method, path, status, operation_id, client_ip, request_id)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`
-	_, err := db.ExecContext(ctx, q, id.New(id.AuditLog), e.AccountID, e.KeyID, e.KeyName, e.Method, e.Path, e.Status, e.OperationID, e.ClientIP, e.RequestID)
+//
+// With answer, the same statement stores the answer of the request's
+// claimed Idempotency-Key (CompleteIdempotencyKey's update): a change's
+// audit entry and its answer to replay are one round trip in its
+// transaction (api/change.go).
+func InsertAudit(ctx context.Context, db sqlx.ExtContext, e AuditEntry, answer *IdempotentAnswer) error {
+	args := []any{id.New(id.AuditLog), e.AccountID, e.KeyID, e.KeyName, e.Method, e.Path, e.Status, e.OperationID, e.ClientIP, e.RequestID}
+	q := insertAudit
+	if answer != nil {
+		q = insertAuditAndAnswer
+		args = append(args, answer.args()...)
+	}
+	_, err := db.ExecContext(ctx, q, args...)
 	return mapErr(err)
 }
+
+const insertAudit = `INSERT INTO audit_log (id, account_id, key_id, key_name, method, path, status, operation_id, client_ip, request_id)
+	VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`
+
+// insertAuditAndAnswer is insertAudit and then, from $11 on,
+// completeIdempotency.
+var insertAuditAndAnswer = `WITH audit AS (` + insertAudit + `) ` + completeIdempotency(11)
 
 // AuditFilter narrows ListAudit; zero fields match everything. From is
 // inclusive, To exclusive.

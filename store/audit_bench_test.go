@@ -51,14 +51,14 @@ func BenchmarkAuditInChange(b *testing.B) {
 				if err := insertKey(tx); err != nil {
 					return err
 				}
-				return store.InsertAudit(ctx, tx, entry)
+				return store.InsertAudit(ctx, tx, entry, nil)
 			})
 		}},
 		{"audit-apart", func() error {
 			if err := st.WithTx(ctx, func(tx *sqlx.Tx) error { return insertKey(tx) }); err != nil {
 				return err
 			}
-			return store.InsertAudit(ctx, st.DB, entry)
+			return store.InsertAudit(ctx, st.DB, entry, nil)
 		}},
 	}
 	// The variants take turns, so that a load change on a shared machine

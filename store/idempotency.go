@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/jmoiron/sqlx"
@@ -96,15 +97,35 @@ func TakeOverIdempotencyKey(ctx context.Context, db sqlx.ExtContext, apiKeyID, k
 	return n == 1, nil
 }
 
+// IdempotentAnswer is the answer of the request that holds the claim of
+// (APIKeyID, Key), to replay. Sealed says Body is encrypted by the caller.
+type IdempotentAnswer struct {
+	APIKeyID, Key string
+	Status        int
+	Headers       json.RawMessage
+	Body          []byte
+	Sealed        bool
+}
+
+// completeIdempotency is the statement that stores an IdempotentAnswer;
+// its parameters start at $1 unless it follows others (InsertAudit).
+func completeIdempotency(first int) string {
+	return fmt.Sprintf(`UPDATE idempotency_keys SET status_code = $%d, response_headers = $%d, response_body = $%d, response_sealed = $%d
+		WHERE api_key_id = $%d AND key = $%d AND status_code IS NULL`, first+2, first+3, first+4, first+5, first, first+1)
+}
+
+// args are an IdempotentAnswer's parameters of completeIdempotency. jsonb
+// goes as text: with binary_parameters a []byte would be sent in jsonb's
+// binary format.
+func (a IdempotentAnswer) args() []any {
+	return []any{a.APIKeyID, a.Key, a.Status, string(a.Headers), a.Body, a.Sealed}
+}
+
 // CompleteIdempotencyKey stores the answer of the request that holds the
-// claim. Handlers that change state call it inside their own transaction.
-// sealed says body is encrypted by the caller.
-func CompleteIdempotencyKey(ctx context.Context, db sqlx.ExtContext, apiKeyID, key string, status int, headers json.RawMessage, body []byte, sealed bool) error {
-	const q = `UPDATE idempotency_keys SET status_code = $3, response_headers = $4, response_body = $5, response_sealed = $6
-		WHERE api_key_id = $1 AND key = $2 AND status_code IS NULL`
-	// jsonb goes as text: with binary_parameters a []byte would be sent in
-	// jsonb's binary format.
-	_, err := db.ExecContext(ctx, q, apiKeyID, key, status, string(headers), body, sealed)
+// claim, when it changed nothing (handlers that change state store it with
+// their audit entry instead: InsertAudit).
+func CompleteIdempotencyKey(ctx context.Context, db sqlx.ExtContext, a IdempotentAnswer) error {
+	_, err := db.ExecContext(ctx, completeIdempotency(1), a.args()...)
 	return mapErr(err)
 }
 
