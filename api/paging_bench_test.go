@@ -84,7 +84,9 @@ func BenchmarkDeepPaging(b *testing.B) {
 	farRange := store.AuditFilter{From: farBack.Add(-time.Hour), To: farBack}
 	farQuery := "&from=" + url.QueryEscape(farRange.From.Format(time.RFC3339Nano)) + "&to=" + url.QueryEscape(farRange.To.Format(time.RFC3339Nano))
 
-	opsScope, logsScope := "ops||", "logs|"+acct+"|||"
+	// The scopes the handlers seal their cursors in (api/operations.go,
+	// api/logs.go): a list's filters, and for operations the account.
+	opsScope, logsScope := acct+"|ops|||||", "logs|"+acct+"|||"
 	keyScope := "logs|" + acct + "|" + kid + "||"
 	ops := func(before int64) func(db sqlx.ExtContext) (int, error) {
 		return func(db sqlx.ExtContext) (int, error) {
