@@ -124,6 +124,12 @@ func New(opts Options) *Server {
 	if opts.Registry == nil {
 		opts.Registry = prometheus.NewRegistry()
 	}
+	if opts.KeyCacheMaxAge == 0 {
+		opts.KeyCacheMaxAge = DefaultKeyCacheMaxAge
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
 	gin.SetMode(gin.ReleaseMode)
 	s := &Server{
 		opts:            opts,
@@ -135,15 +141,9 @@ func New(opts Options) *Server {
 		cursorKey:       derive(opts.Pepper, "cursor"),
 		closing:         make(chan struct{}),
 		secretDigestKey: derive(opts.Pepper, "secret-digest"),
+		keys:            newKeyCache(opts.KeyCacheMaxAge, opts.Now),
+		stopWatch:       func() {},
 	}
-	if opts.KeyCacheMaxAge == 0 {
-		opts.KeyCacheMaxAge = DefaultKeyCacheMaxAge
-	}
-	if opts.Now == nil {
-		opts.Now = time.Now
-	}
-	s.keys = newKeyCache(opts.KeyCacheMaxAge, opts.Now)
-	s.stopWatch = func() {}
 	if opts.Notifier != nil {
 		s.stopWatch = opts.Notifier.Watch(store.ChannelKeyChanged, s.keys.invalidate)
 	}

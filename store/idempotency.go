@@ -121,11 +121,14 @@ func (a IdempotentAnswer) args() []any {
 	return []any{a.APIKeyID, a.Key, a.Status, string(a.Headers), a.Body, a.Sealed}
 }
 
+// completeIdempotencyKey is completeIdempotency on its own.
+var completeIdempotencyKey = completeIdempotency(1)
+
 // CompleteIdempotencyKey stores the answer of the request that holds the
 // claim, when it changed nothing (handlers that change state store it with
 // their audit entry instead: InsertAudit).
 func CompleteIdempotencyKey(ctx context.Context, db sqlx.ExtContext, a IdempotentAnswer) error {
-	_, err := db.ExecContext(ctx, completeIdempotency(1), a.args()...)
+	_, err := db.ExecContext(ctx, completeIdempotencyKey, a.args()...)
 	return mapErr(err)
 }
 
