@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/myopenclaw/mocd/api"
+	"github.com/myopenclaw/mocd/apikey"
 	"github.com/myopenclaw/mocd/ratelimit"
 	"github.com/myopenclaw/mocd/store"
 	"github.com/myopenclaw/mocd/testenv"
@@ -91,4 +92,27 @@ type response = testenv.Response
 func (e *apiEnv) do(method, path, token string, body any, headers ...string) *response {
 	e.t.Helper()
 	return testenv.Send(e.t, http.DefaultClient, testenv.NewRequest(e.t, method, e.url+path, token, body, headers...))
+}
+
+// revoke revokes the key of token with admin's key.
+func (e *apiEnv) revoke(admin, token string) {
+	e.t.Helper()
+	keyID, _, _ := apikey.Parse(token)
+	if r := e.do("DELETE", "/api/v1/keys/"+keyID, admin, nil); r.Status != 204 {
+		e.t.Fatalf("revoke: %d %s", r.Status, r.Body)
+	}
+}
+
+// rotate rotates the key of token with admin's key and answers its new
+// token.
+func (e *apiEnv) rotate(admin, token string) string {
+	e.t.Helper()
+	keyID, _, _ := apikey.Parse(token)
+	r := e.do("POST", "/api/v1/keys/"+keyID+"/rotate", admin, nil)
+	if r.Status != 201 {
+		e.t.Fatalf("rotate: %d %s", r.Status, r.Body)
+	}
+	var fresh struct{ Token string }
+	r.JSON(e.t, &fresh)
+	return fresh.Token
 }
