@@ -204,13 +204,7 @@ func TestMetricsOfTheRateLimiter(t *testing.T) {
 
 	t.Run("a key over its minute", func(t *testing.T) {
 		before := sys.Metrics(t)
-		refusedAfter := 0
-		for refusedAfter < 300 && sys.Do(t, http.MethodGet, "/api/v1/keys", token, nil).Status != http.StatusTooManyRequests {
-			refusedAfter++
-		}
-		if refusedAfter == 300 {
-			t.Fatal("300 calls of a pro key and no 429")
-		}
+		callUntilRefused(t, sys, token, 300)
 		after := sys.Metrics(t)
 		wantDelta(t, before, after, 1, "mocd_ratelimit_refusals_total", "policy", "key-minute")
 		wantDelta(t, before, after, 1, "mocd_ratelimit_refusals_total")
@@ -237,18 +231,23 @@ func TestMetricsOfTheRateLimiter(t *testing.T) {
 	// Last: the address then stays refused for a while, good tokens too.
 	t.Run("an address over its failed authentications", func(t *testing.T) {
 		before := sys.Metrics(t)
-		bad := "moc_" + strings.Repeat("x", 40)
-		n := 0
-		for n < 200 && sys.Do(t, http.MethodGet, "/api/v1/keys", bad, nil).Status != http.StatusTooManyRequests {
-			n++
-		}
-		if n == 200 {
-			t.Fatal("200 bad tokens from one address and no 429")
-		}
+		callUntilRefused(t, sys, "moc_"+strings.Repeat("x", 40), 200)
 		after := sys.Metrics(t)
 		wantDelta(t, before, after, 1, "mocd_ratelimit_refusals_total", "policy", "address-minute")
 		wantDelta(t, before, after, 1, "mocd_ratelimit_refusals_total")
 	})
+}
+
+// callUntilRefused lists keys with token until the answer is a 429, and
+// fails the test if max calls bring none.
+func callUntilRefused(t *testing.T, sys *System, token string, max int) {
+	t.Helper()
+	for range max {
+		if sys.Do(t, http.MethodGet, "/api/v1/keys", token, nil).Status == http.StatusTooManyRequests {
+			return
+		}
+	}
+	t.Fatalf("%d calls and no 429", max)
 }
 
 // TestWorkerProcessServesItsOwnMetrics runs `mocd worker` as a process of
