@@ -72,14 +72,19 @@ func GetInstance(ctx context.Context, db sqlx.ExtContext, accountID, instanceID 
 	return out, mapErr(err)
 }
 
+// lockInstance reads the instance $1 of account $2 and locks its row: for
+// LockInstance, and as the first CTE of the statements that lock the
+// instance before an operation (StartShowingOperation, FinishOperation),
+// the order every writer follows.
+const lockInstance = `SELECT ` + instanceCols + ` FROM instances i JOIN accounts a ON a.id = i.account_id
+	WHERE i.id = $1 AND i.account_id = $2 FOR NO KEY UPDATE OF i`
+
 // LockInstance reads an instance of an account, deleted ones included, and
 // locks its row until the transaction ends: every change of an instance's
 // status and every new operation on it goes through this lock.
 func LockInstance(ctx context.Context, tx sqlx.ExtContext, accountID, instanceID string) (Instance, error) {
-	const q = `SELECT ` + instanceCols + ` FROM instances i JOIN accounts a ON a.id = i.account_id
-		WHERE i.id = $1 AND i.account_id = $2 FOR NO KEY UPDATE OF i`
 	var out Instance
-	err := sqlx.GetContext(ctx, tx, &out, q, instanceID, accountID)
+	err := sqlx.GetContext(ctx, tx, &out, lockInstance, instanceID, accountID)
 	return out, mapErr(err)
 }
 

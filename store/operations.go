@@ -220,16 +220,15 @@ func StartShowingOperation(ctx context.Context, db sqlx.ExtContext, op Operation
 	// The instance's row lock is taken before the operation's: the
 	// operation's UPDATE waits on the locked CTE (its EXISTS is an
 	// initplan), the order every other writer follows.
-	q := `WITH i AS (SELECT ` + instanceCols + ` FROM instances i JOIN accounts a ON a.id = i.account_id
-			WHERE i.id = $2 AND i.account_id = $3 FOR NO KEY UPDATE OF i),
+	q := `WITH i AS (` + lockInstance + `),
 		o AS (UPDATE operations SET status = 'running', attempts = attempts + 1,
 				started_at = COALESCE(started_at, now())
-			WHERE id = $1 AND status IN ('pending', 'running')
+			WHERE id = $3 AND status IN ('pending', 'running')
 				AND EXISTS (SELECT 1 FROM i WHERE $4 = '' OR i.status = $4)
 			RETURNING ` + opCols + `)
 		SELECT ` + instanceRowCols + `, ` + opRowCols + ` FROM i, o`
 	var out instanceAndOperation
-	err := sqlx.GetContext(ctx, db, &out, q, op.ID, op.InstanceID, op.AccountID, showing)
+	err := sqlx.GetContext(ctx, db, &out, q, op.InstanceID, op.AccountID, op.ID, showing)
 	return out.Operation, out.Instance, mapErr(err)
 }
 
@@ -242,11 +241,10 @@ func StartShowingOperation(ctx context.Context, db sqlx.ExtContext, op Operation
 // is gone): nothing changes.
 func FinishOperation(ctx context.Context, tx sqlx.ExtContext, op Operation, opErr *OperationError) (done Operation, inst Instance, next string, err error) {
 	// As in StartShowingOperation, the instance's row lock comes first.
-	q := `WITH i AS (SELECT ` + instanceCols + ` FROM instances i JOIN accounts a ON a.id = i.account_id
-			WHERE i.id = $5 AND i.account_id = $6 FOR NO KEY UPDATE OF i),
-		o AS (UPDATE operations SET status = $2, error_code = $3, error_message = $4,
+	q := `WITH i AS (` + lockInstance + `),
+		o AS (UPDATE operations SET status = $4, error_code = $5, error_message = $6,
 				finished_at = now(), started_at = COALESCE(started_at, now())
-			WHERE id = $1 AND status IN ('pending', 'running') AND EXISTS (SELECT 1 FROM i)
+			WHERE id = $3 AND status IN ('pending', 'running') AND EXISTS (SELECT 1 FROM i)
 			RETURNING ` + opCols + `)
 		SELECT ` + instanceRowCols + `, ` + opRowCols + `,
 			(SELECT p.id FROM operations p WHERE p.instance_id = o.instance_id AND p.seq > o.seq
@@ -260,7 +258,7 @@ func FinishOperation(ctx context.Context, tx sqlx.ExtContext, op Operation, opEr
 		instanceAndOperation
 		Next *string `db:"next"`
 	}
-	if err := sqlx.GetContext(ctx, tx, &out, q, op.ID, status, code, msg, op.InstanceID, op.AccountID); err != nil {
+	if err := sqlx.GetContext(ctx, tx, &out, q, op.InstanceID, op.AccountID, op.ID, status, code, msg); err != nil {
 		return Operation{}, Instance{}, "", mapErr(err)
 	}
 	if out.Next != nil {
