@@ -29,7 +29,8 @@ import (
 // callers as make bench drives it: accept (a lifecycle call with an
 // Idempotency-Key, enqueued to Asynq, alternating restart and stop so that
 // every call changes the instance's status as it does when a worker runs
-// them), poll (GET /operations/:id) and list (GET /instances). Each caller
+// them), poll (GET /operations/:id), page (GET /operations?limit=50, a
+// full page) and list (GET /instances). Each caller
 // has an account, a key and an instance of its own. The rate-limit buckets
 // are emptied now and then so the limiter stays in the path without
 // refusing. ns/op is wall time per request with 16 in flight: its inverse
@@ -63,6 +64,12 @@ func BenchmarkHotPath(b *testing.B) {
 		op, err := store.InsertOperation(ctx, e.st.DB, id.New(id.Operation), acct, inst.ID, store.OpRestart)
 		if err != nil {
 			b.Fatal(err)
+		}
+		// A page's worth of history, so "page" answers 50 operations.
+		for range 49 {
+			if _, err := store.InsertOperation(ctx, e.st.DB, id.New(id.Operation), acct, inst.ID, store.OpRestart); err != nil {
+				b.Fatal(err)
+			}
 		}
 		cs[i] = caller{token: tok, instance: inst.ID, operation: op.ID}
 	}
@@ -120,6 +127,13 @@ func BenchmarkHotPath(b *testing.B) {
 	b.Run("poll", func(b *testing.B) {
 		run(b, func(c caller, _ int64) (*http.Request, int) {
 			r := httptest.NewRequest("GET", "/api/v1/operations/"+c.operation, nil)
+			r.Header.Set("Authorization", "Bearer "+c.token)
+			return r, http.StatusOK
+		})
+	})
+	b.Run("page", func(b *testing.B) {
+		run(b, func(c caller, _ int64) (*http.Request, int) {
+			r := httptest.NewRequest("GET", "/api/v1/operations?limit=50", nil)
 			r.Header.Set("Authorization", "Bearer "+c.token)
 			return r, http.StatusOK
 		})

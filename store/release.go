@@ -47,8 +47,7 @@ func InsertTargetOperation(ctx context.Context, db sqlx.ExtContext, id, accountI
 		WHERE NOT EXISTS (SELECT 1 FROM operations o
 			WHERE o.instance_id = $3 AND o.type = 'instance.delete' AND o.status IN ('pending', 'running'))
 		RETURNING ` + opCols
-	var out Operation
-	err := sqlx.GetContext(ctx, db, &out, q, id, accountID, instanceID, opType, version, image, telemetry.Traceparent(ctx))
+	out, err := getOperation(ctx, db, q, id, accountID, instanceID, opType, version, image, telemetry.Traceparent(ctx))
 	if errors.Is(err, sql.ErrNoRows) {
 		return out, ErrInstanceDeleting
 	}

@@ -1,0 +1,30 @@
+package store
+
+import (
+	"reflect"
+	"strings"
+	"testing"
+)
+
+// TestOperationFieldsFollowOpCols holds Operation.fields to opCols: the
+// n-th destination must be the field whose db tag names the n-th column,
+// or a hand-scanned operation would carry one column's value in another.
+func TestOperationFieldsFollowOpCols(t *testing.T) {
+	var o Operation
+	dests := o.fields()
+	cols := strings.Split(opCols, ",")
+	if len(dests) != len(cols) {
+		t.Fatalf("fields has %d destinations, opCols %d columns", len(dests), len(cols))
+	}
+	v := reflect.ValueOf(&o).Elem()
+	byAddr := map[uintptr]string{}
+	for i := range v.NumField() {
+		byAddr[v.Field(i).Addr().Pointer()] = v.Type().Field(i).Tag.Get("db")
+	}
+	for i, c := range cols {
+		got := byAddr[reflect.ValueOf(dests[i]).Pointer()]
+		if want := strings.TrimSpace(c); got != want {
+			t.Errorf("destination %d is the field of column %q, want %q", i, got, want)
+		}
+	}
+}
