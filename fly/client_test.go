@@ -600,3 +600,44 @@ func TestListAppsAndNameTaken(t *testing.T) {
 		t.Errorf("second machine with one name: %v", err)
 	}
 }
+
+// TestCallsInFlightKeepTheirConnections: a worker's concurrent calls reuse
+// their connections from one burst to the next instead of dialling again
+// (Go's default transport keeps only two idle connections per host).
+func TestCallsInFlightKeepTheirConnections(t *testing.T) {
+	t.Parallel()
+	sim := flysim.New(flysim.Options{})
+	var dials atomic.Int64
+	ts := httptest.NewUnstartedServer(sim)
+	ts.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			dials.Add(1)
+		}
+	}
+	ts.Start()
+	t.Cleanup(func() {
+		ts.Close()
+		sim.Close()
+	})
+	b := &bundle{sim: sim, url: ts.URL, client: fly.New(fly.Options{BaseURL: ts.URL, Token: testToken})}
+	b.app(t, "conns")
+	m := b.machine(t, "conns")
+
+	const inFlight, bursts = 16, 5
+	for range bursts {
+		var wg sync.WaitGroup
+		for range inFlight {
+			wg.Go(func() {
+				if _, err := b.client.GetMachine(context.Background(), "conns", m.ID); err != nil {
+					t.Error(err)
+				}
+			})
+		}
+		wg.Wait()
+	}
+	// The first burst may dial one connection per call (and a spare or two
+	// while others free up); later bursts find them idle.
+	if n := dials.Load(); n > inFlight+inFlight/2 {
+		t.Errorf("%d connections dialled for %d bursts of %d calls: connections are not kept between bursts", n, bursts, inFlight)
+	}
+}
