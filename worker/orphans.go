@@ -76,14 +76,25 @@ func (w *Worker) sweepOrphanApps(ctx context.Context) error {
 // other than the instance's own: made by a create whose record was lost;
 // then the volumes of the app that nothing mounts other than the one the
 // instance records: made by a volume create whose answer was lost and
-// that the client sent again (the retry's volume is the one recorded). It
-// holds the instance's lock, as an operation would, so it never races
-// one; an instance that is busy is left for the next sweep. An instance
-// that records no volume (created before volumes) has its volumes left
-// alone: which one is its own cannot be told.
+// that the client sent again (the retry's volume is the one recorded). An
+// instance that records no volume (created before volumes) has its
+// volumes left alone: which one is its own cannot be told.
+//
+// It looks first without the instance's lock, and in the usual case finds
+// nothing to sweep: no operation of the instance then waits behind the
+// sweep's Fly calls. If it finds something, it takes the lock, as an
+// operation would, reads the instance again (an operation may have given
+// it another machine since the reconciler listed it) and looks again
+// under the lock before it destroys anything; an instance that is busy is
+// left for the next sweep.
 func (w *Worker) sweepOrphanMachines(ctx context.Context, inst store.Instance) error {
 	if inst.FlyMachineID == nil {
 		return nil
+	}
+	app := AppName(inst.ID)
+	machines, vols, err := w.orphansOf(ctx, app, inst)
+	if err != nil || len(machines)+len(vols) == 0 {
+		return err
 	}
 	lock, ok, err := w.st.TryLockInstance(ctx, inst.ID)
 	if err != nil || !ok {
@@ -94,45 +105,64 @@ func (w *Worker) sweepOrphanMachines(ctx context.Context, inst store.Instance) e
 	if err != nil || busy {
 		return err
 	}
-	app := AppName(inst.ID)
-	list, err := w.fly.ListMachines(ctx, app)
-	if fly.IsNotFound(err) {
-		return nil // the drift check reports a missing app
+	if inst, err = store.InstanceByID(ctx, w.st.DB, inst.ID); err != nil {
+		return err
 	}
-	if err != nil {
-		return fmt.Errorf("list machines of %s: %w", app, err)
+	if inst.FlyMachineID == nil || inst.DeletedAt != nil {
+		return nil
+	}
+	if machines, vols, err = w.orphansOf(ctx, app, inst); err != nil {
+		return err
 	}
 	var errs []error
-	for _, m := range list {
-		if m.ID == *inst.FlyMachineID || m.State == fly.StateDestroyed || m.State == fly.StateDestroying {
-			continue
-		}
-		if err := w.destroyMachine(ctx, app, m.ID); err != nil {
+	for _, m := range machines {
+		if err := w.destroyMachine(ctx, app, m); err != nil {
 			errs = append(errs, err)
 			continue
 		}
 		w.log.WarnContext(ctx, "reconciler: destroyed an orphan machine", slog.String("instance_id", inst.ID),
-			slog.String("app", app), slog.String("machine_id", m.ID))
+			slog.String("app", app), slog.String("machine_id", m))
 		w.countSwept("machine")
 	}
-	if inst.FlyVolumeID == nil {
-		return errors.Join(errs...)
-	}
-	vols, err := w.fly.ListVolumes(ctx, app)
-	if err != nil {
-		return errors.Join(append(errs, fmt.Errorf("list volumes of %s: %w", app, err))...)
-	}
 	for _, v := range vols {
-		if v.ID == *inst.FlyVolumeID || v.AttachedMachineID != nil {
-			continue // the instance's own, or mounted: freed when its machine goes
-		}
-		if err := w.fly.DeleteVolume(ctx, app, v.ID); err != nil && !fly.IsNotFound(err) {
-			errs = append(errs, fmt.Errorf("destroy orphan volume %s: %w", v.ID, err))
+		if err := w.fly.DeleteVolume(ctx, app, v); err != nil && !fly.IsNotFound(err) {
+			errs = append(errs, fmt.Errorf("destroy orphan volume %s: %w", v, err))
 			continue
 		}
 		w.log.WarnContext(ctx, "reconciler: destroyed an orphan volume", slog.String("instance_id", inst.ID),
-			slog.String("app", app), slog.String("volume_id", v.ID))
+			slog.String("app", app), slog.String("volume_id", v))
 		w.countSwept("volume")
 	}
 	return errors.Join(errs...)
+}
+
+// orphansOf lists the machines and volumes of the instance's app that are
+// not the instance's own (sweepOrphanMachines). A missing app has none:
+// the drift check reports it.
+func (w *Worker) orphansOf(ctx context.Context, app string, inst store.Instance) (machines, vols []string, err error) {
+	list, err := w.fly.ListMachines(ctx, app)
+	if fly.IsNotFound(err) {
+		return nil, nil, nil
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("list machines of %s: %w", app, err)
+	}
+	for _, m := range list {
+		if m.ID != *inst.FlyMachineID && m.State != fly.StateDestroyed && m.State != fly.StateDestroying {
+			machines = append(machines, m.ID)
+		}
+	}
+	if inst.FlyVolumeID == nil {
+		return machines, nil, nil
+	}
+	vs, err := w.fly.ListVolumes(ctx, app)
+	if err != nil {
+		return nil, nil, fmt.Errorf("list volumes of %s: %w", app, err)
+	}
+	for _, v := range vs {
+		if v.ID != *inst.FlyVolumeID && v.AttachedMachineID == nil { // not its own, nor mounted (freed when its machine goes)
+			vols = append(vols, v.ID)
+		}
+	}
+	return machines, vols, nil
 }
