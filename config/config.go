@@ -63,6 +63,9 @@ type Config struct {
 	Retention           time.Duration
 	RateLimitTimeout    time.Duration
 	LogLevel            slog.Level
+	// DBMaxConns sizes each process's Postgres pool (MOC_DB_MAX_CONNS);
+	// 0 leaves store.DefaultMaxConns.
+	DBMaxConns int
 	// MetricsListen is where `mocd worker` serves its own /metrics; empty
 	// when MOC_METRICS_LISTEN is "off". The api serves /metrics on Listen,
 	// and `mocd dev` shows every process's series there.
@@ -81,6 +84,11 @@ type Config struct {
 	// fail their health checks (to try a rollback).
 	FlysimUnhealthyImages []string
 }
+
+// MinDBConns is the smallest Postgres pool a process may be given: the
+// worker holds an instance's lock on a connection of its own while it
+// runs an operation, and needs others beside it to record progress.
+const MinDBConns = 4
 
 // Load reads the environment for the given mode and checks every value
 // set; in dev, the secrets default to dev-only values. Whether a setting a
@@ -163,6 +171,11 @@ func Load(mode Mode, getenv func(string) string) (Config, error) {
 	}
 	if c.RateLimitTimeout, err = time.ParseDuration(get("MOC_RATELIMIT_TIMEOUT", "500ms")); err != nil || c.RateLimitTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("MOC_RATELIMIT_TIMEOUT: want a duration such as 500ms, got %q", getenv("MOC_RATELIMIT_TIMEOUT")))
+	}
+	if v := get("MOC_DB_MAX_CONNS", ""); v != "" {
+		if c.DBMaxConns, err = strconv.Atoi(v); err != nil || c.DBMaxConns < MinDBConns {
+			errs = append(errs, fmt.Errorf("MOC_DB_MAX_CONNS: want a whole number of at least %d such as 32, got %q", MinDBConns, v))
+		}
 	}
 	if err := c.LogLevel.UnmarshalText([]byte(get("MOC_LOG_LEVEL", "info"))); err != nil {
 		errs = append(errs, fmt.Errorf("MOC_LOG_LEVEL: %w", err))

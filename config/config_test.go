@@ -33,7 +33,7 @@ func TestLoad(t *testing.T) {
 				if c.FlysimDelay != 300*time.Millisecond || !c.WebhookAllowPrivate || !c.UseEmbeddedFlysim() {
 					t.Errorf("dev defaults: %+v", c)
 				}
-				if c.Listen != "127.0.0.1:8080" || c.Retention != 2160*time.Hour || c.RateLimitTimeout != 500*time.Millisecond || c.LogLevel != slog.LevelInfo {
+				if c.Listen != "127.0.0.1:8080" || c.Retention != 2160*time.Hour || c.RateLimitTimeout != 500*time.Millisecond || c.LogLevel != slog.LevelInfo || c.DBMaxConns != 0 {
 					t.Errorf("defaults: %+v", c)
 				}
 			},
@@ -66,6 +66,7 @@ func TestLoad(t *testing.T) {
 				"MOC_INSECURE_HTTP": "true", "FLY_API_TOKEN": "tok", "FLY_ORG": "acme", "FLY_FLAPS_BASE_URL": "http://flaps",
 				"MOC_INSTANCE_IMAGE": "img:1", "MOC_WEBHOOK_ALLOW_PRIVATE": "true", "FLYSIM_LISTEN": ":4281",
 				"FLYSIM_DELAY": "1s", "MOC_RETENTION": "24h", "MOC_RATELIMIT_TIMEOUT": "2s", "MOC_LOG_LEVEL": "debug",
+				"MOC_DB_MAX_CONNS": "12",
 			},
 			check: func(t *testing.T, c config.Config) {
 				want := config.Config{
@@ -74,7 +75,7 @@ func TestLoad(t *testing.T) {
 					TrustedProxies: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("192.168.1.1/32")},
 					InsecureHTTP:   true, FlyAPIToken: "tok", FlyOrg: "acme", FlyAPIBaseURL: "http://flaps", InstanceImage: "img:1",
 					WebhookAllowPrivate: true, FlysimListen: ":4281", FlysimDelay: time.Second, Retention: 24 * time.Hour,
-					RateLimitTimeout: 2 * time.Second, LogLevel: slog.LevelDebug,
+					RateLimitTimeout: 2 * time.Second, LogLevel: slog.LevelDebug, DBMaxConns: 12,
 				}
 				if c.Mode != want.Mode || c.DatabaseURL != want.DatabaseURL || c.RedisURL != want.RedisURL || c.Listen != want.Listen ||
 					c.Pepper != want.Pepper || c.SecretKey != want.SecretKey || c.TLSCert != want.TLSCert || c.TLSKey != want.TLSKey ||
@@ -83,7 +84,7 @@ func TestLoad(t *testing.T) {
 					c.FlyAPIBaseURL != want.FlyAPIBaseURL || c.InstanceImage != want.InstanceImage ||
 					c.WebhookAllowPrivate != want.WebhookAllowPrivate || c.FlysimListen != want.FlysimListen ||
 					c.FlysimDelay != want.FlysimDelay || c.Retention != want.Retention ||
-					c.RateLimitTimeout != want.RateLimitTimeout || c.LogLevel != want.LogLevel {
+					c.RateLimitTimeout != want.RateLimitTimeout || c.LogLevel != want.LogLevel || c.DBMaxConns != want.DBMaxConns {
 					t.Errorf("got  %+v\nwant %+v", c, want)
 				}
 				for _, need := range []func() error{c.RequirePepper, c.RequireSecretKey, c.RequireFly} {
@@ -111,11 +112,11 @@ func TestLoad(t *testing.T) {
 			env: map[string]string{
 				"MOC_INSECURE_HTTP": "yes please", "MOC_WEBHOOK_ALLOW_PRIVATE": "2", "FLYSIM_DELAY": "-1s",
 				"MOC_RETENTION": "30m", "MOC_RATELIMIT_TIMEOUT": "0s", "MOC_LOG_LEVEL": "loud",
-				"MOC_TRUSTED_PROXIES": "10.0.0.0/8,not-an-address", "MOC_TLS_CERT": "c.pem",
+				"MOC_DB_MAX_CONNS": "2", "MOC_TRUSTED_PROXIES": "10.0.0.0/8,not-an-address", "MOC_TLS_CERT": "c.pem",
 				"MOC_PEPPER": "short", "MOC_SECRET_KEY": "short",
 			},
 			wantErr: []string{"MOC_INSECURE_HTTP", "MOC_WEBHOOK_ALLOW_PRIVATE", "FLYSIM_DELAY", "MOC_RETENTION",
-				"MOC_RATELIMIT_TIMEOUT", "MOC_LOG_LEVEL", `"not-an-address"`, "MOC_TLS_CERT and MOC_TLS_KEY",
+				"MOC_RATELIMIT_TIMEOUT", "MOC_LOG_LEVEL", "MOC_DB_MAX_CONNS", `"not-an-address"`, "MOC_TLS_CERT and MOC_TLS_KEY",
 				"MOC_PEPPER: at least 16", "MOC_SECRET_KEY: at least 16"},
 		},
 	}

@@ -47,6 +47,9 @@ func openDeps(ctx context.Context, cfg config.Config, log *slog.Logger) (*deps, 
 	if err != nil {
 		return nil, err
 	}
+	if cfg.DBMaxConns > 0 {
+		st.SetMaxConns(cfg.DBMaxConns)
+	}
 	ropts, err := redis.ParseURL(cfg.RedisURL)
 	if err != nil {
 		st.Close()
