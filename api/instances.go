@@ -175,15 +175,11 @@ func (s *Server) lifecycle(opType, transitional string) handlerFunc {
 				return result{}, err
 			}
 			// Checks for an unfinished delete in a statement that starts
-			// after the lock is held (see InsertCallOperation).
-			op, err := store.InsertCallOperation(ctx, tx, id.New(id.Operation), p.AccountID, inst.ID, opType)
+			// after the lock is held (see InsertCallOperation), and shows
+			// the transitional status in the same statement.
+			op, err := store.InsertCallOperationShowing(ctx, tx, id.New(id.Operation), p.AccountID, inst, opType, transitional)
 			if err != nil {
 				return result{}, err
-			}
-			if inst.Status != transitional {
-				if _, _, err := store.ChangeInstanceStatus(ctx, tx, inst, transitional, op.ID); err != nil {
-					return result{}, err
-				}
 			}
 			return s.accepted(op), nil
 		})

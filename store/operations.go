@@ -12,6 +12,7 @@ import (
 
 	"github.com/jmoiron/sqlx"
 
+	"github.com/myopenclaw/mocd/id"
 	"github.com/myopenclaw/mocd/telemetry"
 )
 
@@ -160,6 +161,29 @@ func InsertCallOperation(ctx context.Context, db sqlx.ExtContext, id, accountID,
 			WHERE o.instance_id = $3 AND o.type = 'instance.delete' AND o.status IN ('pending', 'running'))
 		RETURNING ` + opCols
 	out, err := getOperation(ctx, db, q, id, accountID, instanceID, opType, telemetry.Traceparent(ctx))
+	if errors.Is(err, sql.ErrNoRows) {
+		return out, ErrInstanceDeleting
+	}
+	return out, mapErr(err)
+}
+
+// InsertCallOperationShowing is InsertCallOperation and, if the operation
+// is inserted and the locked instance does not show status already,
+// ChangeInstanceStatus to status caused by it, in ONE statement: a
+// lifecycle call's accept. inst is the instance as LockInstance read it.
+// Like InsertCallOperation, it must start after the lock is held.
+func InsertCallOperationShowing(ctx context.Context, db sqlx.ExtContext, opID, accountID string, inst Instance, opType, status string) (Operation, error) {
+	const q = `WITH op AS (INSERT INTO operations (id, account_id, instance_id, type, status, traceparent)
+			SELECT $1, $6, $3, $4, 'pending', $5
+			WHERE NOT EXISTS (SELECT 1 FROM operations o
+				WHERE o.instance_id = $3 AND o.type = 'instance.delete' AND o.status IN ('pending', 'running'))
+			RETURNING ` + opCols + `),
+		i AS (UPDATE instances ` + setStatus + `
+			WHERE id = $3 AND status <> $2 AND EXISTS (SELECT 1 FROM op) RETURNING id, account_id),
+		ev AS (INSERT INTO instance_events (id, account_id, instance_id, operation_id, from_status, to_status)
+			SELECT $7, i.account_id, i.id, $1, NULLIF($8, ''), $2 FROM i)
+		SELECT ` + opCols + ` FROM op`
+	out, err := getOperation(ctx, db, q, opID, status, inst.ID, opType, telemetry.Traceparent(ctx), accountID, id.New(id.Event), inst.Status)
 	if errors.Is(err, sql.ErrNoRows) {
 		return out, ErrInstanceDeleting
 	}

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jmoiron/sqlx"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/myopenclaw/mocd/id"
@@ -230,5 +231,73 @@ func TestInstanceLocksLeaveConnectionsForStatements(t *testing.T) {
 	}
 	if err := g.Wait(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestInsertCallOperationShowing: a lifecycle call's accept inserts the
+// operation and shows the transitional status with its event, in one
+// statement; an instance already showing it gets no event; an unfinished
+// delete refuses the call and changes nothing.
+func TestInsertCallOperationShowing(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	st := testenv.Store(t)
+	a, err := store.CreateAccount(ctx, st.DB, "showing@example.com", "pro")
+	if err != nil {
+		t.Fatal(err)
+	}
+	inst, err := store.InsertInstance(ctx, st.DB, id.New(id.Instance), a.ID, "showing", "iad", store.StatusRunning)
+	if err != nil {
+		t.Fatal(err)
+	}
+	accept := func(opType, status string) (store.Operation, store.Instance, []store.InstanceEvent, error) {
+		t.Helper()
+		var op store.Operation
+		err := st.WithTx(ctx, func(tx *sqlx.Tx) error {
+			locked, err := store.LockInstance(ctx, tx, a.ID, inst.ID)
+			if err != nil {
+				return err
+			}
+			op, err = store.InsertCallOperationShowing(ctx, tx, id.New(id.Operation), a.ID, locked, opType, status)
+			return err
+		})
+		now, gerr := store.GetInstance(ctx, st.DB, a.ID, inst.ID)
+		if gerr != nil {
+			t.Fatal(gerr)
+		}
+		evs, gerr := store.ListInstanceEvents(ctx, st.DB, a.ID, inst.ID, 0, 10)
+		if gerr != nil {
+			t.Fatal(gerr)
+		}
+		return op, now, evs, err
+	}
+
+	op, now, evs, err := accept(store.OpRestart, store.StatusRestarting)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if op.Status != store.OpPending || op.Type != store.OpRestart || op.InstanceID != inst.ID || op.AccountID != a.ID {
+		t.Errorf("operation %+v", op)
+	}
+	if now.Status != store.StatusRestarting {
+		t.Errorf("instance shows %s, want restarting", now.Status)
+	}
+	if len(evs) != 1 || evs[0].ToStatus != store.StatusRestarting || evs[0].FromStatus == nil || *evs[0].FromStatus != store.StatusRunning ||
+		evs[0].OperationID == nil || *evs[0].OperationID != op.ID || evs[0].AccountID != a.ID {
+		t.Errorf("events %+v, want one running → restarting caused by %s", evs, op.ID)
+	}
+
+	// Already showing restarting: the operation queues, no event.
+	if _, now, evs, err = accept(store.OpRestart, store.StatusRestarting); err != nil || now.Status != store.StatusRestarting || len(evs) != 1 {
+		t.Errorf("second restart: %v, status %s, %d events", err, now.Status, len(evs))
+	}
+
+	// A delete is unfinished: a start is refused and nothing changes.
+	if _, _, _, err = accept(store.OpDelete, store.StatusDeleting); err != nil {
+		t.Fatal(err)
+	}
+	_, now, evs, err = accept(store.OpStart, store.StatusStarting)
+	if !errors.Is(err, store.ErrInstanceDeleting) || now.Status != store.StatusDeleting || len(evs) != 2 {
+		t.Errorf("start behind a delete: %v, status %s, %d events", err, now.Status, len(evs))
 	}
 }
