@@ -2,7 +2,6 @@ package api
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"net/http"
 	"slices"
@@ -293,11 +292,7 @@ func (s *Server) statusBefore(ctx context.Context, tx *sqlx.Tx, inst store.Insta
 // queueEvent records an event in the feed and queues its webhook
 // deliveries, in the caller's transaction, with the envelope receivers get.
 func queueEvent(ctx context.Context, tx *sqlx.Tx, accountID, typ string, data any) ([]string, error) {
-	raw, err := json.Marshal(data)
-	if err != nil {
-		return nil, err
-	}
-	body, err := json.Marshal(webhook.Event{Type: typ, Timestamp: time.Now().UTC(), Data: raw})
+	body, err := webhook.Envelope(typ, data)
 	if err != nil {
 		return nil, err
 	}

@@ -3,6 +3,7 @@ package store_test
 import (
 	"context"
 	"errors"
+	"slices"
 	"testing"
 	"time"
 
@@ -224,5 +225,58 @@ func TestCancelOperation(t *testing.T) {
 	list, err = store.ListOperations(ctx, st.DB, a.ID, store.OperationFilter{CreatedAfter: op.CreatedAt}, 0, 10)
 	if err != nil || len(list) != 1 {
 		t.Fatalf("created_after (inclusive) its own creation = %+v, %v", list, err)
+	}
+}
+
+// TestQueueWebhookEventsKeepsTheirOrder: events queued together (an
+// operation's finish: the instance's status, then the operation) enter
+// the feed in the order given, and each reaches every endpoint subscribed
+// to its type, deliveries answered event by event.
+func TestQueueWebhookEventsKeepsTheirOrder(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	st := testenv.Store(t)
+	a, err := store.CreateAccount(ctx, st.DB, "together@example.com", "pro")
+	if err != nil {
+		t.Fatal(err)
+	}
+	endpoint := func(events ...string) string {
+		t.Helper()
+		e, err := store.InsertWebhookEndpoint(ctx, st.DB, store.WebhookEndpoint{
+			ID: id.New(id.Webhook), AccountID: a.ID, URL: "https://hooks.example.com/" + id.Random(6), Events: events, SecretSealed: []byte("sealed"),
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return e.ID
+	}
+	both := endpoint("instance.status_changed", "operation.succeeded")
+	statusOnly := endpoint("instance.status_changed")
+	endpoint("operation.failed") // subscribed to neither
+
+	status, done := id.New(id.Event), id.New(id.Event)
+	got, err := store.QueueWebhookEvents(ctx, st.DB, a.ID,
+		store.QueuedEvent{ID: status, Type: "instance.status_changed", Payload: []byte(`{"n":1}`)},
+		store.QueuedEvent{ID: done, Type: "operation.succeeded", Payload: []byte(`{"n":2}`)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, second := []string{id.Delivery + "_" + status + "_" + both, id.Delivery + "_" + status + "_" + statusOnly}, id.Delivery+"_"+done+"_"+both
+	if first[0] > first[1] {
+		first[0], first[1] = first[1], first[0] // one event's deliveries go by endpoint id
+	}
+	if want := append(first, second); !slices.Equal(got, want) {
+		t.Errorf("deliveries %v, want %v", got, want)
+	}
+	feed, err := store.ListFeedEvents(ctx, st.DB, a.ID, nil, nil, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(feed) != 2 || feed[0].ID != status || feed[1].ID != done {
+		t.Errorf("feed %+v, want the status change, then the operation", feed)
+	}
+	d, err := store.WebhookDeliveryByID(ctx, st.DB, second)
+	if err != nil || d.EventID != done || d.EventType != "operation.succeeded" || d.EndpointID != both || string(d.Payload) != `{"n":2}` {
+		t.Errorf("delivery %+v, %v", d, err)
 	}
 }

@@ -123,33 +123,52 @@ func DisableWebhookEndpoint(ctx context.Context, db sqlx.ExtContext, endpointID,
 	return mapErr(err)
 }
 
-// QueueWebhookEvent records an event in the account's feed (GET /events)
-// and writes one pending delivery of it to every enabled endpoint of the
-// account subscribed to its type, returning their ids. It is the webhook
-// outbox: callers pass the transaction of the change the event reports, so
-// the event exists exactly when the change does; the worker's relay picks
-// the deliveries up even if enqueueing them fails. payload is the envelope
-// receivers get.
+// QueuedEvent is one event for QueueWebhookEvents: its id, its type and
+// Payload, the envelope receivers get.
+type QueuedEvent struct {
+	ID, Type string
+	Payload  []byte
+}
+
+// QueueWebhookEvents records events in the account's feed (GET /events),
+// in the order given, and writes one pending delivery of each to every
+// enabled endpoint of the account subscribed to its type, returning their
+// ids in the same order. It is the webhook outbox: callers pass the
+// transaction of the change the events report, so an event exists exactly
+// when its change does; the worker's relay picks the deliveries up even if
+// enqueueing them fails.
 //
-// Before drawing the feed's seq it takes a per-account transaction lock,
+// Before drawing the feed's seqs it takes a per-account transaction lock,
 // held until the commit: one account's event-writing transactions then
 // commit in seq order, so a reader that sees seq N has already been able to
 // see every earlier event of the account, and a cursor never skips one
 // (GET /events/stream resumes without gaps). Different accounts never wait
-// on each other. One statement, one round trip.
-func QueueWebhookEvent(ctx context.Context, db sqlx.ExtContext, accountID, eventID, eventType string, payload []byte) ([]string, error) {
-	const q = `WITH ordered AS (SELECT pg_advisory_xact_lock($6)),
+// on each other. One statement, one round trip, however many events (an
+// operation's finish reports two: the instance's status and the operation).
+func QueueWebhookEvents(ctx context.Context, db sqlx.ExtContext, accountID string, events ...QueuedEvent) ([]string, error) {
+	const q = `WITH ordered AS (SELECT pg_advisory_xact_lock($5)),
+		ev AS (SELECT * FROM unnest($1::text[], $2::text[], $3::bytea[]) WITH ORDINALITY AS ev(id, type, payload, n)),
 		feed AS (INSERT INTO events (id, account_id, type, payload)
-			SELECT $2, $5, $3, $4 FROM ordered RETURNING seq)
+			SELECT ev.id, $4, ev.type, ev.payload FROM ev, ordered ORDER BY ev.n RETURNING id)
 		INSERT INTO webhook_deliveries (id, endpoint_id, account_id, event_id, event_type, payload, traceparent)
-		SELECT $1 || '_' || e.id, e.id, e.account_id, $2, $3, $4, $7
-		FROM webhook_endpoints e, feed
-		WHERE e.account_id = $5 AND e.enabled AND $3 = ANY (e.events)
+		SELECT $6 || ev.id || '_' || e.id, e.id, e.account_id, ev.id, ev.type, ev.payload, $7
+		FROM ev JOIN feed ON feed.id = ev.id, webhook_endpoints e
+		WHERE e.account_id = $4 AND e.enabled AND ev.type = ANY (e.events)
+		ORDER BY ev.n, e.id
 		RETURNING id`
-	ids := []string{}
-	err := sqlx.SelectContext(ctx, db, &ids, q, id.Delivery+"_"+eventID, eventID, eventType, payload, accountID, feedLockKey(accountID),
-		telemetry.Traceparent(ctx))
-	return ids, mapErr(err)
+	ids, types, payloads := make([]string, len(events)), make([]string, len(events)), make([][]byte, len(events))
+	for i, e := range events {
+		ids[i], types[i], payloads[i] = e.ID, e.Type, e.Payload
+	}
+	out := []string{}
+	err := sqlx.SelectContext(ctx, db, &out, q, pq.Array(ids), pq.Array(types), pq.Array(payloads), accountID,
+		feedLockKey(accountID), id.Delivery+"_", telemetry.Traceparent(ctx))
+	return out, mapErr(err)
+}
+
+// QueueWebhookEvent is QueueWebhookEvents of one event.
+func QueueWebhookEvent(ctx context.Context, db sqlx.ExtContext, accountID, eventID, eventType string, payload []byte) ([]string, error) {
+	return QueueWebhookEvents(ctx, db, accountID, QueuedEvent{ID: eventID, Type: eventType, Payload: payload})
 }
 
 // QueueWebhookEventTo writes one pending delivery of an event to one

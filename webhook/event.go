@@ -33,6 +33,16 @@ type Event struct {
 	Data      json.RawMessage `json:"data"`
 }
 
+// Envelope is the body of an event of type typ whose data is data,
+// stamped now.
+func Envelope(typ string, data any) ([]byte, error) {
+	raw, err := json.Marshal(data)
+	if err != nil {
+		return nil, err
+	}
+	return json.Marshal(Event{Type: typ, Timestamp: time.Now().UTC(), Data: raw})
+}
+
 // ValidEvent reports whether t is one of the event types above.
 func ValidEvent(t string) bool {
 	return slices.Contains(eventTypes, t)

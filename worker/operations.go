@@ -186,15 +186,20 @@ func (w *Worker) finish(ctx context.Context, op store.Operation, final string, o
 		if done, inst, next, err = store.FinishOperation(ctx, tx, op, opErr); err != nil {
 			return err
 		}
-		if _, deliveries, err = w.changeStatus(ctx, tx, inst, final, op.ID); err != nil {
+		_, events, err := w.showStatus(ctx, tx, inst, final, op.ID)
+		if err != nil {
 			return err
 		}
 		typ := webhook.EventOperationSucceeded
 		if opErr != nil {
 			typ = webhook.EventOperationFailed
 		}
-		ids, err := w.queueEvent(ctx, tx, op.AccountID, id.New(id.Event), typ, wire.NewOperation(done))
-		deliveries = append(deliveries, ids...)
+		ev, err := newEvent(id.New(id.Event), typ, wire.NewOperation(done))
+		if err != nil {
+			return err
+		}
+		// The status change's event and the operation's, in one statement.
+		deliveries, err = store.QueueWebhookEvents(ctx, tx, op.AccountID, append(events, ev)...)
 		return err
 	})
 	if errors.Is(err, store.ErrNotFound) {
@@ -234,6 +239,18 @@ func (w *Worker) handOff(ctx context.Context, opID string) {
 // changeStatus moves the locked instance to status, if it is not there
 // already, with its event row and instance.status_changed deliveries.
 func (w *Worker) changeStatus(ctx context.Context, tx *sqlx.Tx, inst store.Instance, status, opID string) (store.Instance, []string, error) {
+	now, events, err := w.showStatus(ctx, tx, inst, status, opID)
+	if err != nil || len(events) == 0 {
+		return now, nil, err
+	}
+	ids, err := store.QueueWebhookEvents(ctx, tx, inst.AccountID, events...)
+	return now, ids, err
+}
+
+// showStatus is changeStatus but for the deliveries: it answers the
+// instance.status_changed event (none if the instance already shows
+// status) for the caller to queue with its own.
+func (w *Worker) showStatus(ctx context.Context, tx *sqlx.Tx, inst store.Instance, status, opID string) (store.Instance, []store.QueuedEvent, error) {
 	if inst.Status == status {
 		return inst, nil, nil
 	}
@@ -241,24 +258,19 @@ func (w *Worker) changeStatus(ctx context.Context, tx *sqlx.Tx, inst store.Insta
 	if err != nil {
 		return inst, nil, err
 	}
-	ids, err := w.queueEvent(ctx, tx, inst.AccountID, ev.ID, webhook.EventInstanceStatusChanged, wire.StatusChanged{
+	qe, err := newEvent(ev.ID, webhook.EventInstanceStatusChanged, wire.StatusChanged{
 		Instance: wire.NewInstance(now, w.opts.BaseDomain), FromStatus: inst.Status, ToStatus: status, OperationID: ev.OperationID,
 	})
-	return now, ids, err
+	if err != nil {
+		return inst, nil, err
+	}
+	return now, []store.QueuedEvent{qe}, nil
 }
 
-// queueEvent writes the deliveries of one event, its payload the full
-// envelope that receivers get.
-func (w *Worker) queueEvent(ctx context.Context, tx *sqlx.Tx, accountID, eventID, typ string, data any) ([]string, error) {
-	raw, err := json.Marshal(data)
-	if err != nil {
-		return nil, err
-	}
-	body, err := json.Marshal(webhook.Event{Type: typ, Timestamp: time.Now().UTC(), Data: raw})
-	if err != nil {
-		return nil, err
-	}
-	return store.QueueWebhookEvent(ctx, tx, accountID, eventID, typ, body)
+// newEvent is the event eventID of type typ with data, as receivers get it.
+func newEvent(eventID, typ string, data any) (store.QueuedEvent, error) {
+	body, err := webhook.Envelope(typ, data)
+	return store.QueuedEvent{ID: eventID, Type: typ, Payload: body}, err
 }
 
 // enqueueDeliveries queues committed deliveries; a failure is left to the
