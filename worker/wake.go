@@ -169,8 +169,8 @@ func (w *Worker) watchCreated(ctx context.Context) (stop func()) {
 // instance: 5, 10 and 20 ms first, for a lock about to be released (the
 // run before, between its finish's commit and its release), then every
 // 25 ms, adding up to about 1 s. The pause stays short because what else
-// holds an instance is short too (the reconciler's sweep: a Fly list
-// under the lock) and a pause is latency the operation pays in full:
+// holds an instance is short too (the reconciler's sweep, only while
+// it destroys an orphan it found) and a pause is latency the operation pays in full:
 // with pauses doubling up to 365 ms, one unlucky try cost up to a third
 // of a second. Each try costs a connection and a statement or two, and
 // only while the instance is busy.
