@@ -5,8 +5,7 @@
 -- api/middleware.go, api/idempotency.go, api/instances.go and api/change.go
 -- send them. Client n restarts its own instance inst_pgb_<n> (as every
 -- harness client restarts its own), so clients do not queue on one row lock.
--- It includes the status change and its event, which the api skips
--- when the instance already shows "restarting". cmd/mocdbench runs it with
+-- cmd/mocdbench runs it with
 -- -M extended: one Parse/Bind/Execute per statement, as lib/pq sends with
 -- binary_parameters. BENCHMARKS.md lists the statements the api really sent
 -- for an accept, counted on the wire, to compare.
@@ -20,10 +19,12 @@ WITH async AS (SELECT set_config('synchronous_commit', 'off', true)), claim AS (
 BEGIN;
 -- lock the instance (store.LockInstance)
 SELECT i.id, i.account_id, i.subdomain, i.status, a.plan, i.fly_region, i.fly_app, i.fly_machine_id, i.created_at, i.updated_at, i.deleted_at, i.version, i.image, i.volume_gb, i.fly_volume_id FROM instances i JOIN accounts a ON a.id = i.account_id WHERE i.id = 'inst_pgb_' || :client_id::text AND i.account_id = 'acct_pgbench' FOR UPDATE OF i;
--- the operation, the outbox row, unless a delete is under way (store.InsertCallOperation)
-INSERT INTO operations (id, account_id, instance_id, type, status) SELECT 'op_pgb' || :client_id::text || 'x' || :r::text, 'acct_pgbench', 'inst_pgb_' || :client_id::text, 'instance.restart', 'pending' WHERE NOT EXISTS (SELECT 1 FROM operations o WHERE o.instance_id = 'inst_pgb_' || :client_id::text AND o.type = 'instance.delete' AND o.status IN ('pending', 'running')) RETURNING seq, id, account_id, instance_id, type, status, error_code, error_message, attempts, created_at, started_at, finished_at, enqueued_at;
--- the transitional status and its event, one statement (store.ChangeInstanceStatus)
-WITH i AS (UPDATE instances SET status = 'restarting', updated_at = now(), deleted_at = CASE WHEN 'restarting' = 'deleted' THEN now() ELSE deleted_at END WHERE id = 'inst_pgb_' || :client_id::text RETURNING *), ev AS (INSERT INTO instance_events (id, account_id, instance_id, operation_id, from_status, to_status) SELECT 'evt_pgb' || :client_id::text || 'x' || :r::text, i.account_id, i.id, NULLIF('op_pgb' || :client_id::text || 'x' || :r::text, ''), NULLIF('running', ''), 'restarting' FROM i RETURNING seq, created_at) SELECT i.id, i.account_id, i.subdomain, i.status, a.plan, i.fly_region, i.fly_app, i.fly_machine_id, i.created_at, i.updated_at, i.deleted_at, i.version, i.image, i.volume_gb, i.fly_volume_id, ev.seq AS event_seq, ev.created_at AS event_created_at FROM i JOIN accounts a ON a.id = i.account_id, ev;
+-- the operation (the outbox row, unless a delete is under way), the
+-- transitional status and its event, one statement
+-- (store.InsertCallOperationShowing); as in the "accept, api alone"
+-- scenario, where nothing moves the instance back, it shows "restarting"
+-- from the first restart on and only the operation is written
+WITH op AS (INSERT INTO operations (id, account_id, instance_id, type, status, traceparent) SELECT 'op_pgb' || :client_id::text || 'x' || :r::text, 'acct_pgbench', 'inst_pgb_' || :client_id::text, 'instance.restart', 'pending', NULL WHERE NOT EXISTS (SELECT 1 FROM operations o WHERE o.instance_id = 'inst_pgb_' || :client_id::text AND o.type = 'instance.delete' AND o.status IN ('pending', 'running')) RETURNING seq, id, account_id, instance_id, type, status, error_code, error_message, attempts, created_at, started_at, finished_at, enqueued_at, version, image, from_state, lease_nonce, rollback_reason), i AS (UPDATE instances SET status = 'restarting', updated_at = now(), deleted_at = CASE WHEN 'restarting' = 'deleted' THEN now() ELSE deleted_at END WHERE id = 'inst_pgb_' || :client_id::text AND status <> 'restarting' AND EXISTS (SELECT 1 FROM op) RETURNING id, account_id), ev AS (INSERT INTO instance_events (id, account_id, instance_id, operation_id, from_status, to_status) SELECT 'evt_pgb' || :client_id::text || 'x' || :r::text, i.account_id, i.id, 'op_pgb' || :client_id::text || 'x' || :r::text, NULLIF('running', ''), 'restarting' FROM i) SELECT seq, id, account_id, instance_id, type, status, error_code, error_message, attempts, created_at, started_at, finished_at, enqueued_at, version, image, from_state, lease_nonce, rollback_reason FROM op;
 -- the audit entry and the answer to replay, one statement in the same
 -- transaction (store.InsertAudit with the answer); the body is an
 -- Operation's JSON in hex, since pgbench would read its "00:00:00" as
