@@ -2,17 +2,9 @@ package worker
 
 import (
 	"context"
-	"io"
-	"log/slog"
-	"net/http/httptest"
-	"strings"
 	"testing"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/myopenclaw/mocd/fly"
-	"github.com/myopenclaw/mocd/flysim"
-	"github.com/myopenclaw/mocd/id"
 	"github.com/myopenclaw/mocd/store"
 	"github.com/myopenclaw/mocd/testenv"
 )
@@ -30,28 +22,9 @@ func TestSweepReadsTheInstanceAgainUnderItsLock(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sim := flysim.New(flysim.Options{})
-	srv := httptest.NewServer(sim)
-	t.Cleanup(func() { srv.Close(); sim.Close() })
-	w := &Worker{
-		st:      st,
-		log:     slog.New(slog.NewTextHandler(io.Discard, nil)),
-		fly:     fly.New(fly.Options{BaseURL: srv.URL, Token: "sweep", MaxRetries: -1}),
-		opts:    Options{Image: "registry.fly.io/openclaw:sweep", FlyOrg: "personal", LeaseTTL: DefaultLeaseTTL},
-		metrics: newMetrics(prometheus.NewRegistry()),
-	}
-	instID := id.New(id.Instance)
-	inst, err := store.InsertInstance(ctx, st.DB, instID, acct.ID, strings.ToLower(instID), "iad", store.StatusCreating)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := w.create(ctx, inst); err != nil {
-		t.Fatal(err)
-	}
-	listed, err := store.InstanceByID(ctx, st.DB, instID) // as the reconciler listed it
-	if err != nil {
-		t.Fatal(err)
-	}
+	w, sim := newTestWorker(t, st, "sweep")
+	listed := createdInstance(t, w, acct.ID) // as the reconciler listed it
+	instID := listed.ID
 	app, first := AppName(instID), *listed.FlyMachineID
 
 	// Meanwhile an operation replaced the machine and recorded the new one;

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/myopenclaw/mocd/fly"
 	"github.com/myopenclaw/mocd/flysim"
 	"github.com/myopenclaw/mocd/id"
@@ -158,33 +160,50 @@ func TestSettle(t *testing.T) {
 	}
 }
 
-// runSettleRow makes an instance with a started machine, forces the
-// machine into state, carries out an operation of opType and checks the
-// outcome.
-func runSettleRow(t *testing.T, st *store.Store, accountID, opType, state, status, errCode, machine, writes string) {
+// newTestWorker is a Worker of st against its own flysim over real HTTP,
+// for tests of one of its steps; name tags its token and image.
+func newTestWorker(t *testing.T, st *store.Store, name string) (*Worker, *flysim.Server) {
 	t.Helper()
-	ctx := context.Background()
 	sim := flysim.New(flysim.Options{})
 	srv := httptest.NewServer(sim)
 	t.Cleanup(func() { srv.Close(); sim.Close() })
-	w := &Worker{
-		st:   st,
-		log:  slog.New(slog.NewTextHandler(io.Discard, nil)),
-		fly:  fly.New(fly.Options{BaseURL: srv.URL, Token: "settle", MaxRetries: -1}),
-		opts: Options{Image: "registry.fly.io/openclaw:settle", FlyOrg: "personal", LeaseTTL: DefaultLeaseTTL},
-	}
+	return &Worker{
+		st:      st,
+		log:     slog.New(slog.NewTextHandler(io.Discard, nil)),
+		fly:     fly.New(fly.Options{BaseURL: srv.URL, Token: name, MaxRetries: -1}),
+		opts:    Options{Image: "registry.fly.io/openclaw:" + name, FlyOrg: "personal", LeaseTTL: DefaultLeaseTTL},
+		metrics: newMetrics(prometheus.NewRegistry()),
+	}, sim
+}
 
+// createdInstance is a new instance of the account whose create w has
+// carried out: its app and started machine exist and are recorded.
+func createdInstance(t *testing.T, w *Worker, accountID string) store.Instance {
+	t.Helper()
+	ctx := context.Background()
 	instID := id.New(id.Instance)
-	inst, err := store.InsertInstance(ctx, st.DB, instID, accountID, strings.ToLower(instID), "iad", store.StatusCreating)
+	inst, err := store.InsertInstance(ctx, w.st.DB, instID, accountID, strings.ToLower(instID), "iad", store.StatusCreating)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := w.create(ctx, inst); err != nil {
 		t.Fatalf("setting up the machine: %v", err)
 	}
-	if inst, err = store.InstanceByID(ctx, st.DB, instID); err != nil {
+	if inst, err = store.InstanceByID(ctx, w.st.DB, instID); err != nil {
 		t.Fatal(err)
 	}
+	return inst
+}
+
+// runSettleRow makes an instance with a started machine, forces the
+// machine into state, carries out an operation of opType and checks the
+// outcome.
+func runSettleRow(t *testing.T, st *store.Store, accountID, opType, state, status, errCode, machine, writes string) {
+	t.Helper()
+	ctx := context.Background()
+	w, sim := newTestWorker(t, st, "settle")
+	inst := createdInstance(t, w, accountID)
+	instID := inst.ID
 	app, machineID := AppName(instID), deref(inst.FlyMachineID)
 	if err := sim.SetState(app, machineID, state); err != nil {
 		t.Fatal(err)
