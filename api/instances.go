@@ -177,7 +177,7 @@ func (s *Server) lifecycle(opType, transitional string) handlerFunc {
 			// Checks for an unfinished delete in a statement that starts
 			// after the lock is held (see InsertCallOperation), and shows
 			// the transitional status in the same statement.
-			op, err := store.InsertCallOperationShowing(ctx, tx, id.New(id.Operation), p.AccountID, inst, opType, transitional)
+			op, err := store.InsertCallOperation(ctx, tx, id.New(id.Operation), p.AccountID, inst, opType, transitional)
 			if err != nil {
 				return result{}, err
 			}

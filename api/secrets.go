@@ -169,7 +169,7 @@ func (s *Server) configure(c *gin.Context, instID string, change func(ctx contex
 			return result{}, err
 		}
 		// Refuses with ErrInstanceDeleting (409) before anything changes.
-		op, err := store.InsertCallOperation(ctx, tx, id.New(id.Operation), p.AccountID, inst.ID, store.OpConfigure)
+		op, err := store.InsertCallOperation(ctx, tx, id.New(id.Operation), p.AccountID, inst, store.OpConfigure, "")
 		if err != nil {
 			return result{}, err
 		}

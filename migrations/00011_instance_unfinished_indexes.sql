@@ -3,7 +3,7 @@
 -- accept and every run, answered from that instance's rows alone.
 --
 -- A lifecycle call's accept asks whether a delete of the instance is
--- unfinished (store.InsertCallOperationShowing). Postgres answered it from
+-- unfinished (store.InsertCallOperation). Postgres answered it from
 -- operations_unfinished, the relay's index of every unfinished operation
 -- in the system, filtering on instance and type: the more operations
 -- waiting anywhere (a worker outage, a burst of accepts), the slower every

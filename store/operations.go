@@ -143,9 +143,13 @@ func InsertOperation(ctx context.Context, db sqlx.ExtContext, id, accountID, ins
 var ErrInstanceDeleting = errors.New("store: a delete of the instance is under way")
 
 // InsertCallOperation is InsertOperation for a lifecycle call on an existing
-// instance whose row the transaction has locked (LockInstance): it inserts
-// the operation unless a delete of the instance was accepted and has not
-// finished, and then returns ErrInstanceDeleting.
+// instance whose row the transaction has locked (LockInstance; inst as it
+// read it): it inserts the operation unless a delete of the instance was
+// accepted and has not finished, and then returns ErrInstanceDeleting. If
+// showing is not "" and the instance does not show it already, the same
+// statement moves the instance to showing, with its event row caused by
+// the operation (ChangeInstanceStatus's change): a lifecycle call's accept
+// is one round trip here.
 //
 // The check must be a statement that starts AFTER the lock is held. Under
 // READ COMMITTED every statement reads its own snapshot, taken when it
@@ -154,41 +158,27 @@ var ErrInstanceDeleting = errors.New("store: a delete of the instance is under w
 // waited went unseen and a start slipped in behind the delete (issue 12:
 // a deleted instance came back). Folding the check into this INSERT keeps
 // the accept at the same number of round trips.
-func InsertCallOperation(ctx context.Context, db sqlx.ExtContext, id, accountID, instanceID, opType string) (Operation, error) {
-	const q = `INSERT INTO operations (id, account_id, instance_id, type, status, traceparent)
-		SELECT $1, $2, $3, $4, 'pending', $5
-		WHERE NOT EXISTS (SELECT 1 FROM operations o
-			WHERE o.instance_id = $3 AND o.type = 'instance.delete' AND o.status IN ('pending', 'running'))
-		RETURNING ` + opCols
-	out, err := getOperation(ctx, db, q, id, accountID, instanceID, opType, telemetry.Traceparent(ctx))
+func InsertCallOperation(ctx context.Context, db sqlx.ExtContext, opID, accountID string, inst Instance, opType, showing string) (Operation, error) {
+	const q = `WITH op AS (INSERT INTO operations (id, account_id, instance_id, type, status, traceparent)
+			SELECT $1, $6, $3, $4, 'pending', $5 WHERE ` + noUnfinishedDelete + `
+			RETURNING ` + opCols + `),
+		i AS (UPDATE instances ` + setStatus + `
+			WHERE id = $3 AND $2 <> '' AND status <> $2 AND EXISTS (SELECT 1 FROM op) RETURNING id, account_id),
+		ev AS (INSERT INTO instance_events (id, account_id, instance_id, operation_id, from_status, to_status)
+			SELECT $7, i.account_id, i.id, $1, NULLIF($8, ''), $2 FROM i)
+		SELECT ` + opCols + ` FROM op`
+	out, err := getOperation(ctx, db, q, opID, showing, inst.ID, opType, telemetry.Traceparent(ctx), accountID, id.New(id.Event), inst.Status)
 	if errors.Is(err, sql.ErrNoRows) {
 		return out, ErrInstanceDeleting
 	}
 	return out, mapErr(err)
 }
 
-// InsertCallOperationShowing is InsertCallOperation and, if the operation
-// is inserted and the locked instance does not show status already,
-// ChangeInstanceStatus to status caused by it, in ONE statement: a
-// lifecycle call's accept. inst is the instance as LockInstance read it.
-// Like InsertCallOperation, it must start after the lock is held.
-func InsertCallOperationShowing(ctx context.Context, db sqlx.ExtContext, opID, accountID string, inst Instance, opType, status string) (Operation, error) {
-	const q = `WITH op AS (INSERT INTO operations (id, account_id, instance_id, type, status, traceparent)
-			SELECT $1, $6, $3, $4, 'pending', $5
-			WHERE NOT EXISTS (SELECT 1 FROM operations o
-				WHERE o.instance_id = $3 AND o.type = 'instance.delete' AND o.status IN ('pending', 'running'))
-			RETURNING ` + opCols + `),
-		i AS (UPDATE instances ` + setStatus + `
-			WHERE id = $3 AND status <> $2 AND EXISTS (SELECT 1 FROM op) RETURNING id, account_id),
-		ev AS (INSERT INTO instance_events (id, account_id, instance_id, operation_id, from_status, to_status)
-			SELECT $7, i.account_id, i.id, $1, NULLIF($8, ''), $2 FROM i)
-		SELECT ` + opCols + ` FROM op`
-	out, err := getOperation(ctx, db, q, opID, status, inst.ID, opType, telemetry.Traceparent(ctx), accountID, id.New(id.Event), inst.Status)
-	if errors.Is(err, sql.ErrNoRows) {
-		return out, ErrInstanceDeleting
-	}
-	return out, mapErr(err)
-}
+// noUnfinishedDelete is the condition, on $3 the instance's id, of every
+// insert of an operation on an existing instance: no delete of it was
+// accepted and has not finished (InsertCallOperation).
+const noUnfinishedDelete = `NOT EXISTS (SELECT 1 FROM operations o
+	WHERE o.instance_id = $3 AND o.type = 'instance.delete' AND o.status IN ('pending', 'running'))`
 
 // GetOperation reads one operation of an account.
 func GetOperation(ctx context.Context, db sqlx.ExtContext, accountID, opID string) (Operation, error) {

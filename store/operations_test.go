@@ -234,11 +234,12 @@ func TestInstanceLocksLeaveConnectionsForStatements(t *testing.T) {
 	}
 }
 
-// TestInsertCallOperationShowing: a lifecycle call's accept inserts the
+// TestInsertCallOperation: a lifecycle call's accept inserts the
 // operation and shows the transitional status with its event, in one
-// statement; an instance already showing it gets no event; an unfinished
+// statement; an instance already showing it, or a call with nothing to
+// show, gets no event; an unfinished
 // delete refuses the call and changes nothing.
-func TestInsertCallOperationShowing(t *testing.T) {
+func TestInsertCallOperation(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	st := testenv.Store(t)
@@ -258,7 +259,7 @@ func TestInsertCallOperationShowing(t *testing.T) {
 			if err != nil {
 				return err
 			}
-			op, err = store.InsertCallOperationShowing(ctx, tx, id.New(id.Operation), a.ID, locked, opType, status)
+			op, err = store.InsertCallOperation(ctx, tx, id.New(id.Operation), a.ID, locked, opType, status)
 			return err
 		})
 		now, gerr := store.GetInstance(ctx, st.DB, a.ID, inst.ID)
@@ -290,6 +291,12 @@ func TestInsertCallOperationShowing(t *testing.T) {
 	// Already showing restarting: the operation queues, no event.
 	if _, now, evs, err = accept(store.OpRestart, store.StatusRestarting); err != nil || now.Status != store.StatusRestarting || len(evs) != 1 {
 		t.Errorf("second restart: %v, status %s, %d events", err, now.Status, len(evs))
+	}
+
+	// Nothing to show (an instance.configure): the operation queues, no
+	// status change, no event.
+	if op, now, evs, err = accept(store.OpConfigure, ""); err != nil || op.Type != store.OpConfigure || now.Status != store.StatusRestarting || len(evs) != 1 {
+		t.Errorf("configure: %v, %s, status %s, %d events", err, op.Type, now.Status, len(evs))
 	}
 
 	// A delete is unfinished: a start is refused and nothing changes.

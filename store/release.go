@@ -43,9 +43,7 @@ func SetInstanceVolume(ctx context.Context, db sqlx.ExtContext, instanceID, volu
 // unfinished, and then returns ErrInstanceDeleting.
 func InsertTargetOperation(ctx context.Context, db sqlx.ExtContext, id, accountID, instanceID, opType, version, image string) (Operation, error) {
 	const q = `INSERT INTO operations (id, account_id, instance_id, type, status, version, image, traceparent)
-		SELECT $1, $2, $3, $4, 'pending', $5, $6, $7
-		WHERE NOT EXISTS (SELECT 1 FROM operations o
-			WHERE o.instance_id = $3 AND o.type = 'instance.delete' AND o.status IN ('pending', 'running'))
+		SELECT $1, $2, $3, $4, 'pending', $5, $6, $7 WHERE ` + noUnfinishedDelete + `
 		RETURNING ` + opCols
 	out, err := getOperation(ctx, db, q, id, accountID, instanceID, opType, version, image, telemetry.Traceparent(ctx))
 	if errors.Is(err, sql.ErrNoRows) {
