@@ -223,9 +223,15 @@ func ListOperations(ctx context.Context, db sqlx.ExtContext, accountID string, f
 // CancelOperation moves a pending operation to cancelled and answers it as
 // it now is. ErrNotFound means it is not pending (or not the account's):
 // the caller reads it again to tell which.
+//
+// "(status = 'pending') IS TRUE" is a condition Postgres cannot look up in
+// an index, so it finds the row by its primary key. Given "status =
+// 'pending'", with statistics gathered while nothing was pending, it chose
+// operations_account_status_seq and read every pending operation of the
+// account (TestStatementsDoNotReadTheBacklog; migration 00012 tells why).
 func CancelOperation(ctx context.Context, db sqlx.ExtContext, accountID, opID string) (Operation, error) {
 	const q = `UPDATE operations SET status = 'cancelled', finished_at = now()
-		WHERE id = $1 AND account_id = $2 AND status = 'pending' RETURNING ` + opCols
+		WHERE id = $1 AND account_id = $2 AND (status = 'pending') IS TRUE RETURNING ` + opCols
 	out, err := getOperation(ctx, db, q, opID, accountID)
 	return out, mapErr(err)
 }
@@ -338,10 +344,12 @@ func aliased(cols, cte string) string {
 }
 
 // UnfinishedOperations lists up to limit pending or running operations,
-// oldest first, for the relay; after pages by seq.
+// oldest first, for the relay; after pages by seq. "seq > 0", always true,
+// is what lets it use operations_unfinished, which no other statement may
+// (migration 00012).
 func UnfinishedOperations(ctx context.Context, db sqlx.ExtContext, after int64, limit int) ([]Operation, error) {
 	const q = `SELECT ` + opCols + `, traceparent FROM operations
-		WHERE status IN ('pending', 'running') AND seq > $1 ORDER BY seq LIMIT $2`
+		WHERE status IN ('pending', 'running') AND seq > 0 AND seq > $1 ORDER BY seq LIMIT $2`
 	out := []Operation{}
 	err := sqlx.SelectContext(ctx, db, &out, q, after, limit)
 	return out, mapErr(err)

@@ -146,7 +146,7 @@ func (b *bench) measureDrain(ctx context.Context) drainResult {
 	var d drainResult
 	count := func() int {
 		var n int
-		b.db.QueryRowContext(ctx, `SELECT count(*) FROM operations WHERE status IN ('pending', 'running')`).Scan(&n)
+		b.db.QueryRowContext(ctx, countUnfinished).Scan(&n)
 		return n
 	}
 	d.Backlog = count()
