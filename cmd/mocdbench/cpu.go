@@ -105,6 +105,20 @@ type cpuUse struct {
 	Busy, Capacity time.Duration
 }
 
+// add is u and o, two windows, together.
+func (u cpuUse) add(o cpuUse) cpuUse {
+	out := cpuUse{Elapsed: u.Elapsed + o.Elapsed, Others: u.Others + o.Others, Busy: u.Busy + o.Busy, Capacity: u.Capacity + o.Capacity}
+	if len(u.ByGroup)+len(o.ByGroup) > 0 {
+		out.ByGroup = map[string]time.Duration{}
+		for _, m := range []map[string]time.Duration{u.ByGroup, o.ByGroup} {
+			for k, v := range m {
+				out.ByGroup[k] += v
+			}
+		}
+	}
+	return out
+}
+
 func cpuBetween(a, b cpuSample) cpuUse {
 	u := cpuUse{Elapsed: b.at.Sub(a.at), ByGroup: map[string]time.Duration{}, Busy: b.busy - a.busy, Capacity: b.total - a.total}
 	var ours time.Duration

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -135,6 +136,32 @@ type result struct {
 	Queued    []time.Duration // sorted; server-recorded time before a worker started
 	FirstErr  string
 	CPU       cpuUse
+}
+
+// merge is r and o measured one after the other: their units, time and
+// CPU added, their latencies pooled.
+func (r result) merge(o result) result {
+	out := result{
+		Units: r.Units + o.Units, Requests: r.Requests + o.Requests,
+		Errors: r.Errors + o.Errors, Limited: r.Limited + o.Limited,
+		Elapsed:   r.Elapsed + o.Elapsed,
+		Latencies: pooled(r.Latencies, o.Latencies),
+		Server:    pooled(r.Server, o.Server),
+		Queued:    pooled(r.Queued, o.Queued),
+		FirstErr:  cmp.Or(r.FirstErr, o.FirstErr),
+		CPU:       r.CPU.add(o.CPU),
+	}
+	return out
+}
+
+// pooled is a and b, sorted.
+func pooled(a, b []time.Duration) []time.Duration {
+	if len(a)+len(b) == 0 {
+		return nil
+	}
+	out := slices.Concat(a, b)
+	slices.Sort(out)
+	return out
 }
 
 // PerSec is successful units per second.

@@ -113,6 +113,8 @@ func ratio(a, b float64) string {
 // row is one line of the main table.
 type row struct {
 	Name, Rate, P50, P99, Errors, Limited, Ratio, APIPG, APIRedis, WorkerPG, WorkerRedis string
+	// Passes is a reference's rate in each of its two passes.
+	Passes string
 }
 
 func (b *bench) rows() []row {
@@ -183,6 +185,27 @@ func (b *bench) rows() []row {
 }
 
 func (b *bench) refRows() []row {
+	rows := refRowsOf(b.refs)
+	rate := func(pass refResults, name string) string {
+		for _, r := range refRowsOf(pass) {
+			if r.Name == name {
+				if n, _, ok := strings.Cut(r.Rate, " "); ok && r.Errors != "" {
+					return n
+				}
+			}
+		}
+		return "–"
+	}
+	if len(b.refPasses[1].pgbench) > 0 { // both passes ran
+		for i := range rows {
+			rows[i].Passes = rate(b.refPasses[0], rows[i].Name) + " / " + rate(b.refPasses[1], rows[i].Name)
+		}
+	}
+	return rows
+}
+
+// refRowsOf is the references table of one set of measurements.
+func refRowsOf(refs refResults) []row {
 	var rows []row
 	add := func(name, unit string, r result, errText string) {
 		if errText != "" {
@@ -195,13 +218,13 @@ func (b *bench) refRows() []row {
 		}
 		rows = append(rows, w)
 	}
-	for _, r := range b.refs.pgbench {
+	for _, r := range refs.pgbench {
 		add("pgbench: "+r.variant.name, "tx/s", r.res, r.err)
 	}
-	add("Asynq no-op, closed loop", "tasks/s", b.refs.asynqClosed, b.refs.asynqErr)
-	add("Asynq: enqueue only, flat out", "tasks/s", b.refs.asynqEnqueue, b.refs.asynqErr)
-	add("Asynq no-op: a full queue worked off", "tasks/s", b.refs.asynqFull, b.refs.asynqErr)
-	add("bare Gin, constant answer", "req/s", b.refs.gin, b.refs.ginErr)
+	add("Asynq no-op, closed loop", "tasks/s", refs.asynqClosed, refs.asynqErr)
+	add("Asynq: enqueue only, flat out", "tasks/s", refs.asynqEnqueue, refs.asynqErr)
+	add("Asynq no-op: a full queue worked off", "tasks/s", refs.asynqFull, refs.asynqErr)
+	add("bare Gin, constant answer", "req/s", refs.gin, refs.ginErr)
 	return rows
 }
 

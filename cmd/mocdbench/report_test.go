@@ -144,3 +144,42 @@ func TestReport(t *testing.T) {
 		}
 	})
 }
+
+// TestReferencesPoolBothPasses: a reference's figure is its two passes
+// together, each pass listed beside it; a failed pass is left out.
+func TestReferencesPoolBothPasses(t *testing.T) {
+	pass := func(pgb, gin int, pgbErr string) refResults {
+		return refResults{
+			pgbench: []pgbenchRun{{variant: pgbenchVariants[0], err: pgbErr,
+				res: result{Units: pgb, Elapsed: time.Second, Latencies: []time.Duration{time.Millisecond}}}},
+			gin: result{Units: gin, Elapsed: time.Second},
+		}
+	}
+	b := &bench{refPasses: [2]refResults{pass(1000, 500, ""), pass(2000, 700, "")}}
+	b.refs = b.refPasses[0].merged(b.refPasses[1])
+	if got := b.pgbenchTPS(pgbenchScript); got != 1500 {
+		t.Errorf("pgbench: %.0f tx/s, want 1500 (both passes)", got)
+	}
+	if got := b.refs.gin.PerSec(); got != 600 {
+		t.Errorf("gin: %.0f req/s, want 600", got)
+	}
+	if b.refPasses[0].pgbench[0].res.Units != 1000 {
+		t.Error("merging changed the first pass")
+	}
+	rows := b.refRows()
+	if rows[0].Rate != "1500 tx/s" || rows[0].Passes != "1000 / 2000" {
+		t.Errorf("pgbench row %+v", rows[0])
+	}
+	if last := rows[len(rows)-1]; last.Passes != "500 / 700" {
+		t.Errorf("gin row %+v", last)
+	}
+
+	b.refPasses[1] = pass(0, 700, "pgbench: connection refused")
+	b.refs = b.refPasses[0].merged(b.refPasses[1])
+	if got := b.pgbenchTPS(pgbenchScript); got != 1000 {
+		t.Errorf("pgbench with a failed second pass: %.0f tx/s, want the first pass's 1000", got)
+	}
+	if rows := b.refRows(); rows[0].Passes != "1000 / –" {
+		t.Errorf("pgbench row with a failed pass %+v", rows[0])
+	}
+}

@@ -62,11 +62,14 @@ type bench struct {
 	walk       result
 
 	// Results.
-	counted   map[string]countResult
-	idle      map[string]wirecount.Counts
-	idleFor   time.Duration
-	timed     map[string]result
-	refs      refResults
+	counted map[string]countResult
+	idle    map[string]wirecount.Counts
+	idleFor time.Duration
+	timed   map[string]result
+	refs    refResults
+	// refPasses are the references measured before and after the
+	// scenarios; refs is both together.
+	refPasses [2]refResults
 	profiles  map[string]profileResult
 	drain     drainResult
 	seedTimes map[string]time.Duration
