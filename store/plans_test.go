@@ -118,61 +118,53 @@ func TestStatementsDoNotReadTheBacklog(t *testing.T) {
 		t.Fatal(err)
 	}
 	const instances, finished, waiting = 60, 20000, 3000
-	err = st.WithTx(ctx, func(tx *sqlx.Tx) error {
-		for _, q := range []string{
-			`SET LOCAL session_replication_role = replica`, // no NOTIFY per seeded row
-			`INSERT INTO instances (id, account_id, subdomain, status, fly_region)
-				SELECT 'inst_plan' || g, $1, 'plan-' || g, 'running', 'iad' FROM generate_series(1, ` + fmt.Sprint(instances) + `) g`,
-			`INSERT INTO operations (id, account_id, instance_id, type, status, attempts, started_at, finished_at)
-				SELECT 'op_done' || g, $1, 'inst_plan' || (1 + g % ` + fmt.Sprint(instances) + `), 'instance.restart', 'succeeded', 1, now(), now()
-				FROM generate_series(1, ` + fmt.Sprint(finished) + `) g`,
-			`INSERT INTO webhook_endpoints (id, account_id, url, events, secret_sealed)
-				VALUES ('we_plan', $1, 'https://example.com/hook', '{*}', '\x00')`,
-			`INSERT INTO webhook_deliveries (id, endpoint_id, account_id, event_id, event_type, payload, status, attempts, finished_at)
-				SELECT 'dlv_done' || g, 'we_plan', $1, 'evt_done' || g, 'operation.succeeded', '\x7b7d', 'succeeded', 1, now()
-				FROM generate_series(1, ` + fmt.Sprint(finished) + `) g`,
-		} {
-			var args []any
-			if strings.Contains(q, "$1") {
-				args = []any{a.ID}
+	seed := func(stmts ...string) {
+		t.Helper()
+		err := st.WithTx(ctx, func(tx *sqlx.Tx) error {
+			// No NOTIFY per seeded row.
+			if _, err := tx.ExecContext(ctx, `SET LOCAL session_replication_role = replica`); err != nil {
+				return err
 			}
-			if _, err := tx.ExecContext(ctx, q, args...); err != nil {
-				return fmt.Errorf("%s: %w", q, err)
+			for _, q := range stmts {
+				var args []any
+				if strings.Contains(q, "$1") {
+					args = []any{a.ID}
+				}
+				if _, err := tx.ExecContext(ctx, q, args...); err != nil {
+					return fmt.Errorf("%s: %w", q, err)
+				}
 			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
 		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
 	}
+	seed(
+		`INSERT INTO instances (id, account_id, subdomain, status, fly_region)
+			SELECT 'inst_plan' || g, $1, 'plan-' || g, 'running', 'iad' FROM generate_series(1, `+fmt.Sprint(instances)+`) g`,
+		`INSERT INTO operations (id, account_id, instance_id, type, status, attempts, started_at, finished_at)
+			SELECT 'op_done' || g, $1, 'inst_plan' || (1 + g % `+fmt.Sprint(instances)+`), 'instance.restart', 'succeeded', 1, now(), now()
+			FROM generate_series(1, `+fmt.Sprint(finished)+`) g`,
+		`INSERT INTO webhook_endpoints (id, account_id, url, events, secret_sealed)
+			VALUES ('we_plan', $1, 'https://example.com/hook', '{*}', '\x00')`,
+		`INSERT INTO webhook_deliveries (id, endpoint_id, account_id, event_id, event_type, payload, status, attempts, finished_at)
+			SELECT 'dlv_done' || g, 'we_plan', $1, 'evt_done' || g, 'operation.succeeded', '\x7b7d', 'succeeded', 1, now()
+			FROM generate_series(1, `+fmt.Sprint(finished)+`) g`,
+	)
 	// The statistics of a system where everything has finished.
 	if _, err := st.DB.ExecContext(ctx, `ANALYZE operations; ANALYZE webhook_deliveries`); err != nil {
 		t.Fatal(err)
 	}
 	// Then a backlog (a worker outage; a receiver down) they do not know of.
-	err = st.WithTx(ctx, func(tx *sqlx.Tx) error {
-		for _, q := range []string{
-			`SET LOCAL session_replication_role = replica`,
-			`INSERT INTO operations (id, account_id, instance_id, type, status)
-				SELECT 'op_wait' || g, $1, 'inst_plan' || (1 + g % ` + fmt.Sprint(instances) + `), 'instance.restart', 'pending'
-				FROM generate_series(1, ` + fmt.Sprint(waiting) + `) g`,
-			`INSERT INTO webhook_deliveries (id, endpoint_id, account_id, event_id, event_type, payload)
-				SELECT 'dlv_wait' || g, 'we_plan', $1, 'evt_wait' || g, 'operation.succeeded', '\x7b7d'
-				FROM generate_series(1, ` + fmt.Sprint(waiting) + `) g`,
-		} {
-			var args []any
-			if strings.Contains(q, "$1") {
-				args = []any{a.ID}
-			}
-			if _, err := tx.ExecContext(ctx, q, args...); err != nil {
-				return fmt.Errorf("%s: %w", q, err)
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	seed(
+		`INSERT INTO operations (id, account_id, instance_id, type, status)
+			SELECT 'op_wait' || g, $1, 'inst_plan' || (1 + g % `+fmt.Sprint(instances)+`), 'instance.restart', 'pending'
+			FROM generate_series(1, `+fmt.Sprint(waiting)+`) g`,
+		`INSERT INTO webhook_deliveries (id, endpoint_id, account_id, event_id, event_type, payload)
+			SELECT 'dlv_wait' || g, 'we_plan', $1, 'evt_wait' || g, 'operation.succeeded', '\x7b7d'
+			FROM generate_series(1, `+fmt.Sprint(waiting)+`) g`,
+	)
 
 	// A statement that reads the backlog goes through thousands of rows;
 	// one that reads its own, a few dozen at most (an instance has 50
