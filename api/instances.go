@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"slices"
 	"strings"
@@ -170,14 +171,17 @@ func (s *Server) lifecycle(opType, transitional string) handlerFunc {
 		}
 		p := principal(c)
 		return s.change(c, func(ctx context.Context, tx *sqlx.Tx) (result, error) {
-			inst, err := lockLiveInstance(ctx, tx, p.AccountID, instID)
-			if err != nil {
-				return result{}, err
+			// One statement locks the instance, checks it and queues the
+			// operation, showing the transitional status.
+			op, err := store.AcceptCallOperation(ctx, tx, id.New(id.Operation), p.AccountID, instID, opType, transitional)
+			if errors.Is(err, store.ErrNotFound) {
+				// Nothing queued: the long way says why (a 404, or a 409
+				// while a delete is under way).
+				var inst store.Instance
+				if inst, err = lockLiveInstance(ctx, tx, p.AccountID, instID); err == nil {
+					op, err = store.InsertCallOperation(ctx, tx, id.New(id.Operation), p.AccountID, inst, opType, transitional)
+				}
 			}
-			// Checks for an unfinished delete in a statement that starts
-			// after the lock is held (see InsertCallOperation), and shows
-			// the transitional status in the same statement.
-			op, err := store.InsertCallOperation(ctx, tx, id.New(id.Operation), p.AccountID, inst, opType, transitional)
 			if err != nil {
 				return result{}, err
 			}

@@ -86,7 +86,7 @@ func (s *Server) upgradeInstance(c *gin.Context) error {
 		if err != nil {
 			return result{}, err
 		}
-		op, err := store.InsertTargetOperation(ctx, tx, id.New(id.Operation), p.AccountID, inst.ID, store.OpUpgrade, v.Version, v.Image)
+		op, err := store.InsertTargetOperation(ctx, tx, id.New(id.Operation), p.AccountID, inst, store.OpUpgrade, v.Version, v.Image)
 		if err != nil {
 			return result{}, err
 		}

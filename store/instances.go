@@ -43,11 +43,15 @@ type Instance struct {
 	Image       string  `db:"image"`
 	VolumeGB    int     `db:"volume_gb"`
 	FlyVolumeID *string `db:"fly_volume_id"`
+	// DeletingOperationID is the instance's unfinished instance.delete, if
+	// one was accepted (migration 00013): no other operation is accepted
+	// while it is set.
+	DeletingOperationID *string `db:"deleting_operation_id"`
 }
 
 const instanceCols = `i.id, i.account_id, i.subdomain, i.status, a.plan, i.fly_region,
 	i.fly_app, i.fly_machine_id, i.created_at, i.updated_at, i.deleted_at,
-	i.version, i.image, i.volume_gb, i.fly_volume_id`
+	i.version, i.image, i.volume_gb, i.fly_volume_id, i.deleting_operation_id`
 
 // InsertInstance stores a new instance in the given status. A live
 // instance already holding the subdomain is a *ConflictError on

@@ -138,47 +138,70 @@ func InsertOperation(ctx context.Context, db sqlx.ExtContext, id, accountID, ins
 	return out, mapErr(err)
 }
 
-// ErrInstanceDeleting is InsertCallOperation's refusal: a delete of the
-// instance was accepted and has not finished.
+// ErrInstanceDeleting is the refusal of a new operation on an instance
+// whose delete was accepted and has not finished.
 var ErrInstanceDeleting = errors.New("store: a delete of the instance is under way")
 
-// InsertCallOperation is InsertOperation for a lifecycle call on an existing
-// instance whose row the transaction has locked (LockInstance; inst as it
-// read it): it inserts the operation unless a delete of the instance was
-// accepted and has not finished, and then returns ErrInstanceDeleting. If
-// showing is not "" and the instance does not show it already, the same
-// statement moves the instance to showing, with its event row caused by
-// the operation (ChangeInstanceStatus's change): a lifecycle call's accept
-// is one round trip here.
+// InsertCallOperation is InsertOperation for a call on an existing instance
+// whose row the transaction has locked (LockInstance; inst as it read it,
+// which the row lock makes the row's newest version). It refuses with
+// ErrInstanceDeleting when a delete of the instance is under way
+// (inst.DeletingOperationID). Otherwise one statement inserts the
+// operation and has the call's effects on the instance (callEffects): it
+// shows showing, unless that is "" or already shown, with its event row
+// caused by the operation; a delete becomes the instance's deleting
+// operation.
 //
-// The check must be a statement that starts AFTER the lock is held. Under
-// READ COMMITTED every statement reads its own snapshot, taken when it
-// starts: a check folded into the locking SELECT read a snapshot taken
-// before that SELECT waited for the lock, so a delete accepted while it
-// waited went unseen and a start slipped in behind the delete (issue 12:
-// a deleted instance came back). Folding the check into this INSERT keeps
-// the accept at the same number of round trips.
+// The delete check reads the locked row, not the operations: a subquery
+// reads the snapshot its statement took before waiting for the lock, so a
+// delete accepted while it waited went unseen and a start slipped in
+// behind it (issue 12: a deleted instance came back).
 func InsertCallOperation(ctx context.Context, db sqlx.ExtContext, opID, accountID string, inst Instance, opType, showing string) (Operation, error) {
-	const q = `WITH op AS (INSERT INTO operations (id, account_id, instance_id, type, status, traceparent)
-			SELECT $1, $6, $3, $4, 'pending', $5 WHERE ` + noUnfinishedDelete + `
-			RETURNING ` + opCols + `),
-		i AS (UPDATE instances ` + setStatus + `
-			WHERE id = $3 AND $2 <> '' AND status <> $2 AND EXISTS (SELECT 1 FROM op) RETURNING id, account_id),
-		ev AS (INSERT INTO instance_events (id, account_id, instance_id, operation_id, from_status, to_status)
-			SELECT $7, i.account_id, i.id, $1, NULLIF($8, ''), $2 FROM i)
+	if inst.DeletingOperationID != nil {
+		return Operation{}, ErrInstanceDeleting
+	}
+	q := `WITH op AS (INSERT INTO operations (id, account_id, instance_id, type, status, traceparent)
+			VALUES ($1, $6, $3, $4, 'pending', $5) RETURNING ` + opCols + `),
+		` + callEffects("$8") + `
 		SELECT ` + opCols + ` FROM op`
 	out, err := getOperation(ctx, db, q, opID, showing, inst.ID, opType, telemetry.Traceparent(ctx), accountID, id.New(id.Event), inst.Status)
-	if errors.Is(err, sql.ErrNoRows) {
-		return out, ErrInstanceDeleting
-	}
 	return out, mapErr(err)
 }
 
-// noUnfinishedDelete is the condition, on $3 the instance's id, of every
-// insert of an operation on an existing instance: no delete of it was
-// accepted and has not finished (InsertCallOperation).
-const noUnfinishedDelete = `NOT EXISTS (SELECT 1 FROM operations o
-	WHERE o.instance_id = $3 AND o.type = 'instance.delete' AND o.status IN ('pending', 'running'))`
+// AcceptCallOperation is the usual accept of a lifecycle call in ONE
+// statement: it locks the account's instance's row (as LockInstance does)
+// and, unless the instance is deleted or a delete of it is under way,
+// inserts the operation with InsertCallOperation's effects. The row lock
+// hands the statement the row's newest version, so its checks see every
+// call accepted before it (migration 00013). ErrNotFound means nothing
+// was queued: the caller takes the long way (LockInstance, then
+// InsertCallOperation), which tells why.
+func AcceptCallOperation(ctx context.Context, db sqlx.ExtContext, opID, accountID, instanceID, opType, showing string) (Operation, error) {
+	q := `WITH i AS (SELECT status, deleting_operation_id FROM instances
+				WHERE id = $3 AND account_id = $6 FOR NO KEY UPDATE),
+		op AS (INSERT INTO operations (id, account_id, instance_id, type, status, traceparent)
+			SELECT $1, $6, $3, $4, 'pending', $5 FROM i
+			WHERE i.status <> 'deleted' AND i.deleting_operation_id IS NULL
+			RETURNING ` + opCols + `),
+		` + callEffects("(SELECT status FROM i)") + `
+		SELECT ` + opCols + ` FROM op`
+	out, err := getOperation(ctx, db, q, opID, showing, instanceID, opType, telemetry.Traceparent(ctx), accountID, id.New(id.Event))
+	return out, mapErr(err)
+}
+
+// callEffects are the CTEs of an accepted call's effects on its instance,
+// once the CTE op has inserted the operation: $1 the operation's id, $2
+// the status to show ("" for none), $3 the instance's id, $4 the
+// operation's type, $6 the account's, $7 the event's; from is the status
+// the instance showed, read under its row lock.
+func callEffects(from string) string {
+	return `s AS (UPDATE instances SET status = CASE WHEN $2 <> '' THEN $2 ELSE status END, updated_at = now(),
+				deleting_operation_id = CASE WHEN $4 = '` + OpDelete + `' THEN $1 ELSE deleting_operation_id END
+			WHERE id = $3 AND EXISTS (SELECT 1 FROM op) AND (($2 <> '' AND status <> $2) OR $4 = '` + OpDelete + `')),
+		ev AS (INSERT INTO instance_events (id, account_id, instance_id, operation_id, from_status, to_status)
+			SELECT $7, $6, $3, $1, NULLIF(` + from + `, ''), $2
+			WHERE EXISTS (SELECT 1 FROM op) AND $2 <> '' AND ` + from + ` <> $2)`
+}
 
 // GetOperation reads one operation of an account.
 func GetOperation(ctx context.Context, db sqlx.ExtContext, accountID, opID string) (Operation, error) {
@@ -229,11 +252,23 @@ func ListOperations(ctx context.Context, db sqlx.ExtContext, accountID string, f
 // 'pending'", with statistics gathered while nothing was pending, it chose
 // operations_account_status_seq and read every pending operation of the
 // account (TestStatementsDoNotReadTheBacklog; migration 00012 tells why).
+//
+// A cancelled delete is no longer its instance's deleting operation.
 func CancelOperation(ctx context.Context, db sqlx.ExtContext, accountID, opID string) (Operation, error) {
-	const q = `UPDATE operations SET status = 'cancelled', finished_at = now()
-		WHERE id = $1 AND account_id = $2 AND (status = 'pending') IS TRUE RETURNING ` + opCols
+	q := `WITH c AS (UPDATE operations SET status = 'cancelled', finished_at = now()
+			WHERE id = $1 AND account_id = $2 AND (status = 'pending') IS TRUE RETURNING ` + opCols + `),
+		d AS (` + clearDeleting("(SELECT instance_id FROM c)", "$1", "c") + `)
+		SELECT ` + opCols + ` FROM c`
 	out, err := getOperation(ctx, db, q, opID, accountID)
 	return out, mapErr(err)
+}
+
+// clearDeleting is the UPDATE by which an operation that finishes, here
+// the one the CTE named cte changed, stops being the deleting operation
+// of instance instanceID (migration 00013) if it was.
+func clearDeleting(instanceID, opID, cte string) string {
+	return `UPDATE instances SET deleting_operation_id = NULL
+			WHERE id = ` + instanceID + ` AND deleting_operation_id = ` + opID + ` AND EXISTS (SELECT 1 FROM ` + cte + `)`
 }
 
 // PendingOperationsOf lists the instance's pending operations, oldest first.
@@ -293,7 +328,8 @@ func FinishOperation(ctx context.Context, tx sqlx.ExtContext, op Operation, opEr
 		o AS (UPDATE operations SET status = $4, error_code = $5, error_message = $6,
 				finished_at = now(), started_at = COALESCE(started_at, now())
 			WHERE id = $3 AND status IN ('pending', 'running') AND EXISTS (SELECT 1 FROM i)
-			RETURNING ` + opCols + `)
+			RETURNING ` + opCols + `),
+		d AS (` + clearDeleting("$1", "$3", "o") + ` AND $7 = '` + OpDelete + `')
 		SELECT ` + instanceRowCols + `, ` + opRowCols + `,
 			(SELECT p.id FROM operations p WHERE p.instance_id = o.instance_id AND p.seq > o.seq
 				AND p.status = 'pending' ORDER BY p.seq LIMIT 1) AS next
@@ -306,7 +342,7 @@ func FinishOperation(ctx context.Context, tx sqlx.ExtContext, op Operation, opEr
 		instanceAndOperation
 		Next *string `db:"next"`
 	}
-	if err := sqlx.GetContext(ctx, tx, &out, q, op.InstanceID, op.AccountID, op.ID, status, code, msg); err != nil {
+	if err := sqlx.GetContext(ctx, tx, &out, q, op.InstanceID, op.AccountID, op.ID, status, code, msg, op.Type); err != nil {
 		return Operation{}, Instance{}, "", mapErr(err)
 	}
 	if out.Next != nil {

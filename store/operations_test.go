@@ -308,3 +308,140 @@ func TestInsertCallOperation(t *testing.T) {
 		t.Errorf("start behind a delete: %v, status %s, %d events", err, now.Status, len(evs))
 	}
 }
+
+// TestDeletingOperation: a delete's accept makes it the instance's deleting
+// operation, which refuses every other operation until the delete
+// finishes or is cancelled; AcceptCallOperation, the one-statement accept,
+// queues nothing then (nor on another account's or a deleted instance),
+// and the long way tells why.
+func TestDeletingOperation(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	st := testenv.Store(t)
+	a, err := store.CreateAccount(ctx, st.DB, "deleting@example.com", "pro")
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := store.CreateAccount(ctx, st.DB, "deleting-other@example.com", "pro")
+	if err != nil {
+		t.Fatal(err)
+	}
+	inst, err := store.InsertInstance(ctx, st.DB, id.New(id.Instance), a.ID, "deleting", "iad", store.StatusRunning)
+	if err != nil {
+		t.Fatal(err)
+	}
+	accept := func(accountID, opType, showing string) (store.Operation, error) {
+		t.Helper()
+		var op store.Operation
+		err := st.WithTx(ctx, func(tx *sqlx.Tx) (err error) {
+			op, err = store.AcceptCallOperation(ctx, tx, id.New(id.Operation), accountID, inst.ID, opType, showing)
+			return err
+		})
+		return op, err
+	}
+	locked := func() (i store.Instance) {
+		t.Helper()
+		err := st.WithTx(ctx, func(tx *sqlx.Tx) (err error) {
+			i, err = store.LockInstance(ctx, tx, a.ID, inst.ID)
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return i
+	}
+	refused := func(when string) {
+		t.Helper()
+		if _, err := accept(a.ID, store.OpStart, store.StatusStarting); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("%s: AcceptCallOperation: %v, want nothing queued", when, err)
+		}
+		err := st.WithTx(ctx, func(tx *sqlx.Tx) error {
+			i, err := store.LockInstance(ctx, tx, a.ID, inst.ID)
+			if err != nil {
+				return err
+			}
+			if _, err := store.InsertCallOperation(ctx, tx, id.New(id.Operation), a.ID, i, store.OpConfigure, ""); !errors.Is(err, store.ErrInstanceDeleting) {
+				t.Errorf("%s: InsertCallOperation: %v, want ErrInstanceDeleting", when, err)
+			}
+			if _, err := store.InsertTargetOperation(ctx, tx, id.New(id.Operation), a.ID, i, store.OpUpgrade, "1.0.0", "img"); !errors.Is(err, store.ErrInstanceDeleting) {
+				t.Errorf("%s: InsertTargetOperation: %v, want ErrInstanceDeleting", when, err)
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	finish := func(op store.Operation, opErr *store.OperationError) {
+		t.Helper()
+		err := st.WithTx(ctx, func(tx *sqlx.Tx) error {
+			_, _, _, err := store.FinishOperation(ctx, tx, op, opErr)
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// Another account's instance: nothing queued, nothing changed.
+	if _, err := accept(other.ID, store.OpRestart, store.StatusRestarting); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("another account's instance: %v", err)
+	}
+	// A restart: queued, shown, its event written.
+	restart, err := accept(a.ID, store.OpRestart, store.StatusRestarting)
+	if err != nil || restart.Type != store.OpRestart || restart.Status != store.OpPending {
+		t.Fatalf("restart: %+v %v", restart, err)
+	}
+	if i := locked(); i.Status != store.StatusRestarting || i.DeletingOperationID != nil {
+		t.Errorf("after the restart: %s, deleting %v", i.Status, i.DeletingOperationID)
+	}
+	evs, err := store.ListInstanceEvents(ctx, st.DB, a.ID, inst.ID, 0, 10)
+	if err != nil || len(evs) != 1 || evs[0].FromStatus == nil || *evs[0].FromStatus != store.StatusRunning || evs[0].ToStatus != store.StatusRestarting ||
+		evs[0].OperationID == nil || *evs[0].OperationID != restart.ID {
+		t.Errorf("events %+v %v, want running → restarting by %s", evs, err, restart.ID)
+	}
+	finish(restart, nil)
+
+	// A delete, then cancelled: refused while pending, accepted after.
+	del, err := accept(a.ID, store.OpDelete, store.StatusDeleting)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if i := locked(); i.DeletingOperationID == nil || *i.DeletingOperationID != del.ID || i.Status != store.StatusDeleting {
+		t.Fatalf("after the delete: %s, deleting %v, want %s", i.Status, i.DeletingOperationID, del.ID)
+	}
+	refused("delete pending")
+	if _, err := store.CancelOperation(ctx, st.DB, a.ID, del.ID); err != nil {
+		t.Fatal(err)
+	}
+	if i := locked(); i.DeletingOperationID != nil {
+		t.Errorf("after the cancel: deleting %v", *i.DeletingOperationID)
+	}
+	start, err := accept(a.ID, store.OpStart, store.StatusStarting)
+	if err != nil {
+		t.Fatalf("start after a cancelled delete: %v", err)
+	}
+	finish(start, nil)
+
+	// A delete that fails: refused while it runs, accepted after.
+	del, err = accept(a.ID, store.OpDelete, store.StatusDeleting)
+	if err != nil {
+		t.Fatal(err)
+	}
+	refused("the second delete pending")
+	finish(del, &store.OperationError{Code: "fly_error", Message: "no"})
+	if i := locked(); i.DeletingOperationID != nil {
+		t.Errorf("after the failed delete: deleting %v", *i.DeletingOperationID)
+	}
+	if _, err := accept(a.ID, store.OpStart, store.StatusStarting); err != nil {
+		t.Fatalf("start after a failed delete: %v", err)
+	}
+
+	// A deleted instance: nothing queued.
+	if _, err := st.DB.ExecContext(ctx, `UPDATE instances SET status = 'deleted' WHERE id = $1`, inst.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := accept(a.ID, store.OpStart, store.StatusStarting); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("deleted instance: %v, want nothing queued", err)
+	}
+}

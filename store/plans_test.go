@@ -193,6 +193,8 @@ func TestStatementsDoNotReadTheBacklog(t *testing.T) {
 			must(err)
 			op, err := store.InsertCallOperation(ctx, e, id.New(id.Operation), a.ID, inst, store.OpRestart, store.StatusRestarting)
 			must(err)
+			_, err = store.AcceptCallOperation(ctx, e, id.New(id.Operation), a.ID, "inst_plan9", store.OpRestart, store.StatusRestarting)
+			must(err)
 			_, older, err := store.OperationToRun(ctx, e, op.ID)
 			must(err)
 			if !older {
@@ -280,7 +282,7 @@ func TestPartialIndexesOfUnfinishedRowsAreGuarded(t *testing.T) {
 			t.Errorf("%s: WHERE %s has no guard", p.Name, p.Pred)
 		}
 	}
-	if unfinished != 4 {
-		t.Errorf("%d partial indexes of unfinished rows, want the 4 of migration 00012", unfinished)
+	if unfinished != 3 {
+		t.Errorf("%d partial indexes of unfinished rows, want the 4 of migration 00012 less the one 00013 dropped", unfinished)
 	}
 }

@@ -2,8 +2,6 @@ package store
 
 import (
 	"context"
-	"database/sql"
-	"errors"
 	"time"
 
 	"github.com/jmoiron/sqlx"
@@ -38,17 +36,17 @@ func SetInstanceVolume(ctx context.Context, db sqlx.ExtContext, instanceID, volu
 }
 
 // InsertTargetOperation is InsertCallOperation for an operation that works
-// towards a version and image (an instance.upgrade): with the instance's row
-// locked, it inserts the operation unless a delete of the instance is
-// unfinished, and then returns ErrInstanceDeleting.
-func InsertTargetOperation(ctx context.Context, db sqlx.ExtContext, id, accountID, instanceID, opType, version, image string) (Operation, error) {
-	const q = `INSERT INTO operations (id, account_id, instance_id, type, status, version, image, traceparent)
-		SELECT $1, $2, $3, $4, 'pending', $5, $6, $7 WHERE ` + noUnfinishedDelete + `
-		RETURNING ` + opCols
-	out, err := getOperation(ctx, db, q, id, accountID, instanceID, opType, version, image, telemetry.Traceparent(ctx))
-	if errors.Is(err, sql.ErrNoRows) {
-		return out, ErrInstanceDeleting
+// towards a version and image (an instance.upgrade), without its effects on
+// the instance: with the instance's row locked (inst as LockInstance read
+// it), it inserts the operation unless a delete of the instance is under
+// way, and then returns ErrInstanceDeleting.
+func InsertTargetOperation(ctx context.Context, db sqlx.ExtContext, id, accountID string, inst Instance, opType, version, image string) (Operation, error) {
+	if inst.DeletingOperationID != nil {
+		return Operation{}, ErrInstanceDeleting
 	}
+	const q = `INSERT INTO operations (id, account_id, instance_id, type, status, version, image, traceparent)
+		VALUES ($1, $2, $3, $4, 'pending', $5, $6, $7) RETURNING ` + opCols
+	out, err := getOperation(ctx, db, q, id, accountID, inst.ID, opType, version, image, telemetry.Traceparent(ctx))
 	return out, mapErr(err)
 }
 
