@@ -38,7 +38,7 @@ bench:
 	bash scripts/services.sh
 	go run ./cmd/mocdbench $(ARGS)
 
-## fuzz: PostgreSQL + Redis up, then every native fuzz target for FUZZTIME each (default 60s), one at a time
+## fuzz: PostgreSQL + Redis up, then every native fuzz target for FUZZTIME each (default 60s), one at a time (FUZZMINIMIZETIME, default 10s, per new input)
 fuzz:
 	bash scripts/services.sh
 	bash scripts/fuzz.sh
