@@ -191,13 +191,13 @@ func AcceptCallOperation(ctx context.Context, db sqlx.ExtContext, opID, accountI
 
 // callEffects are the CTEs of an accepted call's effects on its instance,
 // once the CTE op has inserted the operation: $1 the operation's id, $2
-// the status to show ("" for none), $3 the instance's id, $4 the
-// operation's type, $6 the account's, $7 the event's; from is the status
-// the instance showed, read under its row lock.
+// the status to show ("" for none), $3 the instance's id, $6 the
+// account's, $7 the event's; from is the status the instance showed, read
+// under its row lock. (A delete becomes the instance's deleting operation
+// by migration 00013's trigger.)
 func callEffects(from string) string {
-	return `s AS (UPDATE instances SET status = CASE WHEN $2 <> '' THEN $2 ELSE status END, updated_at = now(),
-				deleting_operation_id = CASE WHEN $4 = '` + OpDelete + `' THEN $1 ELSE deleting_operation_id END
-			WHERE id = $3 AND EXISTS (SELECT 1 FROM op) AND (($2 <> '' AND status <> $2) OR $4 = '` + OpDelete + `')),
+	return `s AS (UPDATE instances ` + setStatus + `
+			WHERE id = $3 AND EXISTS (SELECT 1 FROM op) AND $2 <> '' AND status <> $2),
 		ev AS (INSERT INTO instance_events (id, account_id, instance_id, operation_id, from_status, to_status)
 			SELECT $7, $6, $3, $1, NULLIF(` + from + `, ''), $2
 			WHERE EXISTS (SELECT 1 FROM op) AND $2 <> '' AND ` + from + ` <> $2)`
@@ -252,23 +252,11 @@ func ListOperations(ctx context.Context, db sqlx.ExtContext, accountID string, f
 // 'pending'", with statistics gathered while nothing was pending, it chose
 // operations_account_status_seq and read every pending operation of the
 // account (TestStatementsDoNotReadTheBacklog; migration 00012 tells why).
-//
-// A cancelled delete is no longer its instance's deleting operation.
 func CancelOperation(ctx context.Context, db sqlx.ExtContext, accountID, opID string) (Operation, error) {
-	q := `WITH c AS (UPDATE operations SET status = 'cancelled', finished_at = now()
-			WHERE id = $1 AND account_id = $2 AND (status = 'pending') IS TRUE RETURNING ` + opCols + `),
-		d AS (` + clearDeleting("(SELECT instance_id FROM c)", "$1", "c") + `)
-		SELECT ` + opCols + ` FROM c`
+	const q = `UPDATE operations SET status = 'cancelled', finished_at = now()
+		WHERE id = $1 AND account_id = $2 AND (status = 'pending') IS TRUE RETURNING ` + opCols
 	out, err := getOperation(ctx, db, q, opID, accountID)
 	return out, mapErr(err)
-}
-
-// clearDeleting is the UPDATE by which an operation that finishes, here
-// the one the CTE named cte changed, stops being the deleting operation
-// of instance instanceID (migration 00013) if it was.
-func clearDeleting(instanceID, opID, cte string) string {
-	return `UPDATE instances SET deleting_operation_id = NULL
-			WHERE id = ` + instanceID + ` AND deleting_operation_id = ` + opID + ` AND EXISTS (SELECT 1 FROM ` + cte + `)`
 }
 
 // PendingOperationsOf lists the instance's pending operations, oldest first.
@@ -328,8 +316,7 @@ func FinishOperation(ctx context.Context, tx sqlx.ExtContext, op Operation, opEr
 		o AS (UPDATE operations SET status = $4, error_code = $5, error_message = $6,
 				finished_at = now(), started_at = COALESCE(started_at, now())
 			WHERE id = $3 AND status IN ('pending', 'running') AND EXISTS (SELECT 1 FROM i)
-			RETURNING ` + opCols + `),
-		d AS (` + clearDeleting("$1", "$3", "o") + ` AND $7 = '` + OpDelete + `')
+			RETURNING ` + opCols + `)
 		SELECT ` + instanceRowCols + `, ` + opRowCols + `,
 			(SELECT p.id FROM operations p WHERE p.instance_id = o.instance_id AND p.seq > o.seq
 				AND p.status = 'pending' ORDER BY p.seq LIMIT 1) AS next
@@ -342,7 +329,7 @@ func FinishOperation(ctx context.Context, tx sqlx.ExtContext, op Operation, opEr
 		instanceAndOperation
 		Next *string `db:"next"`
 	}
-	if err := sqlx.GetContext(ctx, tx, &out, q, op.InstanceID, op.AccountID, op.ID, status, code, msg, op.Type); err != nil {
+	if err := sqlx.GetContext(ctx, tx, &out, q, op.InstanceID, op.AccountID, op.ID, status, code, msg); err != nil {
 		return Operation{}, Instance{}, "", mapErr(err)
 	}
 	if out.Next != nil {

@@ -309,11 +309,12 @@ func TestInsertCallOperation(t *testing.T) {
 	}
 }
 
-// TestDeletingOperation: a delete's accept makes it the instance's deleting
-// operation, which refuses every other operation until the delete
-// finishes or is cancelled; AcceptCallOperation, the one-statement accept,
-// queues nothing then (nor on another account's or a deleted instance),
-// and the long way tells why.
+// TestDeletingOperation: a delete's insert makes it the instance's deleting
+// operation (migration 00013's triggers, whatever code wrote it), which
+// refuses every other operation until the delete finishes or is
+// cancelled; AcceptCallOperation, the one-statement accept, queues nothing
+// then (nor on another account's or a deleted instance), and the long way
+// tells why.
 func TestDeletingOperation(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
@@ -435,6 +436,21 @@ func TestDeletingOperation(t *testing.T) {
 	}
 	if _, err := accept(a.ID, store.OpStart, store.StatusStarting); err != nil {
 		t.Fatalf("start after a failed delete: %v", err)
+	}
+
+	// A delete written as an api replica from before migration 00013
+	// writes it (a plain insert, a plain status update): its triggers keep
+	// the instance's deleting operation all the same.
+	old, err := store.InsertOperation(ctx, st.DB, id.New(id.Operation), a.ID, inst.ID, store.OpDelete)
+	if err != nil {
+		t.Fatal(err)
+	}
+	refused("a delete inserted by older code")
+	if _, err := st.DB.ExecContext(ctx, `UPDATE operations SET status = 'failed', finished_at = now() WHERE id = $1`, old.ID); err != nil {
+		t.Fatal(err)
+	}
+	if i := locked(); i.DeletingOperationID != nil {
+		t.Errorf("after older code failed the delete: deleting %v", *i.DeletingOperationID)
 	}
 
 	// A deleted instance: nothing queued.
