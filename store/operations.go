@@ -157,15 +157,25 @@ var ErrInstanceDeleting = errors.New("store: a delete of the instance is under w
 // delete accepted while it waited went unseen and a start slipped in
 // behind it (issue 12: a deleted instance came back).
 func InsertCallOperation(ctx context.Context, db sqlx.ExtContext, opID, accountID string, inst Instance, opType, showing string) (Operation, error) {
-	if inst.DeletingOperationID != nil {
-		return Operation{}, ErrInstanceDeleting
+	if err := inst.acceptsOperations(); err != nil {
+		return Operation{}, err
 	}
-	q := `WITH op AS (INSERT INTO operations (id, account_id, instance_id, type, status, traceparent)
+	const q = `WITH i AS (SELECT $8::text AS status),
+		op AS (INSERT INTO operations (id, account_id, instance_id, type, status, traceparent)
 			VALUES ($1, $6, $3, $4, 'pending', $5) RETURNING ` + opCols + `),
-		` + callEffects("$8") + `
+		` + callEffects + `
 		SELECT ` + opCols + ` FROM op`
 	out, err := getOperation(ctx, db, q, opID, showing, inst.ID, opType, telemetry.Traceparent(ctx), accountID, id.New(id.Event), inst.Status)
 	return out, mapErr(err)
+}
+
+// acceptsOperations is ErrInstanceDeleting when a delete of the instance is
+// under way, nil otherwise; inst must have been read under its row lock.
+func (inst Instance) acceptsOperations() error {
+	if inst.DeletingOperationID != nil {
+		return ErrInstanceDeleting
+	}
+	return nil
 }
 
 // AcceptCallOperation is the usual accept of a lifecycle call in ONE
@@ -177,13 +187,13 @@ func InsertCallOperation(ctx context.Context, db sqlx.ExtContext, opID, accountI
 // was queued: the caller takes the long way (LockInstance, then
 // InsertCallOperation), which tells why.
 func AcceptCallOperation(ctx context.Context, db sqlx.ExtContext, opID, accountID, instanceID, opType, showing string) (Operation, error) {
-	q := `WITH i AS (SELECT status, deleting_operation_id FROM instances
+	const q = `WITH i AS (SELECT status, deleting_operation_id FROM instances
 				WHERE id = $3 AND account_id = $6 FOR NO KEY UPDATE),
 		op AS (INSERT INTO operations (id, account_id, instance_id, type, status, traceparent)
 			SELECT $1, $6, $3, $4, 'pending', $5 FROM i
 			WHERE i.status <> 'deleted' AND i.deleting_operation_id IS NULL
 			RETURNING ` + opCols + `),
-		` + callEffects("(SELECT status FROM i)") + `
+		` + callEffects + `
 		SELECT ` + opCols + ` FROM op`
 	out, err := getOperation(ctx, db, q, opID, showing, instanceID, opType, telemetry.Traceparent(ctx), accountID, id.New(id.Event))
 	return out, mapErr(err)
@@ -192,16 +202,14 @@ func AcceptCallOperation(ctx context.Context, db sqlx.ExtContext, opID, accountI
 // callEffects are the CTEs of an accepted call's effects on its instance,
 // once the CTE op has inserted the operation: $1 the operation's id, $2
 // the status to show ("" for none), $3 the instance's id, $6 the
-// account's, $7 the event's; from is the status the instance showed, read
-// under its row lock. (A delete becomes the instance's deleting operation
-// by migration 00013's trigger.)
-func callEffects(from string) string {
-	return `s AS (UPDATE instances ` + setStatus + `
+// account's, $7 the event's; the CTE i holds the status the instance
+// showed, read under its row lock. (A delete becomes the instance's
+// deleting operation by migration 00013's trigger.)
+const callEffects = `s AS (UPDATE instances ` + setStatus + `
 			WHERE id = $3 AND EXISTS (SELECT 1 FROM op) AND $2 <> '' AND status <> $2),
 		ev AS (INSERT INTO instance_events (id, account_id, instance_id, operation_id, from_status, to_status)
-			SELECT $7, $6, $3, $1, NULLIF(` + from + `, ''), $2
-			WHERE EXISTS (SELECT 1 FROM op) AND $2 <> '' AND ` + from + ` <> $2)`
-}
+			SELECT $7, $6, $3, $1, NULLIF(i.status, ''), $2 FROM i
+			WHERE EXISTS (SELECT 1 FROM op) AND $2 <> '' AND i.status <> $2)`
 
 // GetOperation reads one operation of an account.
 func GetOperation(ctx context.Context, db sqlx.ExtContext, accountID, opID string) (Operation, error) {

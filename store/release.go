@@ -41,8 +41,8 @@ func SetInstanceVolume(ctx context.Context, db sqlx.ExtContext, instanceID, volu
 // it), it inserts the operation unless a delete of the instance is under
 // way, and then returns ErrInstanceDeleting.
 func InsertTargetOperation(ctx context.Context, db sqlx.ExtContext, id, accountID string, inst Instance, opType, version, image string) (Operation, error) {
-	if inst.DeletingOperationID != nil {
-		return Operation{}, ErrInstanceDeleting
+	if err := inst.acceptsOperations(); err != nil {
+		return Operation{}, err
 	}
 	const q = `INSERT INTO operations (id, account_id, instance_id, type, status, version, image, traceparent)
 		VALUES ($1, $2, $3, $4, 'pending', $5, $6, $7) RETURNING ` + opCols
