@@ -55,13 +55,10 @@ func (r refResults) merged(o refResults) refResults {
 			out.pgbench[i].res, out.pgbench[i].err = mergeOutcome(r.pgbench[i].res, r.pgbench[i].err, o.pgbench[i].res, o.pgbench[i].err)
 		}
 	}
-	if r.asynqErr == "" && o.asynqErr == "" {
-		out.asynqClosed = r.asynqClosed.merge(o.asynqClosed)
-		out.asynqEnqueue = r.asynqEnqueue.merge(o.asynqEnqueue)
-		out.asynqFull = r.asynqFull.merge(o.asynqFull)
-	} else if r.asynqErr != "" {
-		out.asynqClosed, out.asynqEnqueue, out.asynqFull, out.asynqErr = o.asynqClosed, o.asynqEnqueue, o.asynqFull, o.asynqErr
-	}
+	// The three Asynq measurements share one error.
+	out.asynqClosed, out.asynqErr = mergeOutcome(r.asynqClosed, r.asynqErr, o.asynqClosed, o.asynqErr)
+	out.asynqEnqueue, _ = mergeOutcome(r.asynqEnqueue, r.asynqErr, o.asynqEnqueue, o.asynqErr)
+	out.asynqFull, _ = mergeOutcome(r.asynqFull, r.asynqErr, o.asynqFull, o.asynqErr)
 	out.gin, out.ginErr = mergeOutcome(r.gin, r.ginErr, o.gin, o.ginErr)
 	return out
 }

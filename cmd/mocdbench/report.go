@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"database/sql"
 	_ "embed"
@@ -186,20 +187,22 @@ func (b *bench) rows() []row {
 
 func (b *bench) refRows() []row {
 	rows := refRowsOf(b.refs)
-	rate := func(pass refResults, name string) string {
+	if len(b.refPasses[1].pgbench) == 0 { // not both passes ran
+		return rows
+	}
+	// rates is each measured reference's rate, without its unit.
+	rates := func(pass refResults) map[string]string {
+		out := map[string]string{}
 		for _, r := range refRowsOf(pass) {
-			if r.Name == name {
-				if n, _, ok := strings.Cut(r.Rate, " "); ok && r.Errors != "" {
-					return n
-				}
+			if n, _, ok := strings.Cut(r.Rate, " "); ok && r.Errors != "" {
+				out[r.Name] = n
 			}
 		}
-		return "–"
+		return out
 	}
-	if len(b.refPasses[1].pgbench) > 0 { // both passes ran
-		for i := range rows {
-			rows[i].Passes = rate(b.refPasses[0], rows[i].Name) + " / " + rate(b.refPasses[1], rows[i].Name)
-		}
+	before, after := rates(b.refPasses[0]), rates(b.refPasses[1])
+	for i, r := range rows {
+		rows[i].Passes = cmp.Or(before[r.Name], "–") + " / " + cmp.Or(after[r.Name], "–")
 	}
 	return rows
 }
