@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -142,6 +143,21 @@ func finished(opID string) func(feedEvent) bool {
 		}
 		var op Operation
 		return json.Unmarshal(e.Data, &op) == nil && op.ID == opID
+	}
+}
+
+// sameJSON fails the test unless got and want are the same JSON value.
+func sameJSON(t *testing.T, what string, got, want []byte) {
+	t.Helper()
+	var g, w any
+	if err := json.Unmarshal(got, &g); err != nil {
+		t.Fatalf("%s: %v", what, err)
+	}
+	if err := json.Unmarshal(want, &w); err != nil {
+		t.Fatalf("%s: %v", what, err)
+	}
+	if !reflect.DeepEqual(g, w) {
+		t.Errorf("%s says\n%s\nwhere the api says\n%s", what, got, want)
 	}
 }
 
@@ -321,6 +337,34 @@ func TestEventFeed(t *testing.T) {
 		if len(data) == 0 || !finished(more.ID)(data[len(data)-1]) {
 			t.Fatalf("after coming back: %+v", data)
 		}
+	})
+	step(t, "each event says what the api says", func(t *testing.T) {
+		// The worker renders a run's events before it writes the run's
+		// end (store.FinishSeen) or after (the long way, as for the
+		// create): either way they are the rows as written.
+		var last *feedEvent
+		for _, e := range allEvents(t, sys, token, "") {
+			switch e.Type {
+			case "operation.succeeded", "operation.failed":
+				var op Operation
+				if err := json.Unmarshal(e.Data, &op); err != nil {
+					t.Fatal(err)
+				}
+				sameJSON(t, e.Type+" "+op.ID, e.Data, sys.Do(t, http.MethodGet, "/api/v1/operations/"+op.ID, token, nil).Body)
+			case "instance.status_changed":
+				last = &e
+			}
+		}
+		if last == nil {
+			t.Fatal("no instance.status_changed event")
+		}
+		var changed struct {
+			Instance json.RawMessage `json:"instance"`
+		}
+		if err := json.Unmarshal(last.Data, &changed); err != nil {
+			t.Fatal(err)
+		}
+		sameJSON(t, "the last instance.status_changed", changed.Instance, sys.Do(t, http.MethodGet, "/api/v1/instances/"+instID, token, nil).Body)
 	})
 	step(t, "types", func(t *testing.T) {
 		_, data, _, _ := page(t, token, "types=operation.succeeded,operation.failed&types=operation.cancelled")

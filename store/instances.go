@@ -80,7 +80,10 @@ func GetInstance(ctx context.Context, db sqlx.ExtContext, accountID, instanceID 
 // LockInstance, and as the first CTE of the statements that lock the
 // instance before an operation (StartShowingOperation, FinishOperation),
 // the order every writer follows.
-const lockInstance = `SELECT ` + instanceCols + ` FROM instances i JOIN accounts a ON a.id = i.account_id
+const lockInstance = `SELECT ` + instanceCols + lockedInstance
+
+// lockedInstance is lockInstance's FROM clause and lock.
+const lockedInstance = ` FROM instances i JOIN accounts a ON a.id = i.account_id
 	WHERE i.id = $1 AND i.account_id = $2 FOR NO KEY UPDATE OF i`
 
 // LockInstance reads an instance of an account, deleted ones included, and
@@ -136,6 +139,16 @@ func CountLiveInstances(ctx context.Context, db sqlx.ExtContext, accountID strin
 // gets its deleted_at.
 const setStatus = `SET status = $2, updated_at = now(),
 			deleted_at = CASE WHEN $2 = 'deleted' THEN now() ELSE deleted_at END`
+
+// WithStatus is the instance as a status change at at (setStatus, with
+// now() = at) leaves it.
+func (i Instance) WithStatus(status string, at time.Time) Instance {
+	i.Status, i.UpdatedAt = status, at
+	if status == StatusDeleted {
+		i.DeletedAt = &at
+	}
+	return i
+}
 
 // ChangeInstanceStatus moves the instance the caller has locked (inst, as
 // it read it) to status and records the change's event row, caused by

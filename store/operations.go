@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/jmoiron/sqlx"
+	"github.com/lib/pq"
 
 	"github.com/myopenclaw/mocd/id"
 	"github.com/myopenclaw/mocd/telemetry"
@@ -290,25 +291,137 @@ func StartOperation(ctx context.Context, db sqlx.ExtContext, opID string) (Opera
 // statement and no transaction: it locks the instance's row, and marks the
 // operation running only if the instance already shows the status the
 // operation's start must show (showing; "" for none). It answers the
-// operation and the instance. ErrNotFound means nothing changed: the
-// instance shows another status (an earlier operation finished after this
-// one was accepted), or the operation has finished, or the instance is
-// gone; the caller then takes the long way (LockInstance, StartOperation,
-// the status change, in one transaction), which tells these apart.
-func StartShowingOperation(ctx context.Context, db sqlx.ExtContext, op Operation, showing string) (Operation, Instance, error) {
+// operation, the instance, and what the start saw of both (for
+// FinishSeen). ErrNotFound means nothing changed: the instance shows
+// another status (an earlier operation finished after this one was
+// accepted), or the operation has finished, or the instance is gone; the
+// caller then takes the long way (LockInstance, StartOperation, the status
+// change, in one transaction), which tells these apart.
+func StartShowingOperation(ctx context.Context, db sqlx.ExtContext, op Operation, showing string) (Operation, Instance, Seen, error) {
 	// The instance's row lock is taken before the operation's: the
 	// operation's UPDATE waits on the locked CTE (its EXISTS is an
 	// initplan), the order every other writer follows.
-	q := `WITH i AS (` + lockInstance + `),
+	q := `WITH i AS (SELECT ` + instanceCols + `, i.xmin::text AS row_version` + lockedInstance + `),
 		o AS (UPDATE operations SET status = 'running', attempts = attempts + 1,
 				started_at = COALESCE(started_at, now())
 			WHERE id = $3 AND status IN ('pending', 'running')
 				AND EXISTS (SELECT 1 FROM i WHERE $4 = '' OR i.status = $4)
-			RETURNING ` + opCols + `)
-		SELECT ` + instanceRowCols + `, ` + opRowCols + ` FROM i, o`
-	var out instanceAndOperation
+			RETURNING ` + opCols + `, xmin::text AS row_version)
+		SELECT ` + instanceRowCols + `, ` + opRowCols + `,
+			i.row_version AS instance_version, o.row_version AS operation_version, now() AS db_now FROM i, o`
+	var out struct {
+		instanceAndOperation
+		InstanceVersion  string    `db:"instance_version"`
+		OperationVersion string    `db:"operation_version"`
+		DBNow            time.Time `db:"db_now"`
+	}
 	err := sqlx.GetContext(ctx, db, &out, q, op.InstanceID, op.AccountID, op.ID, showing)
-	return out.Operation, out.Instance, mapErr(err)
+	seen := Seen{instance: out.InstanceVersion, operation: out.OperationVersion, at: out.DBNow, read: time.Now()}
+	return out.Operation, out.Instance, seen, mapErr(err)
+}
+
+// Seen is what StartShowingOperation saw under the instance's row lock:
+// the version of the instance's row and of the operation's (their xmin,
+// which every update of a row changes), and the database's clock. While
+// neither row has changed since, the worker knows every column of both,
+// so it can write the operation's end and render the events reporting it
+// before it writes them, all in one statement (FinishSeen). The zero Seen
+// (a start that took the long way) matches no row.
+type Seen struct {
+	instance, operation string
+	at                  time.Time // the database's now() at the start
+	read                time.Time // this process's clock then, monotonic
+}
+
+// Now is the database's clock as far as this process can tell: the
+// start's now() plus the time passed here since, to the microsecond
+// Postgres keeps. It never runs behind the start's timestamps, whatever
+// this machine's own clock says.
+func (s Seen) Now() time.Time {
+	return s.at.Add(time.Since(s.read)).Truncate(time.Microsecond).UTC()
+}
+
+// Saw says the start saw both rows: a finish may try FinishSeen.
+func (s Seen) Saw() bool { return s.instance != "" && s.operation != "" }
+
+// Ended is the operation as FinishOperation or FinishSeen leaves it, had
+// it ended at at with opErr (nil: succeeded).
+func (o Operation) Ended(opErr *OperationError, at time.Time) Operation {
+	o.Status, o.ErrorCode, o.ErrorMessage, o.FinishedAt = OpSucceeded, nil, nil, &at
+	if opErr != nil {
+		code, msg := opErr.Code, opErr.Message
+		o.Status, o.ErrorCode, o.ErrorMessage = OpFailed, &code, &msg
+	}
+	if o.StartedAt == nil {
+		o.StartedAt = &at
+	}
+	return o
+}
+
+// SeenEnd is an operation's end for FinishSeen, rendered before it is
+// written: the operation's outcome (Error nil on success) and time, the
+// status the instance moves to with the event row's id ("" for none),
+// and the events reporting it all.
+type SeenEnd struct {
+	Error          *OperationError
+	At             time.Time
+	Status         string
+	StatusChangeID string
+	Events         []QueuedEvent
+}
+
+// FinishSeen is FinishOperation, the instance's status change and
+// QueueWebhookEvents in ONE statement and no transaction, for the usual
+// end of a run: it acts only if neither the instance's row nor the
+// operation's has changed since the start saw them (seen), so that the
+// events, rendered from those rows before the statement, report exactly
+// what it writes. It answers the next pending operation of the instance
+// and the deliveries. ErrNotFound means nothing changed: a row moved on
+// (another operation accepted meanwhile changed the instance's status, a
+// step of the run recorded something) or the operation has finished; the
+// caller then takes the long way, which tells these apart.
+func FinishSeen(ctx context.Context, db sqlx.ExtContext, op Operation, seen Seen, end SeenEnd) (next string, deliveries []string, err error) {
+	// $1 to $7 are queueEvents'. The instance's row lock comes first, as
+	// in every writer; a lock that waited reads the row's newest version,
+	// whose xmin then differs.
+	const q = `WITH i AS (SELECT i.id, i.status FROM instances i
+				WHERE i.id = $8 AND i.account_id = $4 AND i.xmin = $9::text::xid FOR NO KEY UPDATE),
+			o AS (UPDATE operations SET status = $12, error_code = $13, error_message = $14,
+					finished_at = $15, started_at = COALESCE(started_at, $15)
+				WHERE id = $10 AND xmin = $11::text::xid AND status IN ('pending', 'running') AND EXISTS (SELECT 1 FROM i)
+				RETURNING instance_id, seq),
+			s AS (UPDATE instances SET status = $16, updated_at = $15,
+					deleted_at = CASE WHEN $16 = 'deleted' THEN $15 ELSE deleted_at END
+				WHERE id = $8 AND $16 <> '' AND EXISTS (SELECT 1 FROM o)),
+			changed AS (INSERT INTO instance_events (id, account_id, instance_id, operation_id, from_status, to_status)
+				SELECT $17, $4, $8, $10, NULLIF(i.status, ''), $16 FROM i WHERE $16 <> '' AND EXISTS (SELECT 1 FROM o)),
+			ordered AS (SELECT pg_advisory_xact_lock($5) FROM o),
+			` + queueEvents + `,
+			d AS (` + insertDeliveries + `)
+		SELECT ARRAY(SELECT id FROM d) AS deliveries,
+			(SELECT p.id FROM operations p WHERE p.instance_id = o.instance_id AND p.seq > o.seq
+				AND p.status = 'pending' ORDER BY p.seq LIMIT 1) AS next
+		FROM o`
+	if !seen.Saw() {
+		return "", nil, ErrNotFound
+	}
+	status, code, msg := OpSucceeded, (*string)(nil), (*string)(nil)
+	if end.Error != nil {
+		status, code, msg = OpFailed, &end.Error.Code, &end.Error.Message
+	}
+	args := append(queuedEventsArgs(ctx, op.AccountID, end.Events),
+		op.InstanceID, seen.instance, op.ID, seen.operation, status, code, msg, end.At, end.Status, end.StatusChangeID)
+	var out struct {
+		Deliveries pq.StringArray `db:"deliveries"`
+		Next       *string        `db:"next"`
+	}
+	if err := sqlx.GetContext(ctx, db, &out, q, args...); err != nil {
+		return "", nil, mapErr(err)
+	}
+	if out.Next != nil {
+		next = *out.Next
+	}
+	return next, out.Deliveries, nil
 }
 
 // FinishOperation records an unfinished operation's outcome (opErr nil on

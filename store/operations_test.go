@@ -9,8 +9,10 @@ import (
 	"time"
 
 	"github.com/jmoiron/sqlx"
+	"github.com/lib/pq"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/myopenclaw/mocd/api/wire"
 	"github.com/myopenclaw/mocd/id"
 	"github.com/myopenclaw/mocd/store"
 	"github.com/myopenclaw/mocd/testenv"
@@ -63,13 +65,13 @@ func TestInstancesOperationsEvents(t *testing.T) {
 	}
 	// The one-statement start acts only if the instance shows the status
 	// asked for, and answers the instance with the operation.
-	if _, _, err := store.StartShowingOperation(ctx, st.DB, op1, "some other status"); !errors.Is(err, store.ErrNotFound) {
+	if _, _, _, err := store.StartShowingOperation(ctx, st.DB, op1, "some other status"); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("start while the instance shows another status: %v", err)
 	}
 	if row, _ := store.OperationByID(ctx, st.DB, op1.ID); row.Status != store.OpPending || row.Attempts != 0 {
 		t.Fatalf("a start that did not happen changed the operation: %+v", row)
 	}
-	started, onInst, err := store.StartShowingOperation(ctx, st.DB, op1, inst.Status)
+	started, onInst, _, err := store.StartShowingOperation(ctx, st.DB, op1, inst.Status)
 	if err != nil || started.Status != store.OpRunning || started.Attempts != 1 || started.StartedAt == nil || started.ID != op1.ID {
 		t.Fatalf("start: %+v %v", started, err)
 	}
@@ -459,5 +461,140 @@ func TestDeletingOperation(t *testing.T) {
 	}
 	if _, err := accept(a.ID, store.OpStart, store.StatusStarting); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("deleted instance: %v, want nothing queued", err)
+	}
+}
+
+// FinishSeen writes a run's end in one statement only while neither row
+// has moved since the start saw it, and what it writes is exactly what
+// the operation and the instance, rendered beforehand, said it would be.
+func TestFinishSeen(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	st := testenv.Store(t)
+	a, err := store.CreateAccount(ctx, st.DB, "seen@example.com", "pro")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := store.InsertWebhookEndpoint(ctx, st.DB, store.WebhookEndpoint{ID: id.New(id.Webhook), AccountID: a.ID,
+		URL: "https://example.com/hook", Events: pq.StringArray{"operation.succeeded"}, SecretSealed: []byte{0}}); err != nil {
+		t.Fatal(err)
+	}
+	inst, err := store.InsertInstance(ctx, st.DB, id.New(id.Instance), a.ID, "seen", "iad", store.StatusRunning)
+	if err != nil {
+		t.Fatal(err)
+	}
+	accept := func(opType, showing string) store.Operation {
+		t.Helper()
+		var op store.Operation
+		err := st.WithTx(ctx, func(tx *sqlx.Tx) (err error) {
+			op, err = store.AcceptCallOperation(ctx, tx, id.New(id.Operation), a.ID, inst.ID, opType, showing)
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return op
+	}
+	start := func(op store.Operation, showing string) (store.Operation, store.Instance, store.Seen) {
+		t.Helper()
+		started, on, seen, err := store.StartShowingOperation(ctx, st.DB, op, showing)
+		if err != nil || !seen.Saw() {
+			t.Fatalf("start %s: %v (saw both rows: %v)", op.ID, err, seen.Saw())
+		}
+		return started, on, seen
+	}
+	end := func(seen store.Seen, status string) store.SeenEnd {
+		e := store.SeenEnd{At: seen.Now(), Status: status, Events: []store.QueuedEvent{
+			{ID: id.New(id.Event), Type: "operation.succeeded", Payload: []byte(`{"n":1}`)}}}
+		if status != "" {
+			e.StatusChangeID = id.New(id.Event)
+		}
+		return e
+	}
+	unchanged := func(when string, op store.Operation, status string) {
+		t.Helper()
+		if row, _ := store.OperationByID(ctx, st.DB, op.ID); row.Status != store.OpRunning || row.FinishedAt != nil {
+			t.Errorf("%s: the operation changed: %+v", when, row)
+		}
+		if i, _ := store.InstanceByID(ctx, st.DB, inst.ID); i.Status != status {
+			t.Errorf("%s: the instance shows %s, want %s", when, i.Status, status)
+		}
+	}
+
+	restart := accept(store.OpRestart, store.StatusRestarting)
+	stop := accept(store.OpStop, store.StatusStopping) // queued behind it
+	started, on, seen := start(restart, "")
+	if on.Status != store.StatusStopping {
+		t.Fatalf("the instance shows %s, want the last accept's stopping", on.Status)
+	}
+	if seen.Now().Before(*started.StartedAt) {
+		t.Errorf("the database's clock %v runs behind the start's %v", seen.Now(), *started.StartedAt)
+	}
+
+	// A step of the run recorded something on the instance: nothing
+	// written, the long way's turn.
+	if err := store.SetInstanceFly(ctx, st.DB, inst.ID, "app-seen", "m-seen"); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := store.FinishSeen(ctx, st.DB, started, seen, end(seen, store.StatusRunning)); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("the instance changed since the start: %v, want ErrNotFound", err)
+	}
+	unchanged("instance changed", started, store.StatusStopping)
+	// So did an accept that showed another status.
+	started, on, seen = start(started, "")
+	accept(store.OpStart, store.StatusStarting)
+	if _, _, err := store.FinishSeen(ctx, st.DB, started, seen, end(seen, store.StatusRunning)); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("an accept changed the instance since the start: %v, want ErrNotFound", err)
+	}
+	unchanged("accepted meanwhile", started, store.StatusStarting)
+
+	// Nothing moved: one statement writes the end, the status change and
+	// the events, exactly as rendered.
+	started, on, seen = start(started, "")
+	e := end(seen, store.StatusRunning)
+	next, deliveries, err := store.FinishSeen(ctx, st.DB, started, seen, e)
+	if err != nil || next != stop.ID || len(deliveries) != 1 {
+		t.Fatalf("FinishSeen: next %q (want %s), deliveries %v: %v", next, stop.ID, deliveries, err)
+	}
+	row, err := store.OperationByID(ctx, st.DB, started.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := wire.NewOperation(row), wire.NewOperation(started.Ended(nil, e.At)); !reflect.DeepEqual(got, want) {
+		t.Errorf("the operation is\n%+v\nwhere its rendering said\n%+v", got, want)
+	}
+	now, err := store.InstanceByID(ctx, st.DB, inst.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := wire.NewInstance(now, ""), wire.NewInstance(on.WithStatus(store.StatusRunning, e.At), ""); !reflect.DeepEqual(got, want) {
+		t.Errorf("the instance is\n%+v\nwhere its rendering said\n%+v", got, want)
+	}
+	evs, err := store.ListInstanceEvents(ctx, st.DB, a.ID, inst.ID, 0, 1)
+	if err != nil || len(evs) != 1 || evs[0].ID != e.StatusChangeID || evs[0].FromStatus == nil || *evs[0].FromStatus != store.StatusStarting ||
+		evs[0].ToStatus != store.StatusRunning || evs[0].OperationID == nil || *evs[0].OperationID != started.ID {
+		t.Errorf("the status change's event: %+v %v", evs, err)
+	}
+	feed, err := store.ListFeedEvents(ctx, st.DB, a.ID, nil, nil, 100)
+	if err != nil || len(feed) == 0 || feed[len(feed)-1].ID != e.Events[0].ID {
+		t.Errorf("the feed does not end with the operation's event: %+v %v", feed, err)
+	}
+	// Done once: the same end again changes nothing.
+	if _, _, err := store.FinishSeen(ctx, st.DB, started, seen, end(seen, "")); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("finishing twice: %v", err)
+	}
+
+	// A step recorded something on the operation: nothing written.
+	stopping, _, seen := start(stop, "")
+	if _, err := store.SetOperationFromState(ctx, st.DB, stopping.ID, "started"); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := store.FinishSeen(ctx, st.DB, stopping, seen, end(seen, store.StatusStopped)); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("the operation changed since the start: %v, want ErrNotFound", err)
+	}
+	unchanged("operation changed", stopping, store.StatusRunning)
+	// The long way's start saw nothing: FinishSeen does not try.
+	if _, _, err := store.FinishSeen(ctx, st.DB, stopping, store.Seen{}, end(seen, "")); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("with nothing seen: %v, want ErrNotFound", err)
 	}
 }

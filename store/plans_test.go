@@ -193,7 +193,7 @@ func TestStatementsDoNotReadTheBacklog(t *testing.T) {
 			must(err)
 			op, err := store.InsertCallOperation(ctx, e, id.New(id.Operation), a.ID, inst, store.OpRestart, store.StatusRestarting)
 			must(err)
-			_, err = store.AcceptCallOperation(ctx, e, id.New(id.Operation), a.ID, "inst_plan9", store.OpRestart, store.StatusRestarting)
+			op9, err := store.AcceptCallOperation(ctx, e, id.New(id.Operation), a.ID, "inst_plan9", store.OpRestart, store.StatusRestarting)
 			must(err)
 			_, older, err := store.OperationToRun(ctx, e, op.ID)
 			must(err)
@@ -207,11 +207,14 @@ func TestStatementsDoNotReadTheBacklog(t *testing.T) {
 			if len(pending) != waiting/instances+1 {
 				t.Errorf("PendingOperationsOf: %d, want %d", len(pending), waiting/instances+1)
 			}
-			_, _, err = store.StartShowingOperation(ctx, e, op, store.StatusRestarting)
+			_, _, seen, err := store.StartShowingOperation(ctx, e, op, store.StatusRestarting)
 			must(err)
-			_, err = store.StartOperation(ctx, e, op.ID)
+			_, _, err = store.FinishSeen(ctx, e, op, seen, store.SeenEnd{At: seen.Now(), Status: store.StatusRunning,
+				StatusChangeID: id.New(id.Event), Events: []store.QueuedEvent{{ID: id.New(id.Event), Type: "operation.succeeded", Payload: []byte("{}")}}})
 			must(err)
-			_, _, _, err = store.FinishOperation(ctx, e, op, nil)
+			_, err = store.StartOperation(ctx, e, op9.ID)
+			must(err)
+			_, _, _, err = store.FinishOperation(ctx, e, op9, nil)
 			must(err)
 			_, err = store.CancelOperation(ctx, e, a.ID, "op_wait8")
 			must(err)

@@ -146,24 +146,40 @@ type QueuedEvent struct {
 // on each other. One statement, one round trip, however many events (an
 // operation's finish reports two: the instance's status and the operation).
 func QueueWebhookEvents(ctx context.Context, db sqlx.ExtContext, accountID string, events ...QueuedEvent) ([]string, error) {
-	const q = `WITH ordered AS (SELECT pg_advisory_xact_lock($5)),
-		ev AS (SELECT * FROM unnest($1::text[], $2::text[], $3::bytea[]) WITH ORDINALITY AS ev(id, type, payload, n)),
+	const q = `WITH ordered AS (SELECT pg_advisory_xact_lock($5)), ` + queueEvents + insertDeliveries
+	out := []string{}
+	err := sqlx.SelectContext(ctx, db, &out, q, queuedEventsArgs(ctx, accountID, events)...)
+	return out, mapErr(err)
+}
+
+// queueEvents are QueueWebhookEvents' CTEs: ev, the events ($1 ids, $2
+// types, $3 payloads) in order, and feed, their rows in the feed of
+// account $4, inserted once the CTE ordered has taken the feed's lock.
+// insertDeliveries then writes their deliveries ($6 the delivery ids'
+// prefix, $7 the traceparent). Every statement that queues events
+// shares them, with the arguments queuedEventsArgs answers.
+const (
+	queueEvents = `ev AS (SELECT * FROM unnest($1::text[], $2::text[], $3::bytea[]) WITH ORDINALITY AS ev(id, type, payload, n)),
 		feed AS (INSERT INTO events (id, account_id, type, payload)
-			SELECT ev.id, $4, ev.type, ev.payload FROM ev, ordered ORDER BY ev.n RETURNING id)
+			SELECT ev.id, $4, ev.type, ev.payload FROM ev, ordered ORDER BY ev.n RETURNING id)`
+	insertDeliveries = `
 		INSERT INTO webhook_deliveries (id, endpoint_id, account_id, event_id, event_type, payload, traceparent)
 		SELECT $6 || ev.id || '_' || e.id, e.id, e.account_id, ev.id, ev.type, ev.payload, $7
 		FROM ev JOIN feed ON feed.id = ev.id, webhook_endpoints e
 		WHERE e.account_id = $4 AND e.enabled AND ev.type = ANY (e.events)
 		ORDER BY ev.n, e.id
 		RETURNING id`
+)
+
+// queuedEventsArgs are the arguments $1 to $7 of queueEvents and
+// insertDeliveries ($5: the account's feed lock).
+func queuedEventsArgs(ctx context.Context, accountID string, events []QueuedEvent) []any {
 	ids, types, payloads := make([]string, len(events)), make([]string, len(events)), make([][]byte, len(events))
 	for i, e := range events {
 		ids[i], types[i], payloads[i] = e.ID, e.Type, e.Payload
 	}
-	out := []string{}
-	err := sqlx.SelectContext(ctx, db, &out, q, pq.Array(ids), pq.Array(types), pq.Array(payloads), accountID,
-		feedLockKey(accountID), id.Delivery+"_", telemetry.Traceparent(ctx))
-	return out, mapErr(err)
+	return []any{pq.Array(ids), pq.Array(types), pq.Array(payloads), accountID,
+		feedLockKey(accountID), id.Delivery + "_", telemetry.Traceparent(ctx)}
 }
 
 // QueueWebhookEvent is QueueWebhookEvents of one event.

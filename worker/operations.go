@@ -100,7 +100,7 @@ func (w *Worker) runLocked(ctx context.Context, opID string, retried int, last, 
 		ctx, span = startWokenSpan(ctx, op)
 		defer func() { endSpan(span, err) }()
 	}
-	op, inst, err := w.begin(ctx, op)
+	op, inst, seen, err := w.begin(ctx, op)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil // finished meanwhile by another delivery
 	} else if err != nil {
@@ -119,7 +119,7 @@ func (w *Worker) runLocked(ctx context.Context, opID string, retried int, last, 
 			Message: fmt.Sprintf("the Fly.io Machines API kept failing after %d attempts: %v", retried+1, err)}
 		final = w.honestStatus(ctx, inst)
 	}
-	next, err := w.finish(ctx, op, final, opErr)
+	next, err := w.finish(ctx, op, inst, seen, final, opErr)
 	if err != nil {
 		return err
 	}
@@ -137,20 +137,21 @@ func (w *Worker) runLocked(ctx context.Context, opID string, retried int, last, 
 
 // begin marks the operation running and, if an earlier operation left the
 // instance in another status, shows this one's transitional status again.
-// It answers the instance as the operation starts on it. Usually the
-// instance already shows that status (the accept set it): then one
-// statement does it all, with no transaction to open and commit.
-func (w *Worker) begin(ctx context.Context, op store.Operation) (store.Operation, store.Instance, error) {
+// It answers the instance as the operation starts on it, and what the
+// start saw (for finish). Usually the instance already shows that status
+// (the accept set it): then one statement does it all, with no transaction
+// to open and commit.
+func (w *Worker) begin(ctx context.Context, op store.Operation) (store.Operation, store.Instance, store.Seen, error) {
 	// An instance.configure shows no transitional status: a stopped
 	// instance stays stopped while it runs.
 	t := transitional[op.Type]
-	started, inst, err := store.StartShowingOperation(ctx, w.st.DB, op, t)
+	started, inst, seen, err := store.StartShowingOperation(ctx, w.st.DB, op, t)
 	if err == nil {
 		w.metrics.started(started)
-		return started, inst, nil
+		return started, inst, seen, nil
 	}
 	if !errors.Is(err, store.ErrNotFound) {
-		return op, inst, fmt.Errorf("start operation %s: %w", op.ID, err)
+		return op, inst, store.Seen{}, fmt.Errorf("start operation %s: %w", op.ID, err)
 	}
 	var deliveries []string
 	err = w.st.WithTx(ctx, func(tx *sqlx.Tx) error {
@@ -167,41 +168,28 @@ func (w *Worker) begin(ctx context.Context, op store.Operation) (store.Operation
 		return err
 	})
 	if err != nil {
-		return op, inst, fmt.Errorf("start operation %s: %w", op.ID, err)
+		return op, inst, store.Seen{}, fmt.Errorf("start operation %s: %w", op.ID, err)
 	}
 	w.metrics.started(op)
 	w.enqueueDeliveries(ctx, deliveries)
-	return op, inst, nil
+	return op, inst, store.Seen{}, nil
 }
 
 // finish records the outcome in ONE transaction: the operation, the
 // instance's status and its event, and the webhook deliveries reporting
 // them (the outbox); the deliveries are enqueued after the commit.
-func (w *Worker) finish(ctx context.Context, op store.Operation, final string, opErr *store.OperationError) (next string, err error) {
-	var deliveries []string
-	var done store.Operation
-	err = w.st.WithTx(ctx, func(tx *sqlx.Tx) error {
-		var inst store.Instance
-		var err error
-		if done, inst, next, err = store.FinishOperation(ctx, tx, op, opErr); err != nil {
-			return err
-		}
-		_, events, err := w.showStatus(ctx, tx, inst, final, op.ID)
-		if err != nil {
-			return err
-		}
-		typ := webhook.EventOperationSucceeded
-		if opErr != nil {
-			typ = webhook.EventOperationFailed
-		}
-		ev, err := newEvent(id.New(id.Event), typ, wire.NewOperation(done))
-		if err != nil {
-			return err
-		}
-		// The status change's event and the operation's, in one statement.
-		deliveries, err = store.QueueWebhookEvents(ctx, tx, op.AccountID, append(events, ev)...)
-		return err
-	})
+//
+// Usually neither row has changed since the start (seen; inst is the
+// instance as it saw it): then the events are rendered first and one
+// statement writes it all (store.FinishSeen), with no transaction to open
+// and commit. Otherwise it takes the long way, which reads both rows
+// under the instance's lock before it renders anything.
+func (w *Worker) finish(ctx context.Context, op store.Operation, inst store.Instance, seen store.Seen,
+	final string, opErr *store.OperationError) (next string, err error) {
+	done, deliveries, next, err := w.finishSeen(ctx, op, inst, seen, final, opErr)
+	if errors.Is(err, store.ErrNotFound) {
+		done, deliveries, next, err = w.finishLocked(ctx, op, final, opErr)
+	}
 	if errors.Is(err, store.ErrNotFound) {
 		return "", nil // finished by another delivery of the task meanwhile
 	}
@@ -213,6 +201,66 @@ func (w *Worker) finish(ctx context.Context, op store.Operation, final string, o
 		slog.String("instance_id", op.InstanceID), slog.String("status", final), slog.Bool("failed", opErr != nil))
 	w.enqueueDeliveries(ctx, deliveries)
 	return next, nil
+}
+
+// finishSeen is finish's one statement: the operation and the instance
+// as they will be, rendered into their events, then written if neither
+// row has changed since seen. ErrNotFound: one has.
+func (w *Worker) finishSeen(ctx context.Context, op store.Operation, inst store.Instance, seen store.Seen,
+	final string, opErr *store.OperationError) (done store.Operation, deliveries []string, next string, err error) {
+	if !seen.Saw() {
+		return op, nil, "", store.ErrNotFound
+	}
+	end := store.SeenEnd{Error: opErr, At: seen.Now()}
+	done = op.Ended(opErr, end.At)
+	if inst.Status != final {
+		end.Status, end.StatusChangeID = final, id.New(id.Event)
+		ev, err := w.statusChanged(end.StatusChangeID, inst, inst.WithStatus(final, end.At), op.ID)
+		if err != nil {
+			return done, nil, "", err
+		}
+		end.Events = append(end.Events, ev)
+	}
+	ev, err := w.operationEnded(done)
+	if err != nil {
+		return done, nil, "", err
+	}
+	end.Events = append(end.Events, ev)
+	next, deliveries, err = store.FinishSeen(ctx, w.st.DB, op, seen, end)
+	return done, deliveries, next, err
+}
+
+// finishLocked is finish's long way, in one transaction.
+func (w *Worker) finishLocked(ctx context.Context, op store.Operation, final string,
+	opErr *store.OperationError) (done store.Operation, deliveries []string, next string, err error) {
+	err = w.st.WithTx(ctx, func(tx *sqlx.Tx) error {
+		var inst store.Instance
+		var err error
+		if done, inst, next, err = store.FinishOperation(ctx, tx, op, opErr); err != nil {
+			return err
+		}
+		_, events, err := w.showStatus(ctx, tx, inst, final, op.ID)
+		if err != nil {
+			return err
+		}
+		ev, err := w.operationEnded(done)
+		if err != nil {
+			return err
+		}
+		// The status change's event and the operation's, in one statement.
+		deliveries, err = store.QueueWebhookEvents(ctx, tx, op.AccountID, append(events, ev)...)
+		return err
+	})
+	return done, deliveries, next, err
+}
+
+// operationEnded is the event reporting a finished operation.
+func (w *Worker) operationEnded(done store.Operation) (store.QueuedEvent, error) {
+	typ := webhook.EventOperationSucceeded
+	if done.Status == store.OpFailed {
+		typ = webhook.EventOperationFailed
+	}
+	return newEvent(id.New(id.Event), typ, wire.NewOperation(done))
 }
 
 // handOff runs opID, the operation accepted next on the instance whose lock
@@ -258,13 +306,23 @@ func (w *Worker) showStatus(ctx context.Context, tx *sqlx.Tx, inst store.Instanc
 	if err != nil {
 		return inst, nil, err
 	}
-	qe, err := newEvent(ev.ID, webhook.EventInstanceStatusChanged, wire.StatusChanged{
-		Instance: wire.NewInstance(now, w.opts.BaseDomain), FromStatus: inst.Status, ToStatus: status, OperationID: ev.OperationID,
-	})
+	qe, err := w.statusChanged(ev.ID, inst, now, opID)
 	if err != nil {
 		return inst, nil, err
 	}
 	return now, []store.QueuedEvent{qe}, nil
+}
+
+// statusChanged is the instance.status_changed event eventID: the
+// instance moved from was to now, caused by operation opID ("" for none).
+func (w *Worker) statusChanged(eventID string, was, now store.Instance, opID string) (store.QueuedEvent, error) {
+	var cause *string
+	if opID != "" {
+		cause = &opID
+	}
+	return newEvent(eventID, webhook.EventInstanceStatusChanged, wire.StatusChanged{
+		Instance: wire.NewInstance(now, w.opts.BaseDomain), FromStatus: was.Status, ToStatus: now.Status, OperationID: cause,
+	})
 }
 
 // newEvent is the event eventID of type typ with data, as receivers get it.
