@@ -142,12 +142,12 @@ const setStatus = `SET status = $2, updated_at = now(),
 
 // WithStatus is the instance as a status change at at (setStatus, with
 // now() = at) leaves it.
-func (i Instance) WithStatus(status string, at time.Time) Instance {
-	i.Status, i.UpdatedAt = status, at
+func (inst Instance) WithStatus(status string, at time.Time) Instance {
+	inst.Status, inst.UpdatedAt = status, at
 	if status == StatusDeleted {
-		i.DeletedAt = &at
+		inst.DeletedAt = &at
 	}
-	return i
+	return inst
 }
 
 // ChangeInstanceStatus moves the instance the caller has locked (inst, as

@@ -341,6 +341,21 @@ func (s Seen) Now() time.Time {
 	return s.at.Add(time.Since(s.read)).Truncate(time.Microsecond).UTC()
 }
 
+// SeeStarted is what a start that took the long way saw, read at the end
+// of its transaction, which holds the instance's row lock: the rows'
+// versions once it commits, and the database's clock.
+func SeeStarted(ctx context.Context, tx sqlx.ExtContext, op Operation) (Seen, error) {
+	const q = `SELECT i.xmin::text AS instance, o.xmin::text AS operation, now() AS at
+		FROM instances i, operations o WHERE i.id = $1 AND o.id = $2`
+	var out struct {
+		Instance  string    `db:"instance"`
+		Operation string    `db:"operation"`
+		At        time.Time `db:"at"`
+	}
+	err := sqlx.GetContext(ctx, tx, &out, q, op.InstanceID, op.ID)
+	return Seen{instance: out.Instance, operation: out.Operation, at: out.At, read: time.Now()}, mapErr(err)
+}
+
 // Saw says the start saw both rows: a finish may try FinishSeen.
 func (s Seen) Saw() bool { return s.instance != "" && s.operation != "" }
 

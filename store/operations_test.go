@@ -593,8 +593,39 @@ func TestFinishSeen(t *testing.T) {
 		t.Fatalf("the operation changed since the start: %v, want ErrNotFound", err)
 	}
 	unchanged("operation changed", stopping, store.StatusRunning)
-	// The long way's start saw nothing: FinishSeen does not try.
+	// A start that saw nothing: FinishSeen does not try.
 	if _, _, err := store.FinishSeen(ctx, st.DB, stopping, store.Seen{}, end(seen, "")); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("with nothing seen: %v, want ErrNotFound", err)
+	}
+
+	// The long way's start (its transaction changes the status) sees the
+	// rows as it leaves them.
+	var on2 store.Instance
+	err = st.WithTx(ctx, func(tx *sqlx.Tx) error {
+		i, err := store.LockInstance(ctx, tx, a.ID, inst.ID)
+		if err != nil {
+			return err
+		}
+		if stopping, err = store.StartOperation(ctx, tx, stopping.ID); err != nil {
+			return err
+		}
+		if on2, _, err = store.ChangeInstanceStatus(ctx, tx, i, store.StatusStopping, stopping.ID); err != nil {
+			return err
+		}
+		seen, err = store.SeeStarted(ctx, tx, stopping)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e = end(seen, store.StatusStopped)
+	if _, _, err := store.FinishSeen(ctx, st.DB, stopping, seen, e); err != nil {
+		t.Fatalf("after the long way's start: %v", err)
+	}
+	if now, err = store.InstanceByID(ctx, st.DB, inst.ID); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := wire.NewInstance(now, ""), wire.NewInstance(on2.WithStatus(store.StatusStopped, e.At), ""); !reflect.DeepEqual(got, want) {
+		t.Errorf("the instance is\n%+v\nwhere its rendering said\n%+v", got, want)
 	}
 }

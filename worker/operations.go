@@ -163,8 +163,12 @@ func (w *Worker) begin(ctx context.Context, op store.Operation) (store.Operation
 			return err
 		}
 		if t != "" {
-			inst, deliveries, err = w.changeStatus(ctx, tx, inst, t, op.ID)
+			if inst, deliveries, err = w.changeStatus(ctx, tx, inst, t, op.ID); err != nil {
+				return err
+			}
 		}
+		// One round trip more here saves the finish four.
+		seen, err = store.SeeStarted(ctx, tx, op)
 		return err
 	})
 	if err != nil {
@@ -172,7 +176,7 @@ func (w *Worker) begin(ctx context.Context, op store.Operation) (store.Operation
 	}
 	w.metrics.started(op)
 	w.enqueueDeliveries(ctx, deliveries)
-	return op, inst, store.Seen{}, nil
+	return op, inst, seen, nil
 }
 
 // finish records the outcome in ONE transaction: the operation, the
