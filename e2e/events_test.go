@@ -146,6 +146,68 @@ func finished(opID string) func(feedEvent) bool {
 	}
 }
 
+// TestHandedOverRunsReportWhatTheyWrite: operations queued on one
+// instance run one after the other, each run handing the next over
+// (worker.handOff) and writing its start and its end in one statement
+// each, with events rendered before the writes. Every event says what
+// the api then says, and the status changes follow each other.
+func TestHandedOverRunsReportWhatTheyWrite(t *testing.T) {
+	t.Parallel()
+	sys := Start(t, Options{})
+	_, token := sys.NewAccount(t, "pro")
+	instID := createRunning(t, sys, token, "handed")
+	sys.StopWorker()
+	var ops []Operation
+	for _, action := range []string{"restart", "stop", "start", "restart"} {
+		ops = append(ops, accept(t, sys, http.MethodPost, "/api/v1/instances/"+instID+"/"+action, token, nil))
+	}
+	sys.StartWorker()
+	for _, op := range ops {
+		if got := sys.WaitOperation(t, token, op.ID); got.Status != "succeeded" {
+			t.Fatalf("%s %s: %+v", op.Type, op.ID, got)
+		}
+	}
+	var last *feedEvent
+	for _, e := range allEvents(t, sys, token, "") {
+		switch e.Type {
+		case "operation.succeeded":
+			var op Operation
+			if err := json.Unmarshal(e.Data, &op); err != nil {
+				t.Fatal(err)
+			}
+			sameJSON(t, e.Type+" "+op.ID, e.Data, sys.Do(t, http.MethodGet, "/api/v1/operations/"+op.ID, token, nil).Body)
+		case "instance.status_changed":
+			last = &e
+		}
+	}
+	var changed struct {
+		Instance json.RawMessage `json:"instance"`
+		ToStatus string          `json:"to_status"`
+	}
+	if err := json.Unmarshal(last.Data, &changed); err != nil || changed.ToStatus != "running" {
+		t.Fatalf("the last status change: %s (%v)", last.Data, err)
+	}
+	sameJSON(t, "the last instance.status_changed", changed.Instance, sys.Do(t, http.MethodGet, "/api/v1/instances/"+instID, token, nil).Body)
+	// Every change of status, the accepts' and the runs', starts where
+	// the one before ended.
+	r := sys.Do(t, http.MethodGet, "/api/v1/instances/"+instID+"/events?limit=100", token, nil)
+	var history struct {
+		Data []struct {
+			FromStatus *string `json:"from_status"`
+			ToStatus   string  `json:"to_status"`
+		} `json:"data"`
+	}
+	r.JSON(t, &history)
+	if len(history.Data) < 10 {
+		t.Fatalf("%d status changes: %s", len(history.Data), r.Body)
+	}
+	for i := 1; i < len(history.Data); i++ { // newest first
+		if from := history.Data[i-1].FromStatus; from == nil || *from != history.Data[i].ToStatus {
+			t.Errorf("a status change from %v follows one to %s", from, history.Data[i].ToStatus)
+		}
+	}
+}
+
 // sameJSON fails the test unless got and want are the same JSON value.
 func sameJSON(t *testing.T, what string, got, want []byte) {
 	t.Helper()

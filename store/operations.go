@@ -316,7 +316,7 @@ func StartShowingOperation(ctx context.Context, db sqlx.ExtContext, op Operation
 		DBNow            time.Time `db:"db_now"`
 	}
 	err := sqlx.GetContext(ctx, db, &out, q, op.InstanceID, op.AccountID, op.ID, showing)
-	seen := Seen{instance: out.InstanceVersion, operation: out.OperationVersion, at: out.DBNow, read: time.Now()}
+	seen := Seen{instance: out.InstanceVersion, operation: out.OperationVersion, plan: out.Instance.Plan, at: out.DBNow, read: time.Now()}
 	return out.Operation, out.Instance, seen, mapErr(err)
 }
 
@@ -327,8 +327,12 @@ func StartShowingOperation(ctx context.Context, db sqlx.ExtContext, op Operation
 // so it can write the operation's end and render the events reporting it
 // before it writes them, all in one statement (FinishSeen). The zero Seen
 // (a start that took the long way) matches no row.
+//
+// An instance's plan is its account's: Seen keeps the plan the start read,
+// and the one-statement writes check it too.
 type Seen struct {
 	instance, operation string
+	plan                string
 	at                  time.Time // the database's now() at the start
 	read                time.Time // this process's clock then, monotonic
 }
@@ -345,15 +349,16 @@ func (s Seen) Now() time.Time {
 // of its transaction, which holds the instance's row lock: the rows'
 // versions once it commits, and the database's clock.
 func SeeStarted(ctx context.Context, tx sqlx.ExtContext, op Operation) (Seen, error) {
-	const q = `SELECT i.xmin::text AS instance, o.xmin::text AS operation, now() AS at
-		FROM instances i, operations o WHERE i.id = $1 AND o.id = $2`
+	const q = `SELECT i.xmin::text AS instance, o.xmin::text AS operation, a.plan, now() AS at
+		FROM instances i JOIN accounts a ON a.id = i.account_id, operations o WHERE i.id = $1 AND o.id = $2`
 	var out struct {
 		Instance  string    `db:"instance"`
 		Operation string    `db:"operation"`
+		Plan      string    `db:"plan"`
 		At        time.Time `db:"at"`
 	}
 	err := sqlx.GetContext(ctx, tx, &out, q, op.InstanceID, op.ID)
-	return Seen{instance: out.Instance, operation: out.Operation, at: out.At, read: time.Now()}, mapErr(err)
+	return Seen{instance: out.Instance, operation: out.Operation, plan: out.Plan, at: out.At, read: time.Now()}, mapErr(err)
 }
 
 // Saw says the start saw both rows: a finish may try FinishSeen.
@@ -373,70 +378,128 @@ func (o Operation) Ended(opErr *OperationError, at time.Time) Operation {
 	return o
 }
 
-// SeenEnd is an operation's end for FinishSeen, rendered before it is
-// written: the operation's outcome (Error nil on success) and time, the
-// status the instance moves to with the event row's id ("" for none),
-// and the events reporting it all.
-type SeenEnd struct {
-	Error          *OperationError
-	At             time.Time
-	Status         string
+// Rendered is what FinishSeen or StartSeen writes, rendered first: the
+// instance as the statement leaves it (its status, updated_at and
+// deleted_at are written from it: WithStatus), the id of the event row of
+// its status change ("" when its status does not change), and the events
+// reporting it all, rendered from these same values.
+type Rendered struct {
+	Instance       Instance
 	StatusChangeID string
 	Events         []QueuedEvent
 }
 
+// seenInstance and seenChange are the CTEs FinishSeen and StartSeen
+// share. i locks the instance $8 of account $4 if its row is still at the
+// version $9 and its account's plan still $10, as a Seen saw them, and
+// reads its status; a lock that waited reads the row's newest version,
+// whose xmin then differs. Once the CTE o has changed the operation $11,
+// s writes the instance's status $13 ("" when it does not change),
+// updated_at $12 and deleted_at $15, as rendered; changed records the
+// change as the event row $14; and the rendered events are queued ($1 to
+// $7 are queueEvents').
+const (
+	seenInstance = `i AS (SELECT i.id, i.status FROM instances i JOIN accounts a ON a.id = i.account_id
+			WHERE i.id = $8 AND i.account_id = $4 AND i.xmin = $9::text::xid AND a.plan = $10 FOR NO KEY UPDATE OF i)`
+	seenChange = `s AS (UPDATE instances SET status = $13, updated_at = $12, deleted_at = $15
+			WHERE id = $8 AND $13 <> '' AND EXISTS (SELECT 1 FROM o) RETURNING xmin::text AS row_version),
+		changed AS (INSERT INTO instance_events (id, account_id, instance_id, operation_id, from_status, to_status)
+			SELECT $14, $4, $8, $11, NULLIF(i.status, ''), $13 FROM i WHERE $13 <> '' AND EXISTS (SELECT 1 FROM o)),
+		ordered AS (SELECT pg_advisory_xact_lock($5) FROM o),
+		` + queueEvents + `,
+		d AS (` + insertDeliveries + `)`
+)
+
+// seenArgs are the arguments $1 to $15 of seenInstance and seenChange.
+func seenArgs(ctx context.Context, op Operation, seen Seen, r Rendered) []any {
+	status := ""
+	if r.StatusChangeID != "" {
+		status = r.Instance.Status
+	}
+	return append(queuedEventsArgs(ctx, op.AccountID, r.Events),
+		op.InstanceID, seen.instance, seen.plan, op.ID, r.Instance.UpdatedAt, status, r.StatusChangeID, r.Instance.DeletedAt)
+}
+
 // FinishSeen is FinishOperation, the instance's status change and
 // QueueWebhookEvents in ONE statement and no transaction, for the usual
-// end of a run: it acts only if neither the instance's row nor the
-// operation's has changed since the start saw them (seen), so that the
-// events, rendered from those rows before the statement, report exactly
-// what it writes. It answers the next pending operation of the instance
-// and the deliveries. ErrNotFound means nothing changed: a row moved on
+// end of a run: it writes the operation as done (Operation.Ended) and the
+// instance as r has them, rendered with their events from the rows the
+// start saw (seen), and only if neither row has changed since. So the
+// events report exactly what it writes. It answers the next pending
+// operation of the instance, the deliveries, and what it left: the
+// instance's row version for the next run's StartSeen. ErrNotFound means
+// nothing changed: a row moved on
 // (another operation accepted meanwhile changed the instance's status, a
 // step of the run recorded something) or the operation has finished; the
 // caller then takes the long way, which tells these apart.
-func FinishSeen(ctx context.Context, db sqlx.ExtContext, op Operation, seen Seen, end SeenEnd) (next string, deliveries []string, err error) {
-	// $1 to $7 are queueEvents'. The instance's row lock comes first, as
-	// in every writer; a lock that waited reads the row's newest version,
-	// whose xmin then differs.
-	const q = `WITH i AS (SELECT i.id, i.status FROM instances i
-				WHERE i.id = $8 AND i.account_id = $4 AND i.xmin = $9::text::xid FOR NO KEY UPDATE),
-			o AS (UPDATE operations SET status = $12, error_code = $13, error_message = $14,
-					finished_at = $15, started_at = COALESCE(started_at, $15)
-				WHERE id = $10 AND xmin = $11::text::xid AND status IN ('pending', 'running') AND EXISTS (SELECT 1 FROM i)
+func FinishSeen(ctx context.Context, db sqlx.ExtContext, done Operation, seen Seen, r Rendered) (next string, deliveries []string, after Seen, err error) {
+	// The instance's row lock comes first, as in every writer.
+	const q = `WITH ` + seenInstance + `,
+			o AS (UPDATE operations SET status = $17, error_code = $18, error_message = $19,
+					finished_at = $20, started_at = $21
+				WHERE id = $11 AND instance_id = $8 AND xmin = $16::text::xid AND status IN ('pending', 'running')
+					AND EXISTS (SELECT 1 FROM i)
 				RETURNING instance_id, seq),
-			s AS (UPDATE instances SET status = $16, updated_at = $15,
-					deleted_at = CASE WHEN $16 = 'deleted' THEN $15 ELSE deleted_at END
-				WHERE id = $8 AND $16 <> '' AND EXISTS (SELECT 1 FROM o)),
-			changed AS (INSERT INTO instance_events (id, account_id, instance_id, operation_id, from_status, to_status)
-				SELECT $17, $4, $8, $10, NULLIF(i.status, ''), $16 FROM i WHERE $16 <> '' AND EXISTS (SELECT 1 FROM o)),
-			ordered AS (SELECT pg_advisory_xact_lock($5) FROM o),
-			` + queueEvents + `,
-			d AS (` + insertDeliveries + `)
+			` + seenChange + `
 		SELECT ARRAY(SELECT id FROM d) AS deliveries,
 			(SELECT p.id FROM operations p WHERE p.instance_id = o.instance_id AND p.seq > o.seq
-				AND p.status = 'pending' ORDER BY p.seq LIMIT 1) AS next
+				AND p.status = 'pending' ORDER BY p.seq LIMIT 1) AS next,
+			COALESCE((SELECT row_version FROM s), $9) AS instance_version
 		FROM o`
 	if !seen.Saw() {
-		return "", nil, ErrNotFound
+		return "", nil, Seen{}, ErrNotFound
 	}
-	status, code, msg := OpSucceeded, (*string)(nil), (*string)(nil)
-	if end.Error != nil {
-		status, code, msg = OpFailed, &end.Error.Code, &end.Error.Message
-	}
-	args := append(queuedEventsArgs(ctx, op.AccountID, end.Events),
-		op.InstanceID, seen.instance, op.ID, seen.operation, status, code, msg, end.At, end.Status, end.StatusChangeID)
+	args := append(seenArgs(ctx, done, seen, r),
+		seen.operation, done.Status, done.ErrorCode, done.ErrorMessage, done.FinishedAt, done.StartedAt)
 	var out struct {
-		Deliveries pq.StringArray `db:"deliveries"`
-		Next       *string        `db:"next"`
+		Deliveries      pq.StringArray `db:"deliveries"`
+		Next            *string        `db:"next"`
+		InstanceVersion string         `db:"instance_version"`
 	}
 	if err := sqlx.GetContext(ctx, db, &out, q, args...); err != nil {
-		return "", nil, mapErr(err)
+		return "", nil, Seen{}, mapErr(err)
 	}
 	if out.Next != nil {
 		next = *out.Next
 	}
-	return next, out.Deliveries, nil
+	seen.instance, seen.operation = out.InstanceVersion, ""
+	return next, out.Deliveries, seen, nil
+}
+
+// StartSeen starts op on an instance whose row is as a FinishSeen left
+// it (seen: the finish of the run that hands op over), moving it to the
+// status it must show while op runs, in ONE statement and no
+// transaction: the start, and the instance as r has it with the events,
+// rendered from that row. It answers
+// the operation and what the start saw, as StartShowingOperation does.
+// ErrNotFound means nothing changed: the row moved on, or the operation
+// has finished; the caller then starts it the usual way.
+func StartSeen(ctx context.Context, db sqlx.ExtContext, op Operation, seen Seen, r Rendered) (Operation, Seen, []string, error) {
+	q := `WITH ` + seenInstance + `,
+			o AS (UPDATE operations SET status = 'running', attempts = attempts + 1,
+					started_at = COALESCE(started_at, now())
+				WHERE id = $11 AND instance_id = $8 AND status IN ('pending', 'running') AND EXISTS (SELECT 1 FROM i)
+				RETURNING ` + opCols + `, xmin::text AS row_version),
+			` + seenChange + `
+		SELECT ` + opRowCols + `, ARRAY(SELECT id FROM d) AS deliveries,
+			s.row_version AS instance_version, o.row_version AS operation_version, now() AS db_now
+		FROM o, s`
+	if seen.instance == "" || r.StatusChangeID == "" {
+		return op, Seen{}, nil, ErrNotFound
+	}
+	args := seenArgs(ctx, op, seen, r)
+	var out struct {
+		Operation        `db:"o"`
+		Deliveries       pq.StringArray `db:"deliveries"`
+		InstanceVersion  string         `db:"instance_version"`
+		OperationVersion string         `db:"operation_version"`
+		DBNow            time.Time      `db:"db_now"`
+	}
+	if err := sqlx.GetContext(ctx, db, &out, q, args...); err != nil {
+		return op, Seen{}, nil, mapErr(err)
+	}
+	started := Seen{instance: out.InstanceVersion, operation: out.OperationVersion, plan: seen.plan, at: out.DBNow, read: time.Now()}
+	return out.Operation, started, out.Deliveries, nil
 }
 
 // FinishOperation records an unfinished operation's outcome (opErr nil on

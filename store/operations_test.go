@@ -466,7 +466,8 @@ func TestDeletingOperation(t *testing.T) {
 
 // FinishSeen writes a run's end in one statement only while neither row
 // has moved since the start saw it, and what it writes is exactly what
-// the operation and the instance, rendered beforehand, said it would be.
+// the operation and the instance, rendered beforehand, said it would be;
+// StartSeen, the start of the run handed over next, likewise.
 func TestFinishSeen(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
@@ -495,21 +496,21 @@ func TestFinishSeen(t *testing.T) {
 		}
 		return op
 	}
-	start := func(op store.Operation, showing string) (store.Operation, store.Instance, store.Seen) {
+	start := func(op store.Operation) (store.Operation, store.Instance, store.Seen) {
 		t.Helper()
-		started, on, seen, err := store.StartShowingOperation(ctx, st.DB, op, showing)
+		started, on, seen, err := store.StartShowingOperation(ctx, st.DB, op, "")
 		if err != nil || !seen.Saw() {
 			t.Fatalf("start %s: %v (saw both rows: %v)", op.ID, err, seen.Saw())
 		}
 		return started, on, seen
 	}
-	end := func(seen store.Seen, status string) store.SeenEnd {
-		e := store.SeenEnd{At: seen.Now(), Status: status, Events: []store.QueuedEvent{
-			{ID: id.New(id.Event), Type: "operation.succeeded", Payload: []byte(`{"n":1}`)}}}
-		if status != "" {
-			e.StatusChangeID = id.New(id.Event)
-		}
-		return e
+	// The end of op on the instance on, moving it to status, as the
+	// worker renders it: the operation and the instance as they will be.
+	end := func(op store.Operation, on store.Instance, seen store.Seen, status string) (store.Operation, store.Rendered) {
+		done := op.Ended(nil, seen.Now())
+		r := store.Rendered{Instance: on.WithStatus(status, *done.FinishedAt), StatusChangeID: id.New(id.Event),
+			Events: []store.QueuedEvent{{ID: id.New(id.Event), Type: "operation.succeeded", Payload: []byte(`{"n":1}`)}}}
+		return done, r
 	}
 	unchanged := func(when string, op store.Operation, status string) {
 		t.Helper()
@@ -520,10 +521,24 @@ func TestFinishSeen(t *testing.T) {
 			t.Errorf("%s: the instance shows %s, want %s", when, i.Status, status)
 		}
 	}
+	rendered := func(what string, r store.Rendered) {
+		t.Helper()
+		now, err := store.InstanceByID(ctx, st.DB, inst.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, want := wire.NewInstance(now, ""), wire.NewInstance(r.Instance, ""); !reflect.DeepEqual(got, want) {
+			t.Errorf("%s: the instance is\n%+v\nwhere its rendering said\n%+v", what, got, want)
+		}
+		evs, err := store.ListInstanceEvents(ctx, st.DB, a.ID, inst.ID, 0, 1)
+		if err != nil || len(evs) != 1 || evs[0].ID != r.StatusChangeID || evs[0].ToStatus != r.Instance.Status {
+			t.Errorf("%s: the status change's event: %+v %v", what, evs, err)
+		}
+	}
 
 	restart := accept(store.OpRestart, store.StatusRestarting)
 	stop := accept(store.OpStop, store.StatusStopping) // queued behind it
-	started, on, seen := start(restart, "")
+	started, on, seen := start(restart)
 	if on.Status != store.StatusStopping {
 		t.Fatalf("the instance shows %s, want the last accept's stopping", on.Status)
 	}
@@ -536,23 +551,25 @@ func TestFinishSeen(t *testing.T) {
 	if err := store.SetInstanceFly(ctx, st.DB, inst.ID, "app-seen", "m-seen"); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := store.FinishSeen(ctx, st.DB, started, seen, end(seen, store.StatusRunning)); !errors.Is(err, store.ErrNotFound) {
+	done, r := end(started, on, seen, store.StatusRunning)
+	if _, _, _, err := store.FinishSeen(ctx, st.DB, done, seen, r); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("the instance changed since the start: %v, want ErrNotFound", err)
 	}
 	unchanged("instance changed", started, store.StatusStopping)
 	// So did an accept that showed another status.
-	started, on, seen = start(started, "")
+	started, on, seen = start(started)
 	accept(store.OpStart, store.StatusStarting)
-	if _, _, err := store.FinishSeen(ctx, st.DB, started, seen, end(seen, store.StatusRunning)); !errors.Is(err, store.ErrNotFound) {
+	done, r = end(started, on, seen, store.StatusRunning)
+	if _, _, _, err := store.FinishSeen(ctx, st.DB, done, seen, r); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("an accept changed the instance since the start: %v, want ErrNotFound", err)
 	}
 	unchanged("accepted meanwhile", started, store.StatusStarting)
 
 	// Nothing moved: one statement writes the end, the status change and
 	// the events, exactly as rendered.
-	started, on, seen = start(started, "")
-	e := end(seen, store.StatusRunning)
-	next, deliveries, err := store.FinishSeen(ctx, st.DB, started, seen, e)
+	started, on, seen = start(started)
+	done, r = end(started, on, seen, store.StatusRunning)
+	next, deliveries, after, err := store.FinishSeen(ctx, st.DB, done, seen, r)
 	if err != nil || next != stop.ID || len(deliveries) != 1 {
 		t.Fatalf("FinishSeen: next %q (want %s), deliveries %v: %v", next, stop.ID, deliveries, err)
 	}
@@ -560,41 +577,55 @@ func TestFinishSeen(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got, want := wire.NewOperation(row), wire.NewOperation(started.Ended(nil, e.At)); !reflect.DeepEqual(got, want) {
+	if got, want := wire.NewOperation(row), wire.NewOperation(done); !reflect.DeepEqual(got, want) {
 		t.Errorf("the operation is\n%+v\nwhere its rendering said\n%+v", got, want)
 	}
-	now, err := store.InstanceByID(ctx, st.DB, inst.ID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got, want := wire.NewInstance(now, ""), wire.NewInstance(on.WithStatus(store.StatusRunning, e.At), ""); !reflect.DeepEqual(got, want) {
-		t.Errorf("the instance is\n%+v\nwhere its rendering said\n%+v", got, want)
-	}
-	evs, err := store.ListInstanceEvents(ctx, st.DB, a.ID, inst.ID, 0, 1)
-	if err != nil || len(evs) != 1 || evs[0].ID != e.StatusChangeID || evs[0].FromStatus == nil || *evs[0].FromStatus != store.StatusStarting ||
-		evs[0].ToStatus != store.StatusRunning || evs[0].OperationID == nil || *evs[0].OperationID != started.ID {
-		t.Errorf("the status change's event: %+v %v", evs, err)
+	rendered("FinishSeen", r)
+	if evs, _ := store.ListInstanceEvents(ctx, st.DB, a.ID, inst.ID, 0, 1); len(evs) == 1 &&
+		(evs[0].FromStatus == nil || *evs[0].FromStatus != store.StatusStarting || evs[0].OperationID == nil || *evs[0].OperationID != started.ID) {
+		t.Errorf("the status change's event: %+v", evs[0])
 	}
 	feed, err := store.ListFeedEvents(ctx, st.DB, a.ID, nil, nil, 100)
-	if err != nil || len(feed) == 0 || feed[len(feed)-1].ID != e.Events[0].ID {
+	if err != nil || len(feed) == 0 || feed[len(feed)-1].ID != r.Events[0].ID {
 		t.Errorf("the feed does not end with the operation's event: %+v %v", feed, err)
 	}
 	// Done once: the same end again changes nothing.
-	if _, _, err := store.FinishSeen(ctx, st.DB, started, seen, end(seen, "")); !errors.Is(err, store.ErrNotFound) {
+	if _, _, _, err := store.FinishSeen(ctx, st.DB, done, seen, r); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("finishing twice: %v", err)
 	}
 
+	// The run handed over next starts on the row as the finish left it,
+	// in one statement too, unless the account's plan has changed since.
+	if _, err := st.DB.ExecContext(ctx, `UPDATE accounts SET plan = 'business' WHERE id = $1`, a.ID); err != nil {
+		t.Fatal(err)
+	}
+	sr := store.Rendered{Instance: r.Instance.WithStatus(store.StatusStopping, after.Now()), StatusChangeID: id.New(id.Event)}
+	if _, _, _, err := store.StartSeen(ctx, st.DB, stop, after, sr); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("StartSeen after a plan change: %v, want ErrNotFound", err)
+	}
+	if row, _ := store.OperationByID(ctx, st.DB, stop.ID); row.Status != store.OpPending {
+		t.Fatalf("a start that did not happen changed the operation: %+v", row)
+	}
+	if _, err := st.DB.ExecContext(ctx, `UPDATE accounts SET plan = 'pro' WHERE id = $1`, a.ID); err != nil {
+		t.Fatal(err)
+	}
+	stopping, seen, deliveries, err := store.StartSeen(ctx, st.DB, stop, after, sr)
+	if err != nil || stopping.Status != store.OpRunning || stopping.Attempts != 1 || stopping.StartedAt == nil || len(deliveries) != 0 {
+		t.Fatalf("StartSeen: %+v, deliveries %v: %v", stopping, deliveries, err)
+	}
+	rendered("StartSeen", sr)
+
 	// A step recorded something on the operation: nothing written.
-	stopping, _, seen := start(stop, "")
 	if _, err := store.SetOperationFromState(ctx, st.DB, stopping.ID, "started"); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := store.FinishSeen(ctx, st.DB, stopping, seen, end(seen, store.StatusStopped)); !errors.Is(err, store.ErrNotFound) {
+	done, r = end(stopping, sr.Instance, seen, store.StatusStopped)
+	if _, _, _, err := store.FinishSeen(ctx, st.DB, done, seen, r); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("the operation changed since the start: %v, want ErrNotFound", err)
 	}
-	unchanged("operation changed", stopping, store.StatusRunning)
+	unchanged("operation changed", stopping, store.StatusStopping)
 	// A start that saw nothing: FinishSeen does not try.
-	if _, _, err := store.FinishSeen(ctx, st.DB, stopping, store.Seen{}, end(seen, "")); !errors.Is(err, store.ErrNotFound) {
+	if _, _, _, err := store.FinishSeen(ctx, st.DB, done, store.Seen{}, r); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("with nothing seen: %v, want ErrNotFound", err)
 	}
 
@@ -609,7 +640,7 @@ func TestFinishSeen(t *testing.T) {
 		if stopping, err = store.StartOperation(ctx, tx, stopping.ID); err != nil {
 			return err
 		}
-		if on2, _, err = store.ChangeInstanceStatus(ctx, tx, i, store.StatusStopping, stopping.ID); err != nil {
+		if on2, _, err = store.ChangeInstanceStatus(ctx, tx, i, store.StatusRestarting, stopping.ID); err != nil {
 			return err
 		}
 		seen, err = store.SeeStarted(ctx, tx, stopping)
@@ -618,14 +649,9 @@ func TestFinishSeen(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e = end(seen, store.StatusStopped)
-	if _, _, err := store.FinishSeen(ctx, st.DB, stopping, seen, e); err != nil {
+	done, r = end(stopping, on2, seen, store.StatusStopped)
+	if _, _, _, err := store.FinishSeen(ctx, st.DB, done, seen, r); err != nil {
 		t.Fatalf("after the long way's start: %v", err)
 	}
-	if now, err = store.InstanceByID(ctx, st.DB, inst.ID); err != nil {
-		t.Fatal(err)
-	}
-	if got, want := wire.NewInstance(now, ""), wire.NewInstance(on2.WithStatus(store.StatusStopped, e.At), ""); !reflect.DeepEqual(got, want) {
-		t.Errorf("the instance is\n%+v\nwhere its rendering said\n%+v", got, want)
-	}
+	rendered("FinishSeen after the long way's start", r)
 }

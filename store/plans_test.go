@@ -195,6 +195,9 @@ func TestStatementsDoNotReadTheBacklog(t *testing.T) {
 			must(err)
 			op9, err := store.AcceptCallOperation(ctx, e, id.New(id.Operation), a.ID, "inst_plan9", store.OpRestart, store.StatusRestarting)
 			must(err)
+			// One more behind op, for its run to hand over.
+			_, err = store.InsertCallOperation(ctx, e, id.New(id.Operation), a.ID, inst, store.OpStop, "")
+			must(err)
 			_, older, err := store.OperationToRun(ctx, e, op.ID)
 			must(err)
 			if !older {
@@ -204,13 +207,18 @@ func TestStatementsDoNotReadTheBacklog(t *testing.T) {
 			must(err)
 			pending, err := store.PendingOperationsOf(ctx, e, inst.ID)
 			must(err)
-			if len(pending) != waiting/instances+1 {
-				t.Errorf("PendingOperationsOf: %d, want %d", len(pending), waiting/instances+1)
+			if len(pending) != waiting/instances+2 {
+				t.Errorf("PendingOperationsOf: %d, want %d", len(pending), waiting/instances+2)
 			}
-			_, _, seen, err := store.StartShowingOperation(ctx, e, op, store.StatusRestarting)
+			started, on, seen, err := store.StartShowingOperation(ctx, e, op, store.StatusRestarting)
 			must(err)
-			_, _, err = store.FinishSeen(ctx, e, op, seen, store.SeenEnd{At: seen.Now(), Status: store.StatusRunning,
+			done := started.Ended(nil, seen.Now())
+			next, _, after, err := store.FinishSeen(ctx, e, done, seen, store.Rendered{Instance: on.WithStatus(store.StatusRunning, *done.FinishedAt),
 				StatusChangeID: id.New(id.Event), Events: []store.QueuedEvent{{ID: id.New(id.Event), Type: "operation.succeeded", Payload: []byte("{}")}}})
+			must(err)
+			// The next of the instance's backlog, handed over.
+			_, _, _, err = store.StartSeen(ctx, e, store.Operation{ID: next, AccountID: a.ID, InstanceID: op.InstanceID}, after,
+				store.Rendered{Instance: on.WithStatus(store.StatusRestarting, after.Now()), StatusChangeID: id.New(id.Event)})
 			must(err)
 			_, err = store.StartOperation(ctx, e, op9.ID)
 			must(err)

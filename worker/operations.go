@@ -74,7 +74,7 @@ func (w *Worker) handleOperation(ctx context.Context, t *asynq.Task) error {
 	defer lock.Release()
 	retried, _ := asynq.GetRetryCount(ctx)
 	maxRetry, _ := asynq.GetMaxRetry(ctx)
-	return w.runLocked(ctx, op.ID, retried, retried >= maxRetry, false)
+	return w.runLocked(ctx, op.ID, retried, retried >= maxRetry, false, nil)
 }
 
 // runLocked carries out an operation whose instance lock the caller holds:
@@ -83,7 +83,9 @@ func (w *Worker) handleOperation(ctx context.Context, t *asynq.Task) error {
 // failure must finish the operation as failed rather than leave it to the
 // next attempt. woken says a wake-up runs it: no task headers carried its
 // trace here, so the run continues the trace kept in the operation's row.
-func (w *Worker) runLocked(ctx context.Context, opID string, retried int, last, woken bool) (err error) {
+// from is the instance as the run before left it, when that run hands
+// this one over (handOff); nil otherwise.
+func (w *Worker) runLocked(ctx context.Context, opID string, retried int, last, woken bool, from *handed) (err error) {
 	// Read under the lock: another delivery may have finished it.
 	op, older, err := store.OperationToRun(ctx, w.st.DB, opID)
 	if err != nil {
@@ -100,7 +102,7 @@ func (w *Worker) runLocked(ctx context.Context, opID string, retried int, last, 
 		ctx, span = startWokenSpan(ctx, op)
 		defer func() { endSpan(span, err) }()
 	}
-	op, inst, seen, err := w.begin(ctx, op)
+	op, inst, seen, err := w.begin(ctx, op, from)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil // finished meanwhile by another delivery
 	} else if err != nil {
@@ -119,7 +121,7 @@ func (w *Worker) runLocked(ctx context.Context, opID string, retried int, last, 
 			Message: fmt.Sprintf("the Fly.io Machines API kept failing after %d attempts: %v", retried+1, err)}
 		final = w.honestStatus(ctx, inst)
 	}
-	next, err := w.finish(ctx, op, inst, seen, final, opErr)
+	next, left, err := w.finish(ctx, op, inst, seen, final, opErr)
 	if err != nil {
 		return err
 	}
@@ -127,7 +129,7 @@ func (w *Worker) runLocked(ctx context.Context, opID string, retried int, last, 
 		w.woken.finishedHere(op.ID)
 	}
 	if next != "" {
-		w.handOff(ctx, next)
+		w.handOff(ctx, next, left)
 	}
 	if opErr != nil {
 		return fmt.Errorf("operation %s failed: %s: %w", op.ID, opErr.Code, asynq.SkipRetry)
@@ -141,10 +143,24 @@ func (w *Worker) runLocked(ctx context.Context, opID string, retried int, last, 
 // start saw (for finish). Usually the instance already shows that status
 // (the accept set it): then one statement does it all, with no transaction
 // to open and commit.
-func (w *Worker) begin(ctx context.Context, op store.Operation) (store.Operation, store.Instance, store.Seen, error) {
+//
+// A run handed over by the one before (from) usually finds the instance
+// showing the status that run ended with: then its one statement also
+// changes the status, with events rendered from the row as that run left
+// it (store.StartSeen).
+func (w *Worker) begin(ctx context.Context, op store.Operation, from *handed) (store.Operation, store.Instance, store.Seen, error) {
 	// An instance.configure shows no transitional status: a stopped
 	// instance stays stopped while it runs.
 	t := transitional[op.Type]
+	if from != nil && t != "" && from.inst.Status != t {
+		started, inst, seen, err := w.startSeen(ctx, op, from, t)
+		if err == nil {
+			return started, inst, seen, nil
+		}
+		if !errors.Is(err, store.ErrNotFound) {
+			return op, inst, store.Seen{}, fmt.Errorf("start operation %s: %w", op.ID, err)
+		}
+	}
 	started, inst, seen, err := store.StartShowingOperation(ctx, w.st.DB, op, t)
 	if err == nil {
 		w.metrics.started(started)
@@ -179,6 +195,32 @@ func (w *Worker) begin(ctx context.Context, op store.Operation) (store.Operation
 	return op, inst, seen, nil
 }
 
+// handed is an instance as a run's finish left it (store.FinishSeen): its
+// row as the run rendered it, and the row's version.
+type handed struct {
+	inst store.Instance
+	seen store.Seen
+}
+
+// startSeen is begin's one statement for a run handed over: the status
+// change rendered from the row as the run before left it, then written
+// with the start if the row has not moved since. ErrNotFound: it has.
+func (w *Worker) startSeen(ctx context.Context, op store.Operation, from *handed, status string) (store.Operation, store.Instance, store.Seen, error) {
+	r := store.Rendered{Instance: from.inst.WithStatus(status, from.seen.Now()), StatusChangeID: id.New(id.Event)}
+	ev, err := w.statusChanged(r.StatusChangeID, from.inst, r.Instance, op.ID)
+	if err != nil {
+		return op, from.inst, store.Seen{}, err
+	}
+	r.Events = []store.QueuedEvent{ev}
+	started, seen, deliveries, err := store.StartSeen(ctx, w.st.DB, op, from.seen, r)
+	if err != nil {
+		return op, from.inst, store.Seen{}, err
+	}
+	w.metrics.started(started)
+	w.enqueueDeliveries(ctx, deliveries)
+	return started, r.Instance, seen, nil
+}
+
 // finish records the outcome in ONE transaction: the operation, the
 // instance's status and its event, and the webhook deliveries reporting
 // them (the outbox); the deliveries are enqueued after the commit.
@@ -188,50 +230,56 @@ func (w *Worker) begin(ctx context.Context, op store.Operation) (store.Operation
 // statement writes it all (store.FinishSeen), with no transaction to open
 // and commit. Otherwise it takes the long way, which reads both rows
 // under the instance's lock before it renders anything.
+//
+// It answers the instance's next pending operation, and, after the one
+// statement, the instance as it left it (for that operation's start).
 func (w *Worker) finish(ctx context.Context, op store.Operation, inst store.Instance, seen store.Seen,
-	final string, opErr *store.OperationError) (next string, err error) {
-	done, deliveries, next, err := w.finishSeen(ctx, op, inst, seen, final, opErr)
+	final string, opErr *store.OperationError) (next string, left *handed, err error) {
+	done, deliveries, next, left, err := w.finishSeen(ctx, op, inst, seen, final, opErr)
 	if errors.Is(err, store.ErrNotFound) {
 		done, deliveries, next, err = w.finishLocked(ctx, op, final, opErr)
 	}
 	if errors.Is(err, store.ErrNotFound) {
-		return "", nil // finished by another delivery of the task meanwhile
+		return "", nil, nil // finished by another delivery of the task meanwhile
 	}
 	if err != nil {
-		return "", fmt.Errorf("finish operation %s: %w", op.ID, err)
+		return "", nil, fmt.Errorf("finish operation %s: %w", op.ID, err)
 	}
 	w.metrics.finished(done)
 	w.log.InfoContext(ctx, "operation finished", slog.String("operation_id", op.ID), slog.String("type", op.Type),
 		slog.String("instance_id", op.InstanceID), slog.String("status", final), slog.Bool("failed", opErr != nil))
 	w.enqueueDeliveries(ctx, deliveries)
-	return next, nil
+	return next, left, nil
 }
 
 // finishSeen is finish's one statement: the operation and the instance
 // as they will be, rendered into their events, then written if neither
 // row has changed since seen. ErrNotFound: one has.
 func (w *Worker) finishSeen(ctx context.Context, op store.Operation, inst store.Instance, seen store.Seen,
-	final string, opErr *store.OperationError) (done store.Operation, deliveries []string, next string, err error) {
+	final string, opErr *store.OperationError) (done store.Operation, deliveries []string, next string, left *handed, err error) {
 	if !seen.Saw() {
-		return op, nil, "", store.ErrNotFound
+		return op, nil, "", nil, store.ErrNotFound
 	}
-	end := store.SeenEnd{Error: opErr, At: seen.Now()}
-	done = op.Ended(opErr, end.At)
+	done = op.Ended(opErr, seen.Now())
+	r := store.Rendered{Instance: inst}
 	if inst.Status != final {
-		end.Status, end.StatusChangeID = final, id.New(id.Event)
-		ev, err := w.statusChanged(end.StatusChangeID, inst, inst.WithStatus(final, end.At), op.ID)
+		r.Instance, r.StatusChangeID = inst.WithStatus(final, *done.FinishedAt), id.New(id.Event)
+		ev, err := w.statusChanged(r.StatusChangeID, inst, r.Instance, op.ID)
 		if err != nil {
-			return done, nil, "", err
+			return done, nil, "", nil, err
 		}
-		end.Events = append(end.Events, ev)
+		r.Events = append(r.Events, ev)
 	}
 	ev, err := w.operationEnded(done)
 	if err != nil {
-		return done, nil, "", err
+		return done, nil, "", nil, err
 	}
-	end.Events = append(end.Events, ev)
-	next, deliveries, err = store.FinishSeen(ctx, w.st.DB, op, seen, end)
-	return done, deliveries, next, err
+	r.Events = append(r.Events, ev)
+	next, deliveries, after, err := store.FinishSeen(ctx, w.st.DB, done, seen, r)
+	if err != nil {
+		return done, nil, "", nil, err
+	}
+	return done, deliveries, next, &handed{inst: r.Instance, seen: after}, nil
 }
 
 // finishLocked is finish's long way, in one transaction.
@@ -275,14 +323,14 @@ func (w *Worker) operationEnded(done store.Operation) (store.QueuedEvent, error)
 // it; anywhere else it finds the instance locked, and then the operation
 // finished), and it hands off in turn. A failure leaves the operation to
 // its task, as a wake-up's does.
-func (w *Worker) handOff(ctx context.Context, opID string) {
+func (w *Worker) handOff(ctx context.Context, opID string, from *handed) {
 	done, ok := w.woken.start(opID)
 	if !ok {
 		return // a wake-up of this process is about to try it
 	}
 	defer done()
 	w.metrics.handoffs.Inc()
-	err := w.runLocked(ctx, opID, 0, false, true)
+	err := w.runLocked(ctx, opID, 0, false, true, from)
 	if err != nil && !errors.Is(err, errWaiting) && !errors.Is(err, asynq.SkipRetry) && ctx.Err() == nil {
 		w.log.DebugContext(ctx, "handed-off run stopped; its task will carry on", slog.String("operation_id", opID), slog.Any("error", err))
 	}

@@ -244,7 +244,7 @@ func (w *Worker) tryWoken(ctx context.Context, opID, instanceID string) (string,
 		return wakeBusy, nil
 	}
 	defer lock.Release()
-	switch err := w.runLocked(ctx, opID, 0, false, true); {
+	switch err := w.runLocked(ctx, opID, 0, false, true, nil); {
 	case errors.Is(err, errWaiting):
 		return wakeBusy, nil
 	case err == nil, errors.Is(err, asynq.SkipRetry):
