@@ -167,27 +167,9 @@ func TestHandedOverRunsReportWhatTheyWrite(t *testing.T) {
 			t.Fatalf("%s %s: %+v", op.Type, op.ID, got)
 		}
 	}
-	var last *feedEvent
-	for _, e := range allEvents(t, sys, token, "") {
-		switch e.Type {
-		case "operation.succeeded":
-			var op Operation
-			if err := json.Unmarshal(e.Data, &op); err != nil {
-				t.Fatal(err)
-			}
-			sameJSON(t, e.Type+" "+op.ID, e.Data, sys.Do(t, http.MethodGet, "/api/v1/operations/"+op.ID, token, nil).Body)
-		case "instance.status_changed":
-			last = &e
-		}
+	if to := eventsSayWhatTheAPISays(t, sys, token, instID); to != "running" {
+		t.Fatalf("the last status change is to %s, want running", to)
 	}
-	var changed struct {
-		Instance json.RawMessage `json:"instance"`
-		ToStatus string          `json:"to_status"`
-	}
-	if err := json.Unmarshal(last.Data, &changed); err != nil || changed.ToStatus != "running" {
-		t.Fatalf("the last status change: %s (%v)", last.Data, err)
-	}
-	sameJSON(t, "the last instance.status_changed", changed.Instance, sys.Do(t, http.MethodGet, "/api/v1/instances/"+instID, token, nil).Body)
 	// Every change of status, the accepts' and the runs', starts where
 	// the one before ended.
 	r := sys.Do(t, http.MethodGet, "/api/v1/instances/"+instID+"/events?limit=100", token, nil)
@@ -206,6 +188,39 @@ func TestHandedOverRunsReportWhatTheyWrite(t *testing.T) {
 			t.Errorf("a status change from %v follows one to %s", from, history.Data[i].ToStatus)
 		}
 	}
+}
+
+// eventsSayWhatTheAPISays checks the account's feed: every operation
+// event is the operation as GET /operations/:id answers it now, and the
+// last instance.status_changed has the instance instID as GET answers it
+// now. It answers that change's to_status.
+func eventsSayWhatTheAPISays(t *testing.T, sys *System, token, instID string) string {
+	t.Helper()
+	var last *feedEvent
+	for _, e := range allEvents(t, sys, token, "") {
+		switch e.Type {
+		case "operation.succeeded", "operation.failed":
+			var op Operation
+			if err := json.Unmarshal(e.Data, &op); err != nil {
+				t.Fatal(err)
+			}
+			sameJSON(t, e.Type+" "+op.ID, e.Data, sys.Do(t, http.MethodGet, "/api/v1/operations/"+op.ID, token, nil).Body)
+		case "instance.status_changed":
+			last = &e
+		}
+	}
+	if last == nil {
+		t.Fatal("no instance.status_changed event")
+	}
+	var changed struct {
+		Instance json.RawMessage `json:"instance"`
+		ToStatus string          `json:"to_status"`
+	}
+	if err := json.Unmarshal(last.Data, &changed); err != nil {
+		t.Fatal(err)
+	}
+	sameJSON(t, "the last instance.status_changed", changed.Instance, sys.Do(t, http.MethodGet, "/api/v1/instances/"+instID, token, nil).Body)
+	return changed.ToStatus
 }
 
 // sameJSON fails the test unless got and want are the same JSON value.
@@ -404,29 +419,7 @@ func TestEventFeed(t *testing.T) {
 		// The worker renders a run's events before it writes the run's
 		// end (store.FinishSeen) or after (the long way, as for the
 		// create): either way they are the rows as written.
-		var last *feedEvent
-		for _, e := range allEvents(t, sys, token, "") {
-			switch e.Type {
-			case "operation.succeeded", "operation.failed":
-				var op Operation
-				if err := json.Unmarshal(e.Data, &op); err != nil {
-					t.Fatal(err)
-				}
-				sameJSON(t, e.Type+" "+op.ID, e.Data, sys.Do(t, http.MethodGet, "/api/v1/operations/"+op.ID, token, nil).Body)
-			case "instance.status_changed":
-				last = &e
-			}
-		}
-		if last == nil {
-			t.Fatal("no instance.status_changed event")
-		}
-		var changed struct {
-			Instance json.RawMessage `json:"instance"`
-		}
-		if err := json.Unmarshal(last.Data, &changed); err != nil {
-			t.Fatal(err)
-		}
-		sameJSON(t, "the last instance.status_changed", changed.Instance, sys.Do(t, http.MethodGet, "/api/v1/instances/"+instID, token, nil).Body)
+		eventsSayWhatTheAPISays(t, sys, token, instID)
 	})
 	step(t, "types", func(t *testing.T) {
 		_, data, _, _ := page(t, token, "types=operation.succeeded,operation.failed&types=operation.cancelled")
