@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/myopenclaw/mocd/api"
+	"github.com/myopenclaw/mocd/api/wire"
 	"github.com/myopenclaw/mocd/store"
 )
 
@@ -170,32 +171,64 @@ func TestHandedOverRunsReportWhatTheyWrite(t *testing.T) {
 	if to := eventsSayWhatTheAPISays(t, sys, token, instID); to != "running" {
 		t.Fatalf("the last status change is to %s, want running", to)
 	}
-	// Every change of status, the accepts' and the runs', starts where
-	// the one before ended.
-	r := sys.Do(t, http.MethodGet, "/api/v1/instances/"+instID+"/events?limit=100", token, nil)
-	var history struct {
-		Data []struct {
-			FromStatus *string `json:"from_status"`
-			ToStatus   string  `json:"to_status"`
-		} `json:"data"`
+}
+
+// TestAcceptsRacingHandedOverRuns: accepts keep changing the instance's
+// status while the worker works its queue off, handing each run over to
+// the next. A run whose rows an accept moved takes the long way; either
+// way every event says what the api says, and every change of status
+// starts where the one before ended.
+func TestAcceptsRacingHandedOverRuns(t *testing.T) {
+	t.Parallel()
+	sys := Start(t, Options{})
+	_, token := sys.NewAccount(t, "pro")
+	instID := createRunning(t, sys, token, "racing")
+	var ops []Operation
+	for i := range 24 {
+		action := []string{"restart", "stop", "start"}[i%3]
+		ops = append(ops, accept(t, sys, http.MethodPost, "/api/v1/instances/"+instID+"/"+action, token, nil))
 	}
-	r.JSON(t, &history)
-	if len(history.Data) < 10 {
-		t.Fatalf("%d status changes: %s", len(history.Data), r.Body)
-	}
-	for i := 1; i < len(history.Data); i++ { // newest first
-		if from := history.Data[i-1].FromStatus; from == nil || *from != history.Data[i].ToStatus {
-			t.Errorf("a status change from %v follows one to %s", from, history.Data[i].ToStatus)
+	for _, op := range ops {
+		if got := sys.WaitOperation(t, token, op.ID); got.Status != "succeeded" {
+			t.Fatalf("%s %s: %+v", op.Type, op.ID, got)
 		}
+	}
+	if to := eventsSayWhatTheAPISays(t, sys, token, instID); to != "running" {
+		t.Fatalf("the last status change is to %s, want running (the last call was a start)", to)
 	}
 }
 
-// eventsSayWhatTheAPISays checks the account's feed: every operation
-// event is the operation as GET /operations/:id answers it now, and the
-// last instance.status_changed has the instance instID as GET answers it
-// now. It answers that change's to_status.
+// statusChanges answers the instance's changes of status by id, the
+// accepts' and the runs', checking that each starts where the one before
+// ended.
+func statusChanges(t *testing.T, sys *System, token, instID string) map[string]wire.InstanceEvent {
+	t.Helper()
+	r := sys.Do(t, http.MethodGet, "/api/v1/instances/"+instID+"/events?limit=100", token, nil)
+	var history struct {
+		Data []wire.InstanceEvent `json:"data"`
+	}
+	r.JSON(t, &history)
+	if len(history.Data) < 3 {
+		t.Fatalf("%d status changes: %s", len(history.Data), r.Body)
+	}
+	out := map[string]wire.InstanceEvent{}
+	for i, e := range history.Data { // newest first
+		out[e.ID] = e
+		if i > 0 && (history.Data[i-1].FromStatus == nil || *history.Data[i-1].FromStatus != e.ToStatus) {
+			t.Errorf("a status change from %v follows one to %s", history.Data[i-1].FromStatus, e.ToStatus)
+		}
+	}
+	return out
+}
+
+// eventsSayWhatTheAPISays checks the account's feed, whose events are of
+// the instance instID: every operation event is the operation as GET
+// /operations/:id answers it now; every instance.status_changed is the
+// change of status of the same id (statusChanges), and the last one has
+// the instance as GET answers it now. It answers that change's to_status.
 func eventsSayWhatTheAPISays(t *testing.T, sys *System, token, instID string) string {
 	t.Helper()
+	history := statusChanges(t, sys, token, instID)
 	var last *feedEvent
 	for _, e := range allEvents(t, sys, token, "") {
 		switch e.Type {
@@ -206,6 +239,17 @@ func eventsSayWhatTheAPISays(t *testing.T, sys *System, token, instID string) st
 			}
 			sameJSON(t, e.Type+" "+op.ID, e.Data, sys.Do(t, http.MethodGet, "/api/v1/operations/"+op.ID, token, nil).Body)
 		case "instance.status_changed":
+			var got wire.StatusChanged
+			if err := json.Unmarshal(e.Data, &got); err != nil {
+				t.Fatal(err)
+			}
+			want, ok := history[e.ID]
+			if !ok || want.FromStatus == nil || got.FromStatus != *want.FromStatus || got.ToStatus != want.ToStatus ||
+				got.Instance.Status != want.ToStatus || got.OperationID == nil || want.OperationID == nil || *got.OperationID != *want.OperationID {
+				t.Errorf("instance.status_changed %s says %s → %s (instance %s) by %s; its change of status is %s → %s by %s",
+					e.ID, got.FromStatus, got.ToStatus, got.Instance.Status, deref(got.OperationID),
+					deref(want.FromStatus), want.ToStatus, deref(want.OperationID))
+			}
 			last = &e
 		}
 	}

@@ -257,6 +257,9 @@ func TestUnhealthyUpgradeRollsBack(t *testing.T) {
 	if d := upgrade(t, sys, token, instID, "1.1.0"); d.Status != "succeeded" {
 		t.Fatalf("next upgrade %+v", d)
 	}
+	// The events of runs that recorded their progress (a rollback's
+	// reason, the machine's state) on the way say what the api says.
+	eventsSayWhatTheAPISays(t, sys, token, instID)
 }
 
 // TestWorkerKilledMidUpgrade kills a real worker process with SIGKILL
