@@ -48,25 +48,37 @@ func (s *Server) change(c *gin.Context, fn func(ctx context.Context, tx *sqlx.Tx
 				return err
 			}
 		}
-		p := principal(c)
-		entry := store.AuditEntry{
-			AccountID: p.AccountID, KeyID: p.ID, KeyName: p.Name,
-			Method: c.Request.Method, Path: c.Request.URL.Path, Status: res.status,
-			ClientIP: c.ClientIP(), RequestID: requestID(c),
-		}
-		if res.operationID != "" {
-			entry.OperationID = &res.operationID
-		}
 		answer, err := s.idempotentAnswer(c, res.status, res.headers(), body)
 		if err != nil {
 			return err
 		}
-		return store.InsertAudit(ctx, tx, entry, answer)
+		return store.InsertAudit(ctx, tx, auditEntry(c, res), answer)
 	})
 	if err != nil {
 		return err
 	}
 	markIdempotentStored(c)
+	respond(ctx, c, res, body)
+	return nil
+}
+
+// auditEntry is the audit entry of the call c that answered res.
+func auditEntry(c *gin.Context, res result) store.AuditEntry {
+	p := principal(c)
+	entry := store.AuditEntry{
+		AccountID: p.AccountID, KeyID: p.ID, KeyName: p.Name,
+		Method: c.Request.Method, Path: c.Request.URL.Path, Status: res.status,
+		ClientIP: c.ClientIP(), RequestID: requestID(c),
+	}
+	if res.operationID != "" {
+		entry.OperationID = &res.operationID
+	}
+	return entry
+}
+
+// respond answers res, whose change has committed, with body (its JSON),
+// after running its afterCommit.
+func respond(ctx context.Context, c *gin.Context, res result, body []byte) {
 	if res.afterCommit != nil {
 		res.afterCommit(context.WithoutCancel(ctx))
 	}
@@ -76,10 +88,9 @@ func (s *Server) change(c *gin.Context, fn func(ctx context.Context, tx *sqlx.Tx
 	if body == nil {
 		c.Status(res.status)
 		c.Writer.WriteHeaderNow()
-		return nil
+		return
 	}
 	c.Data(res.status, "application/json; charset=utf-8", body)
-	return nil
 }
 
 func (r result) headers() http.Header {

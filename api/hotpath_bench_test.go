@@ -29,7 +29,8 @@ import (
 // callers as make bench drives it: accept (a lifecycle call with an
 // Idempotency-Key, enqueued to Asynq, alternating restart and stop so that
 // every call changes the instance's status as it does when a worker runs
-// them), poll (GET /operations/:id), page (GET /operations?limit=50, a
+// them), the same without the key (one statement, the audit entry in it),
+// poll (GET /operations/:id), page (GET /operations?limit=50, a
 // full page) and list (GET /instances). Each caller
 // has an account, a key and an instance of its own. The rate-limit buckets
 // are emptied now and then so the limiter stays in the path without
@@ -112,18 +113,24 @@ func BenchmarkHotPath(b *testing.B) {
 		}
 		b.ReportMetric(float64(pg.Microseconds())/float64(b.N), "pg-cpu-µs/op")
 	}
-	b.Run("accept", func(b *testing.B) {
-		run(b, func(c caller, n int64) (*http.Request, int) {
+	// accept alternates restart and stop, so that every call changes the
+	// instance's status.
+	accept := func(keyed bool) func(c caller, n int64) (*http.Request, int) {
+		return func(c caller, n int64) (*http.Request, int) {
 			action := "restart"
 			if n%2 == 0 {
 				action = "stop"
 			}
 			r := httptest.NewRequest("POST", "/api/v1/instances/"+c.instance+"/"+action, nil)
 			r.Header.Set("Authorization", "Bearer "+c.token)
-			r.Header.Set("Idempotency-Key", "bench-"+strconv.FormatInt(n, 10)+"-"+id.Random(8))
+			if keyed {
+				r.Header.Set("Idempotency-Key", "bench-"+strconv.FormatInt(n, 10)+"-"+id.Random(8))
+			}
 			return r, http.StatusAccepted
-		})
-	})
+		}
+	}
+	b.Run("accept", func(b *testing.B) { run(b, accept(true)) })
+	b.Run("accept-without-key", func(b *testing.B) { run(b, accept(false)) })
 	b.Run("poll", func(b *testing.B) {
 		run(b, func(c caller, _ int64) (*http.Request, int) {
 			r := httptest.NewRequest("GET", "/api/v1/operations/"+c.operation, nil)

@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"net/http"
 	"slices"
@@ -15,6 +16,7 @@ import (
 	"github.com/myopenclaw/mocd/jobs"
 	"github.com/myopenclaw/mocd/plan"
 	"github.com/myopenclaw/mocd/store"
+	"github.com/myopenclaw/mocd/telemetry"
 )
 
 // ReservedSubdomains are names no instance may take: they belong, or may
@@ -162,18 +164,26 @@ func lockLiveInstance(ctx context.Context, tx *sqlx.Tx, accountID, instID string
 
 // lifecycle handles start, stop, restart and delete: one transaction locks
 // the instance, queues the operation behind any earlier one and shows the
-// transitional status; the worker does the rest.
+// transitional status; the worker does the rest. A call without an
+// Idempotency-Key has no answer to store, and then its audit entry joins
+// the statement that queues the operation: one statement and no
+// transaction (acceptAlone).
 func (s *Server) lifecycle(opType, transitional string) handlerFunc {
 	return func(c *gin.Context) error {
 		instID := c.Param("id")
 		if !id.HasPrefix(instID, id.Instance) {
 			return errNotFound
 		}
+		if _, keyed := c.Get(ctxIdempotency); !keyed {
+			if done, err := s.acceptAlone(c, instID, opType, transitional); done || err != nil {
+				return err
+			}
+		}
 		p := principal(c)
 		return s.change(c, func(ctx context.Context, tx *sqlx.Tx) (result, error) {
 			// One statement locks the instance, checks it and queues the
 			// operation, showing the transitional status.
-			op, err := store.AcceptCallOperation(ctx, tx, id.New(id.Operation), p.AccountID, instID, opType, transitional)
+			op, err := store.AcceptCallOperation(ctx, tx, id.New(id.Operation), p.AccountID, instID, opType, transitional, nil)
 			if errors.Is(err, store.ErrNotFound) {
 				// Nothing queued: the long way says why (a 404, or a 409
 				// while a delete is under way).
@@ -188,6 +198,32 @@ func (s *Server) lifecycle(opType, transitional string) handlerFunc {
 			return s.accepted(op), nil
 		})
 	}
+}
+
+// acceptAlone is a lifecycle call without an Idempotency-Key in ONE
+// statement: the accept, its effects and its audit entry, which commit
+// together as change's transaction would. done false means nothing was
+// queued and nothing written: the caller takes change's way, which tells
+// why (a 404, a 409).
+func (s *Server) acceptAlone(c *gin.Context, instID, opType, transitional string) (done bool, err error) {
+	ctx, span := telemetry.Tracer().Start(c.Request.Context(), "transaction "+c.FullPath())
+	defer span.End()
+	opID := id.New(id.Operation)
+	entry := auditEntry(c, result{status: http.StatusAccepted, operationID: opID})
+	op, err := store.AcceptCallOperation(ctx, s.opts.Store.DB, opID, entry.AccountID, instID, opType, transitional, &entry)
+	if errors.Is(err, store.ErrNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	res := s.accepted(op)
+	body, err := json.Marshal(res.body)
+	if err != nil {
+		return false, err
+	}
+	respond(ctx, c, res, body)
+	return true, nil
 }
 
 // accepted is the 202 of every lifecycle call; the task is enqueued once

@@ -448,3 +448,73 @@ func TestLogsSameInstant(t *testing.T) {
 		t.Fatalf("paged %v", got)
 	}
 }
+
+// TestLifecycleCallAuditedInItsStatement: a lifecycle call without an
+// Idempotency-Key is one statement, its audit entry included; with a key,
+// change's transaction. Either way the call has exactly one entry, and a
+// refused call (404, 409) none, nor any operation.
+func TestLifecycleCallAuditedInItsStatement(t *testing.T) {
+	t.Parallel()
+	e := startAPI(t)
+	_, tok := e.account("pro", apikey.PresetFull)
+	created := e.do("POST", "/api/v1/instances", tok, map[string]any{"subdomain": "audited"})
+	if created.Status != 202 {
+		t.Fatal(created.Status, string(created.Body))
+	}
+	var inst struct {
+		InstanceID string `json:"instance_id"`
+	}
+	created.JSON(t, &inst)
+	path := "/api/v1/instances/" + inst.InstanceID
+	var ops []string
+	for _, key := range []string{"", "audited-1"} {
+		headers := []string{"X-Request-Id", "req-restart-" + key}
+		if key != "" {
+			headers = append(headers, "Idempotency-Key", key)
+		}
+		r := e.do("POST", path+"/restart", tok, nil, headers...)
+		if r.Status != 202 || r.Header.Get("Location") == "" {
+			t.Fatalf("restart (key %q): %d %s", key, r.Status, r.Body)
+		}
+		var op struct {
+			ID     string `json:"id"`
+			Status string `json:"status"`
+		}
+		r.JSON(t, &op)
+		if op.Status != "pending" || r.Header.Get("Location") != "/api/v1/operations/"+op.ID {
+			t.Fatalf("restart (key %q): %s, Location %s", key, r.Body, r.Header.Get("Location"))
+		}
+		ops = append(ops, op.ID)
+	}
+	if r := e.do("POST", "/api/v1/instances/inst_nosuchinstance00000/restart", tok, nil); r.Status != 404 {
+		t.Fatalf("an unknown instance: %d %s", r.Status, r.Body)
+	}
+	del := e.do("DELETE", path, tok, nil)
+	if del.Status != 202 {
+		t.Fatal(del.Status, string(del.Body))
+	}
+	var delOp struct{ ID string }
+	del.JSON(t, &delOp)
+	if r := e.do("POST", path+"/start", tok, nil); r.Status != 409 {
+		t.Fatalf("a start while the delete is under way: %d %s", r.Status, r.Body)
+	}
+
+	_, p := e.getLogs(tok, "")
+	want := []string{delOp.ID, ops[1], ops[0]} // newest first, then the create
+	if len(p.Data) != len(want)+1 {
+		t.Fatalf("%d entries, want %d: %+v", len(p.Data), len(want)+1, p.Data)
+	}
+	for i, opID := range want {
+		got := p.Data[i]
+		if got.OperationID == nil || *got.OperationID != opID || got.Status != 202 || got.Method == "" || got.KeyName != "test" {
+			t.Errorf("entry %d: %+v, want operation %s", i, got, opID)
+		}
+	}
+	if p.Data[2].RequestID != "req-restart-" || p.Data[1].RequestID != "req-restart-audited-1" {
+		t.Errorf("request ids %q, %q", p.Data[2].RequestID, p.Data[1].RequestID)
+	}
+	var n int
+	if err := e.st.DB.Get(&n, `SELECT count(*) FROM operations WHERE instance_id = $1`, inst.InstanceID); err != nil || n != 4 {
+		t.Fatalf("%d operations (%v), want the create, two restarts and the delete", n, err)
+	}
+}

@@ -187,18 +187,39 @@ func (inst Instance) acceptsOperations() error {
 // call accepted before it (migration 00013). ErrNotFound means nothing
 // was queued: the caller takes the long way (LockInstance, then
 // InsertCallOperation), which tells why.
-func AcceptCallOperation(ctx context.Context, db sqlx.ExtContext, opID, accountID, instanceID, opType, showing string) (Operation, error) {
-	const q = `WITH i AS (SELECT status, deleting_operation_id FROM instances
+//
+// With audit, the same statement records the call's audit entry (its
+// OperationID is opID), only if it queued the operation: a call with
+// nothing else to store is then the one statement, with no transaction
+// around it (api's acceptAlone).
+func AcceptCallOperation(ctx context.Context, db sqlx.ExtContext, opID, accountID, instanceID, opType, showing string, audit *AuditEntry) (Operation, error) {
+	args := []any{opID, showing, instanceID, opType, telemetry.Traceparent(ctx), accountID, id.New(id.Event)}
+	q := acceptCall
+	if audit != nil {
+		q = acceptCallAudited
+		args = append(args, id.New(id.AuditLog), audit.KeyID, audit.KeyName, audit.Method, audit.Path, audit.Status,
+			audit.ClientIP, audit.RequestID)
+	}
+	out, err := getOperation(ctx, db, q, args...)
+	return out, mapErr(err)
+}
+
+// acceptCallCTEs are AcceptCallOperation's CTEs; acceptCallAudited adds
+// the audit entry ($8 on) to them.
+const (
+	acceptCallCTEs = `WITH i AS (SELECT status, deleting_operation_id FROM instances
 				WHERE id = $3 AND account_id = $6 FOR NO KEY UPDATE),
 		op AS (INSERT INTO operations (id, account_id, instance_id, type, status, traceparent)
 			SELECT $1, $6, $3, $4, 'pending', $5 FROM i
 			WHERE i.status <> 'deleted' AND i.deleting_operation_id IS NULL
 			RETURNING ` + opCols + `),
-		` + callEffects + `
+		` + callEffects
+	acceptCall        = acceptCallCTEs + ` SELECT ` + opCols + ` FROM op`
+	acceptCallAudited = acceptCallCTEs + `,
+		audit AS (INSERT INTO audit_log (id, account_id, key_id, key_name, method, path, status, operation_id, client_ip, request_id)
+			SELECT $8, $6, $9, $10, $11, $12, $13, $1, $14, $15 FROM op)
 		SELECT ` + opCols + ` FROM op`
-	out, err := getOperation(ctx, db, q, opID, showing, instanceID, opType, telemetry.Traceparent(ctx), accountID, id.New(id.Event))
-	return out, mapErr(err)
-}
+)
 
 // callEffects are the CTEs of an accepted call's effects on its instance,
 // once the CTE op has inserted the operation: $1 the operation's id, $2

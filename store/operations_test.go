@@ -337,7 +337,7 @@ func TestDeletingOperation(t *testing.T) {
 		t.Helper()
 		var op store.Operation
 		err := st.WithTx(ctx, func(tx *sqlx.Tx) (err error) {
-			op, err = store.AcceptCallOperation(ctx, tx, id.New(id.Operation), accountID, inst.ID, opType, showing)
+			op, err = store.AcceptCallOperation(ctx, tx, id.New(id.Operation), accountID, inst.ID, opType, showing, nil)
 			return err
 		})
 		return op, err
@@ -488,7 +488,7 @@ func TestFinishSeen(t *testing.T) {
 		t.Helper()
 		var op store.Operation
 		err := st.WithTx(ctx, func(tx *sqlx.Tx) (err error) {
-			op, err = store.AcceptCallOperation(ctx, tx, id.New(id.Operation), a.ID, inst.ID, opType, showing)
+			op, err = store.AcceptCallOperation(ctx, tx, id.New(id.Operation), a.ID, inst.ID, opType, showing, nil)
 			return err
 		})
 		if err != nil {

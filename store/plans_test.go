@@ -193,7 +193,7 @@ func TestStatementsDoNotReadTheBacklog(t *testing.T) {
 			must(err)
 			op, err := store.InsertCallOperation(ctx, e, id.New(id.Operation), a.ID, inst, store.OpRestart, store.StatusRestarting)
 			must(err)
-			op9, err := store.AcceptCallOperation(ctx, e, id.New(id.Operation), a.ID, "inst_plan9", store.OpRestart, store.StatusRestarting)
+			op9, err := store.AcceptCallOperation(ctx, e, id.New(id.Operation), a.ID, "inst_plan9", store.OpRestart, store.StatusRestarting, &store.AuditEntry{KeyID: "key_plan", KeyName: "plan", Method: "POST", Path: "/x", Status: 202})
 			must(err)
 			// One more behind op, for its run to hand over.
 			_, err = store.InsertCallOperation(ctx, e, id.New(id.Operation), a.ID, inst, store.OpStop, "")
