@@ -36,7 +36,7 @@ type AuditEntry struct {
 // audit entry and its answer to replay are one round trip in its
 // transaction (api/change.go).
 func InsertAudit(ctx context.Context, db sqlx.ExtContext, e AuditEntry, answer *IdempotentAnswer) error {
-	args := []any{id.New(id.AuditLog), e.AccountID, e.KeyID, e.KeyName, e.Method, e.Path, e.Status, e.OperationID, e.ClientIP, e.RequestID}
+	args := e.args()
 	q := insertAudit
 	if answer != nil {
 		q = insertAuditAndAnswer
@@ -46,8 +46,16 @@ func InsertAudit(ctx context.Context, db sqlx.ExtContext, e AuditEntry, answer *
 	return mapErr(err)
 }
 
-const insertAudit = `INSERT INTO audit_log (id, account_id, key_id, key_name, method, path, status, operation_id, client_ip, request_id)
-	VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`
+// auditInto is the INSERT of an audit entry, whose values follow: the ten
+// of AuditEntry.args, in their order.
+const auditInto = `INSERT INTO audit_log (id, account_id, key_id, key_name, method, path, status, operation_id, client_ip, request_id)`
+
+const insertAudit = auditInto + ` VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`
+
+// args are the values of auditInto for a new entry e.
+func (e AuditEntry) args() []any {
+	return []any{id.New(id.AuditLog), e.AccountID, e.KeyID, e.KeyName, e.Method, e.Path, e.Status, e.OperationID, e.ClientIP, e.RequestID}
+}
 
 // insertAuditAndAnswer is insertAudit and then, from $11 on,
 // completeIdempotency.

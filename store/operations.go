@@ -189,16 +189,17 @@ func (inst Instance) acceptsOperations() error {
 // InsertCallOperation), which tells why.
 //
 // With audit, the same statement records the call's audit entry (its
-// OperationID is opID), only if it queued the operation: a call with
-// nothing else to store is then the one statement, with no transaction
-// around it (api's acceptAlone).
+// account and operation are this call's), only if it queued the
+// operation: a call with nothing else to store is then the one
+// statement, with no transaction around it (api's acceptAlone).
 func AcceptCallOperation(ctx context.Context, db sqlx.ExtContext, opID, accountID, instanceID, opType, showing string, audit *AuditEntry) (Operation, error) {
 	args := []any{opID, showing, instanceID, opType, telemetry.Traceparent(ctx), accountID, id.New(id.Event)}
 	q := acceptCall
 	if audit != nil {
 		q = acceptCallAudited
-		args = append(args, id.New(id.AuditLog), audit.KeyID, audit.KeyName, audit.Method, audit.Path, audit.Status,
-			audit.ClientIP, audit.RequestID)
+		e := *audit
+		e.AccountID, e.OperationID = accountID, &opID
+		args = append(args, e.args()...)
 	}
 	out, err := getOperation(ctx, db, q, args...)
 	return out, mapErr(err)
@@ -216,8 +217,8 @@ const (
 		` + callEffects
 	acceptCall        = acceptCallCTEs + ` SELECT ` + opCols + ` FROM op`
 	acceptCallAudited = acceptCallCTEs + `,
-		audit AS (INSERT INTO audit_log (id, account_id, key_id, key_name, method, path, status, operation_id, client_ip, request_id)
-			SELECT $8, $6, $9, $10, $11, $12, $13, $1, $14, $15 FROM op)
+		audit AS (` + auditInto + `
+			SELECT $8, $9, $10, $11, $12, $13, $14, $15, $16, $17 FROM op)
 		SELECT ` + opCols + ` FROM op`
 )
 
@@ -332,13 +333,23 @@ func StartShowingOperation(ctx context.Context, db sqlx.ExtContext, op Operation
 			i.row_version AS instance_version, o.row_version AS operation_version, now() AS db_now FROM i, o`
 	var out struct {
 		instanceAndOperation
-		InstanceVersion  string    `db:"instance_version"`
-		OperationVersion string    `db:"operation_version"`
-		DBNow            time.Time `db:"db_now"`
+		seenCols
 	}
 	err := sqlx.GetContext(ctx, db, &out, q, op.InstanceID, op.AccountID, op.ID, showing)
-	seen := Seen{instance: out.InstanceVersion, operation: out.OperationVersion, plan: out.Instance.Plan, at: out.DBNow, read: time.Now()}
-	return out.Operation, out.Instance, seen, mapErr(err)
+	return out.Operation, out.Instance, out.seen(out.Instance.Plan), mapErr(err)
+}
+
+// seenCols scans what a start saw, as its statement answers it: the
+// columns instance_version, operation_version and db_now.
+type seenCols struct {
+	InstanceVersion  string    `db:"instance_version"`
+	OperationVersion string    `db:"operation_version"`
+	DBNow            time.Time `db:"db_now"`
+}
+
+// seen is the Seen of these columns and the plan the start read.
+func (c seenCols) seen(plan string) Seen {
+	return Seen{instance: c.InstanceVersion, operation: c.OperationVersion, plan: plan, at: c.DBNow, read: time.Now()}
 }
 
 // Seen is what StartShowingOperation saw under the instance's row lock:
@@ -370,16 +381,14 @@ func (s Seen) Now() time.Time {
 // of its transaction, which holds the instance's row lock: the rows'
 // versions once it commits, and the database's clock.
 func SeeStarted(ctx context.Context, tx sqlx.ExtContext, op Operation) (Seen, error) {
-	const q = `SELECT i.xmin::text AS instance, o.xmin::text AS operation, a.plan, now() AS at
+	const q = `SELECT i.xmin::text AS instance_version, o.xmin::text AS operation_version, now() AS db_now, a.plan
 		FROM instances i JOIN accounts a ON a.id = i.account_id, operations o WHERE i.id = $1 AND o.id = $2`
 	var out struct {
-		Instance  string    `db:"instance"`
-		Operation string    `db:"operation"`
-		Plan      string    `db:"plan"`
-		At        time.Time `db:"at"`
+		seenCols
+		Plan string `db:"plan"`
 	}
 	err := sqlx.GetContext(ctx, tx, &out, q, op.InstanceID, op.ID)
-	return Seen{instance: out.Instance, operation: out.Operation, plan: out.Plan, at: out.At, read: time.Now()}, mapErr(err)
+	return out.seen(out.Plan), mapErr(err)
 }
 
 // Saw says the start saw both rows: a finish may try FinishSeen.
@@ -510,17 +519,14 @@ func StartSeen(ctx context.Context, db sqlx.ExtContext, op Operation, seen Seen,
 	}
 	args := seenArgs(ctx, op, seen, r)
 	var out struct {
-		Operation        `db:"o"`
-		Deliveries       pq.StringArray `db:"deliveries"`
-		InstanceVersion  string         `db:"instance_version"`
-		OperationVersion string         `db:"operation_version"`
-		DBNow            time.Time      `db:"db_now"`
+		Operation  `db:"o"`
+		Deliveries pq.StringArray `db:"deliveries"`
+		seenCols
 	}
 	if err := sqlx.GetContext(ctx, db, &out, q, args...); err != nil {
 		return op, Seen{}, nil, mapErr(err)
 	}
-	started := Seen{instance: out.InstanceVersion, operation: out.OperationVersion, plan: seen.plan, at: out.DBNow, read: time.Now()}
-	return out.Operation, started, out.Deliveries, nil
+	return out.Operation, out.seen(seen.plan), out.Deliveries, nil
 }
 
 // FinishOperation records an unfinished operation's outcome (opErr nil on
