@@ -2,7 +2,6 @@ package api
 
 import (
 	"context"
-	"encoding/json"
 	"net/http"
 
 	"github.com/gin-gonic/gin"
@@ -44,7 +43,7 @@ func (s *Server) change(c *gin.Context, fn func(ctx context.Context, tx *sqlx.Tx
 			return err
 		}
 		if res.body != nil {
-			if body, err = json.Marshal(res.body); err != nil {
+			if body, err = marshalJSON(res.body); err != nil {
 				return err
 			}
 		}

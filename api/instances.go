@@ -2,7 +2,6 @@ package api
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"net/http"
 	"slices"
@@ -218,7 +217,7 @@ func (s *Server) acceptAlone(c *gin.Context, instID, opType, transitional string
 		return false, err
 	}
 	res := s.accepted(op)
-	body, err := json.Marshal(res.body)
+	body, err := marshalJSON(res.body)
 	if err != nil {
 		return false, err
 	}
