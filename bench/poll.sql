@@ -6,4 +6,4 @@
 -- second, api/keycache.go, so a key polling as often as the harness's do is
 -- read about once in that time, not once per request)
 -- the operation (store.GetOperation)
-SELECT seq, id, account_id, instance_id, type, status, error_code, error_message, attempts, created_at, started_at, finished_at, enqueued_at FROM operations WHERE id = 'op_pgbench_poll' AND account_id = 'acct_pgbench';
+SELECT seq, id, account_id, instance_id, type, status, error_code, error_message, created_at, started_at, finished_at FROM operations WHERE id = 'op_pgbench_poll' AND account_id = 'acct_pgbench';

@@ -6,17 +6,23 @@ import (
 	"testing"
 )
 
-// TestOperationFieldsFollowOpCols holds Operation.fields to opCols: the
-// n-th destination must be the field whose db tag names the n-th column,
-// or a hand-scanned operation would carry one column's value in another.
+// TestOperationFieldsFollowOpCols holds Operation.fields to opCols and
+// shownFields to opShownCols: the n-th destination must be the field whose
+// db tag names the n-th column, or a hand-scanned operation would carry
+// one column's value in another.
 func TestOperationFieldsFollowOpCols(t *testing.T) {
 	var o Operation
-	dests := o.fields()
-	cols := strings.Split(opCols, ",")
+	followed(t, &o, o.fields(), opCols)
+	followed(t, &o, o.shownFields(), opShownCols)
+}
+
+func followed(t *testing.T, o *Operation, dests []any, colList string) {
+	t.Helper()
+	cols := strings.Split(colList, ",")
 	if len(dests) != len(cols) {
-		t.Fatalf("fields has %d destinations, opCols %d columns", len(dests), len(cols))
+		t.Fatalf("%d destinations for %d columns (%s)", len(dests), len(cols), colList)
 	}
-	v := reflect.ValueOf(&o).Elem()
+	v := reflect.ValueOf(o).Elem()
 	byAddr := map[uintptr]string{}
 	for i := range v.NumField() {
 		byAddr[v.Field(i).Addr().Pointer()] = v.Type().Field(i).Tag.Get("db")

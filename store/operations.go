@@ -104,15 +104,42 @@ func (o *Operation) fields() []any {
 		&o.Version, &o.Image, &o.FromState, &o.LeaseNonce, &o.RollbackReason}
 }
 
+// opShownCols are the columns that an operation's public object
+// (wire.Operation) shows, with seq (a page's cursor) and account_id: what
+// the api's reads ask for (GetOperation, ListOperations), every other
+// column left zero. Seven columns fewer than opCols are seven fewer that
+// Postgres renders and lib/pq parses on each row of every poll and page.
+const opShownCols = `seq, id, account_id, instance_id, type, status, error_code, error_message,
+	created_at, started_at, finished_at`
+
+// shownFields are the destinations of a row of opShownCols, in its order
+// (TestOperationFieldsFollowOpCols).
+func (o *Operation) shownFields() []any {
+	return []any{&o.Seq, &o.ID, &o.AccountID, &o.InstanceID, &o.Type, &o.Status, &o.ErrorCode, &o.ErrorMessage,
+		&o.CreatedAt, &o.StartedAt, &o.FinishedAt}
+}
+
 // getOperation runs q, which answers at most one row of opCols.
 func getOperation(ctx context.Context, db sqlx.QueryerContext, q string, args ...any) (Operation, error) {
+	return getOperationOf(ctx, db, (*Operation).fields, q, args...)
+}
+
+// getOperationOf runs q, which answers at most one row of the columns that
+// dests gives the destinations of.
+func getOperationOf(ctx context.Context, db sqlx.QueryerContext, dests func(*Operation) []any, q string, args ...any) (Operation, error) {
 	var out Operation
-	err := db.QueryRowxContext(ctx, q, args...).Scan(out.fields()...)
+	err := db.QueryRowxContext(ctx, q, args...).Scan(dests(&out)...)
 	return out, err
 }
 
 // selectOperations runs q, which answers rows of opCols.
 func selectOperations(ctx context.Context, db sqlx.QueryerContext, q string, args ...any) ([]Operation, error) {
+	return selectOperationsOf(ctx, db, (*Operation).fields, q, args...)
+}
+
+// selectOperationsOf runs q, which answers rows of the columns that dests
+// gives the destinations of.
+func selectOperationsOf(ctx context.Context, db sqlx.QueryerContext, dests func(*Operation) []any, q string, args ...any) ([]Operation, error) {
 	rows, err := db.QueryContext(ctx, q, args...)
 	if err != nil {
 		return nil, err
@@ -121,7 +148,7 @@ func selectOperations(ctx context.Context, db sqlx.QueryerContext, q string, arg
 	out := []Operation{}
 	for rows.Next() {
 		var o Operation
-		if err := rows.Scan(o.fields()...); err != nil {
+		if err := rows.Scan(dests(&o)...); err != nil {
 			return nil, err
 		}
 		out = append(out, o)
@@ -234,10 +261,11 @@ const callEffects = `s AS (UPDATE instances ` + setStatus + `
 			SELECT $7, $6, $3, $1, NULLIF(i.status, ''), $2 FROM i
 			WHERE EXISTS (SELECT 1 FROM op) AND $2 <> '' AND i.status <> $2)`
 
-// GetOperation reads one operation of an account.
+// GetOperation reads one operation of an account: the columns its public
+// object shows (opShownCols).
 func GetOperation(ctx context.Context, db sqlx.ExtContext, accountID, opID string) (Operation, error) {
-	const q = `SELECT ` + opCols + ` FROM operations WHERE id = $1 AND account_id = $2`
-	out, err := getOperation(ctx, db, q, opID, accountID)
+	const q = `SELECT ` + opShownCols + ` FROM operations WHERE id = $1 AND account_id = $2`
+	out, err := getOperationOf(ctx, db, (*Operation).shownFields, q, opID, accountID)
 	return out, mapErr(err)
 }
 
@@ -258,9 +286,10 @@ type OperationFilter struct {
 }
 
 // ListOperations returns up to limit operations of an account, newest
-// first, with seq below before (0: from the newest).
+// first, with seq below before (0: from the newest): the columns their
+// public objects show (opShownCols).
 func ListOperations(ctx context.Context, db sqlx.ExtContext, accountID string, f OperationFilter, before int64, limit int) ([]Operation, error) {
-	const q = `SELECT ` + opCols + ` FROM operations
+	const q = `SELECT ` + opShownCols + ` FROM operations
 		WHERE account_id = $1
 			AND ($2::text = '' OR instance_id = $2::text)
 			AND ($3::text = '' OR status = $3::text)
@@ -269,7 +298,7 @@ func ListOperations(ctx context.Context, db sqlx.ExtContext, accountID string, f
 			AND ($7::timestamptz IS NULL OR created_at >= $7::timestamptz)
 			AND ($8::timestamptz IS NULL OR created_at < $8::timestamptz)
 		ORDER BY seq DESC LIMIT $5`
-	out, err := selectOperations(ctx, db, q, accountID, f.InstanceID, f.Status, before, limit,
+	out, err := selectOperationsOf(ctx, db, (*Operation).shownFields, q, accountID, f.InstanceID, f.Status, before, limit,
 		f.Type, nullTime(f.CreatedAfter), nullTime(f.CreatedBefore))
 	return out, mapErr(err)
 }
