@@ -16,13 +16,23 @@ func TestOperationFieldsFollowOpCols(t *testing.T) {
 	followed(t, &o, o.shownFields(), opShownCols)
 }
 
-func followed(t *testing.T, o *Operation, dests []any, colList string) {
+// TestInstanceFieldsFollowShownCols holds Instance.shownFields to
+// instanceShownCols, as TestOperationFieldsFollowOpCols does for
+// operations.
+func TestInstanceFieldsFollowShownCols(t *testing.T) {
+	var i Instance
+	followed(t, &i, i.shownFields(), strings.ReplaceAll(instanceShownCols, "i.", ""))
+}
+
+// followed fails the test unless dests, destinations in the struct row
+// points to, are the fields whose db tags name colList's columns, in order.
+func followed(t *testing.T, row any, dests []any, colList string) {
 	t.Helper()
-	cols := strings.Split(colList, ",")
+	cols := strings.Split(strings.ReplaceAll(colList, "a.", ""), ",")
 	if len(dests) != len(cols) {
 		t.Fatalf("%d destinations for %d columns (%s)", len(dests), len(cols), colList)
 	}
-	v := reflect.ValueOf(o).Elem()
+	v := reflect.ValueOf(row).Elem()
 	byAddr := map[uintptr]string{}
 	for i := range v.NumField() {
 		byAddr[v.Field(i).Addr().Pointer()] = v.Type().Field(i).Tag.Get("db")
