@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"testing"
@@ -178,4 +179,19 @@ func TestDevRunsTheSystem(t *testing.T) {
 		res.Body.Close()
 		return res.StatusCode == 403
 	})
+}
+
+// TestGOGC: mocd collects at defaultGOGC unless GOGC is set, whose value
+// the runtime applied before main ran and tuneGC leaves alone.
+func TestGOGC(t *testing.T) {
+	old := debug.SetGCPercent(100)
+	defer debug.SetGCPercent(old)
+	tuneGC(func(string) string { return "" })
+	if got := debug.SetGCPercent(100); got != defaultGOGC {
+		t.Errorf("GOGC unset: the collector's target is %d, want %d", got, defaultGOGC)
+	}
+	tuneGC(func(k string) string { return map[string]string{"GOGC": "50"}[k] })
+	if got := debug.SetGCPercent(100); got != 100 {
+		t.Errorf("GOGC set: tuneGC moved the target to %d", got)
+	}
 }
