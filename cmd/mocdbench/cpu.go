@@ -70,8 +70,17 @@ func machineCPU() (busy, total time.Duration) {
 type cpuSample struct {
 	at      time.Time
 	byGroup map[string]map[int]time.Duration // group → pid → CPU
+	peak    map[string]int64                 // group of one process → its peak resident set, KiB
 	busy    time.Duration
 	total   time.Duration
+}
+
+// procPeakRSS returns a process's peak resident set size so far (VmHWM),
+// in KiB.
+func procPeakRSS(pid int) (int64, bool) {
+	v := firstField(fmt.Sprintf("/proc/%d/status", pid), "VmHWM")
+	n, err := strconv.ParseInt(strings.TrimSuffix(v, " kB"), 10, 64)
+	return n, err == nil
 }
 
 // cpuGroups names the processes to watch: a group may hold several pids
@@ -79,7 +88,7 @@ type cpuSample struct {
 type cpuGroups func() map[string][]int
 
 func takeCPU(groups cpuGroups) cpuSample {
-	s := cpuSample{at: time.Now(), byGroup: map[string]map[int]time.Duration{}}
+	s := cpuSample{at: time.Now(), byGroup: map[string]map[int]time.Duration{}, peak: map[string]int64{}}
 	for g, pids := range groups() {
 		m := map[int]time.Duration{}
 		for _, pid := range pids {
@@ -88,6 +97,11 @@ func takeCPU(groups cpuGroups) cpuSample {
 			}
 		}
 		s.byGroup[g] = m
+		if len(pids) == 1 {
+			if kb, ok := procPeakRSS(pids[0]); ok {
+				s.peak[g] = kb
+			}
+		}
 	}
 	s.busy, s.total = machineCPU()
 	return s
@@ -103,6 +117,9 @@ type cpuUse struct {
 	Others time.Duration
 	// Busy is the machine's busy time; Capacity is elapsed × cores.
 	Busy, Capacity time.Duration
+	// PeakRSS is each single-process group's peak resident set (KiB) at
+	// the window's end: the largest of the process's life so far.
+	PeakRSS map[string]int64
 }
 
 // add is u and o, two windows, together.
@@ -116,11 +133,27 @@ func (u cpuUse) add(o cpuUse) cpuUse {
 			}
 		}
 	}
+	out.PeakRSS = maxPeaks(u.PeakRSS, o.PeakRSS)
+	return out
+}
+
+// maxPeaks is the larger peak of each group in any of ms; nil for none.
+func maxPeaks(ms ...map[string]int64) map[string]int64 {
+	var out map[string]int64
+	for _, m := range ms {
+		for g, kb := range m {
+			if out == nil {
+				out = map[string]int64{}
+			}
+			out[g] = max(out[g], kb)
+		}
+	}
 	return out
 }
 
 func cpuBetween(a, b cpuSample) cpuUse {
-	u := cpuUse{Elapsed: b.at.Sub(a.at), ByGroup: map[string]time.Duration{}, Busy: b.busy - a.busy, Capacity: b.total - a.total}
+	u := cpuUse{Elapsed: b.at.Sub(a.at), ByGroup: map[string]time.Duration{}, Busy: b.busy - a.busy, Capacity: b.total - a.total,
+		PeakRSS: maxPeaks(b.peak)}
 	var ours time.Duration
 	for g, now := range b.byGroup {
 		var d time.Duration

@@ -303,6 +303,7 @@ type reportData struct {
 	Walk     *result // to page 1000 of the scale account's operations
 	Drain    *drainNote
 	CPU      []cpuRow
+	Memory   string // peak resident memory of each mocd process
 	Idle     *idleNote
 	Counts   []countSection
 	Profiles []profileNote
@@ -362,7 +363,7 @@ func (b *bench) reportData(m machine) reportData {
 		PgbenchSeconds: int((o.warmup + o.duration + time.Second).Seconds() + 0.5),
 		Warmup:         o.warmup, Duration: o.duration, PollEvery: o.pollEvery, OutDir: b.outDir,
 		Targets: targets(b.figures()), Rows: b.rows(), Refs: b.refRows(),
-		CPU: b.cpuRows(), Counts: b.countSections(), Profiles: b.profileNotes(), Scripts: b.scriptNotes(),
+		CPU: b.cpuRows(), Memory: b.memory(), Counts: b.countSections(), Profiles: b.profileNotes(), Scripts: b.scriptNotes(),
 	}
 	for _, name := range scenarioOrder {
 		if r := b.timed[name]; r.Errors > 0 {
@@ -426,6 +427,23 @@ func (b *bench) cpuRows() []cpuRow {
 		})
 	}
 	return rows
+}
+
+// memory is the peak resident set of each mocd process over the timed
+// scenarios ("api 41 MiB, worker 33 MiB, flysim 18 MiB"), "" if unknown.
+func (b *bench) memory() string {
+	var peaks []map[string]int64
+	for _, r := range b.timed {
+		peaks = append(peaks, r.CPU.PeakRSS)
+	}
+	all := maxPeaks(peaks...)
+	var parts []string
+	for _, g := range []string{"api", "worker", "flysim"} {
+		if kb, ok := all[g]; ok {
+			parts = append(parts, fmt.Sprintf("%s %.0f MiB", g, float64(kb)/1024))
+		}
+	}
+	return strings.Join(parts, ", ")
 }
 
 // countSections is the counting pass: round trips, statements and
