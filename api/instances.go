@@ -161,36 +161,29 @@ func lockLiveInstance(ctx context.Context, tx *sqlx.Tx, accountID, instID string
 	return inst, err
 }
 
-// lifecycle handles start, stop, restart and delete: one transaction locks
-// the instance, queues the operation behind any earlier one and shows the
-// transitional status; the worker does the rest. A call without an
-// Idempotency-Key has no answer to store, and then its audit entry joins
-// the statement that queues the operation: one statement and no
-// transaction (acceptAlone).
+// lifecycle handles start, stop, restart and delete: one statement locks
+// the instance, queues the operation behind any earlier one, shows the
+// transitional status and records the call (acceptAlone); the worker does
+// the rest. When that statement queues nothing, one transaction tells why.
 func (s *Server) lifecycle(opType, transitional string) handlerFunc {
 	return func(c *gin.Context) error {
 		instID := c.Param("id")
 		if !id.HasPrefix(instID, id.Instance) {
 			return errNotFound
 		}
-		if _, keyed := c.Get(ctxIdempotency); !keyed {
-			if done, err := s.acceptAlone(c, instID, opType, transitional); done || err != nil {
-				return err
-			}
+		if done, err := s.acceptAlone(c, instID, opType, transitional); done || err != nil {
+			return err
 		}
 		p := principal(c)
 		return s.change(c, func(ctx context.Context, tx *sqlx.Tx) (result, error) {
-			// One statement locks the instance, checks it and queues the
-			// operation, showing the transitional status.
-			op, err := store.AcceptCallOperation(ctx, tx, id.New(id.Operation), p.AccountID, instID, opType, transitional, nil)
-			if errors.Is(err, store.ErrNotFound) {
-				// Nothing queued: the long way says why (a 404, or a 409
-				// while a delete is under way).
-				var inst store.Instance
-				if inst, err = lockLiveInstance(ctx, tx, p.AccountID, instID); err == nil {
-					op, err = store.InsertCallOperation(ctx, tx, id.New(id.Operation), p.AccountID, inst, opType, transitional)
-				}
+			// Nothing was queued: the long way says why (a 404, or a 409
+			// while a delete is under way), or queues the operation if the
+			// instance changed meanwhile.
+			inst, err := lockLiveInstance(ctx, tx, p.AccountID, instID)
+			if err != nil {
+				return result{}, err
 			}
+			op, err := store.InsertCallOperation(ctx, tx, id.New(id.Operation), p.AccountID, inst, opType, transitional)
 			if err != nil {
 				return result{}, err
 			}
@@ -199,28 +192,51 @@ func (s *Server) lifecycle(opType, transitional string) handlerFunc {
 	}
 }
 
-// acceptAlone is a lifecycle call without an Idempotency-Key in ONE
-// statement: the accept, its effects and its audit entry, which commit
-// together as change's transaction would. done false means nothing was
-// queued and nothing written: the caller takes change's way, which tells
-// why (a 404, a 409).
+// acceptAlone is a lifecycle call in ONE statement, with no transaction
+// around it: the accept, its effects, its audit entry and, with an
+// Idempotency-Key, the answer to replay, which commit together as
+// change's transaction would. That answer shows the operation before the
+// statement writes it, so the operation's created_at is chosen first: the
+// database's clock as the key's claim read it, plus the time elapsed since
+// (idempotencyClaim.clock), a moment before the statement runs; without a
+// key it is the statement's now(). done false means nothing was queued and
+// nothing written: the caller takes change's way, which tells why (a 404,
+// a 409).
 func (s *Server) acceptAlone(c *gin.Context, instID, opType, transitional string) (done bool, err error) {
 	ctx, span := telemetry.Tracer().Start(c.Request.Context(), "transaction "+c.FullPath())
 	defer span.End()
 	opID := id.New(id.Operation)
-	entry := auditEntry(c, result{status: http.StatusAccepted, operationID: opID})
-	op, err := store.AcceptCallOperation(ctx, s.opts.Store.DB, opID, entry.AccountID, instID, opType, transitional, &entry)
+	rec := &store.CallRecord{Audit: auditEntry(c, result{status: http.StatusAccepted, operationID: opID})}
+	var res result
+	var body []byte
+	if v, keyed := c.Get(ctxIdempotency); keyed {
+		at, ok := v.(*idempotencyClaim).clock()
+		if !ok {
+			return false, nil // a key taken over: change's way stores its answer
+		}
+		res = s.accepted(store.Operation{ID: opID, InstanceID: instID, Type: opType, Status: store.OpPending, CreatedAt: at})
+		if body, err = marshalJSON(res.body); err != nil {
+			return false, err
+		}
+		if rec.Answer, err = s.idempotentAnswer(c, res.status, res.headers(), body); err != nil {
+			return false, err
+		}
+		rec.CreatedAt = at
+	}
+	op, err := store.AcceptCallOperation(ctx, s.opts.Store.DB, opID, rec.Audit.AccountID, instID, opType, transitional, rec)
 	if errors.Is(err, store.ErrNotFound) {
 		return false, nil
 	}
 	if err != nil {
 		return false, err
 	}
-	res := s.accepted(op)
-	body, err := marshalJSON(res.body)
-	if err != nil {
-		return false, err
+	if rec.Answer == nil {
+		res = s.accepted(op)
+		if body, err = marshalJSON(res.body); err != nil {
+			return false, err
+		}
 	}
+	markIdempotentStored(c)
 	respond(ctx, c, res, body)
 	return true, nil
 }

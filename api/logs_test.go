@@ -485,6 +485,35 @@ func TestLifecycleCallAuditedInItsStatement(t *testing.T) {
 			t.Fatalf("restart (key %q): %s, Location %s", key, r.Body, r.Header.Get("Location"))
 		}
 		ops = append(ops, op.ID)
+		if key == "" {
+			continue
+		}
+		// The keyed call's answer was rendered before its statement wrote
+		// the operation: it is the operation as it reads, what a replay of
+		// the key answers, and dated between the key's claim and the
+		// statement (the claim's clock, acceptAlone).
+		if got := e.do("GET", "/api/v1/operations/"+op.ID, tok, nil); got.Status != 200 || string(got.Body) != string(r.Body) {
+			t.Errorf("GET the operation: %d %s\nthe 202: %s", got.Status, got.Body, r.Body)
+		}
+		if again := e.do("POST", path+"/restart", tok, nil, headers...); again.Status != 202 || string(again.Body) != string(r.Body) ||
+			again.Header.Get("Location") != r.Header.Get("Location") {
+			t.Errorf("the replay: %d %s, Location %s\nthe 202: %s", again.Status, again.Body, again.Header.Get("Location"), r.Body)
+		}
+		var claimed, created, audited time.Time
+		if err := e.st.DB.QueryRow(`SELECT k.created_at, o.created_at, a.created_at FROM idempotency_keys k, operations o, audit_log a
+			WHERE k.key = $1 AND o.id = $2 AND a.operation_id = o.id`, key, op.ID).Scan(&claimed, &created, &audited); err != nil {
+			t.Fatal(err)
+		}
+		if created.Before(claimed) || audited.Before(created) {
+			t.Errorf("the claim at %v, the operation created at %v, its audit entry at %v", claimed, created, audited)
+		}
+	}
+	// A keyed call refused (404) stores its refusal as any call does.
+	missing := "/api/v1/instances/inst_nosuchinstance00000/restart"
+	for range 2 {
+		if r := e.do("POST", missing, tok, nil, "Idempotency-Key", "audited-404"); r.Status != 404 {
+			t.Fatalf("an unknown instance, keyed: %d %s", r.Status, r.Body)
+		}
 	}
 	if r := e.do("POST", "/api/v1/instances/inst_nosuchinstance00000/restart", tok, nil); r.Status != 404 {
 		t.Fatalf("an unknown instance: %d %s", r.Status, r.Body)

@@ -31,6 +31,11 @@ type IdempotencyClaim struct {
 	// nil with Claimed false means a concurrent claim committed between the
 	// two halves of the statement, and the caller simply tries again.
 	Existing *IdempotencyRecord
+	// Now is the database's clock when the claim was taken (its
+	// statement's now()), for a claim: what a change guarded by the key
+	// can date its rows from before it writes them (AcceptCallOperation's
+	// CreatedAt).
+	Now time.Time
 }
 
 // ClaimIdempotencyKey claims (apiKeyID, key) for a new request in one round
@@ -57,15 +62,16 @@ func ClaimIdempotencyKey(ctx context.Context, db sqlx.ExtContext, accountID, api
 			RETURNING true AS claimed)
 		SELECT true AS claimed, '' AS method, '' AS path, ''::bytea AS fingerprint,
 			NULL::integer AS status_code, NULL::jsonb AS response_headers, NULL::bytea AS response_body,
-			false AS response_sealed
+			false AS response_sealed, now() AS db_now
 		FROM claim
 		UNION ALL
-		SELECT false, method, path, fingerprint, status_code, response_headers, response_body, response_sealed
+		SELECT false, method, path, fingerprint, status_code, response_headers, response_body, response_sealed, now()
 		FROM idempotency_keys WHERE api_key_id = $2 AND key = $3 AND NOT EXISTS (SELECT 1 FROM claim)`
 	// The statement yields at most one row: the claim, or the record that
 	// refused it.
 	var r struct {
-		Claimed bool `db:"claimed"`
+		Claimed bool      `db:"claimed"`
+		Now     time.Time `db:"db_now"`
 		IdempotencyRecord
 	}
 	err := sqlx.GetContext(ctx, db, &r, q, accountID, apiKeyID, key, method, path, fingerprint, staleAfter.Seconds())
@@ -75,7 +81,7 @@ func ClaimIdempotencyKey(ctx context.Context, db sqlx.ExtContext, accountID, api
 	case err != nil:
 		return IdempotencyClaim{}, mapErr(err)
 	case r.Claimed:
-		return IdempotencyClaim{Claimed: true}, nil
+		return IdempotencyClaim{Claimed: true, Now: r.Now}, nil
 	}
 	return IdempotencyClaim{Existing: &r.IdempotencyRecord}, nil
 }

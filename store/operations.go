@@ -212,41 +212,71 @@ func (inst Instance) acceptsOperations() error {
 // inserts the operation with InsertCallOperation's effects. The row lock
 // hands the statement the row's newest version, so its checks see every
 // call accepted before it (migration 00013). ErrNotFound means nothing
-// was queued: the caller takes the long way (LockInstance, then
-// InsertCallOperation), which tells why.
+// was queued and nothing written: the caller takes the long way
+// (LockInstance, then InsertCallOperation), which tells why.
 //
-// With audit, the same statement records the call's audit entry (its
-// account and operation are this call's), only if it queued the
-// operation: a call with nothing else to store is then the one
-// statement, with no transaction around it (api's acceptAlone).
-func AcceptCallOperation(ctx context.Context, db sqlx.ExtContext, opID, accountID, instanceID, opType, showing string, audit *AuditEntry) (Operation, error) {
+// With rec, the same statement writes what the call records besides, only
+// if it queued the operation: a call then is this one statement, with no
+// transaction around it (api's acceptAlone).
+func AcceptCallOperation(ctx context.Context, db sqlx.ExtContext, opID, accountID, instanceID, opType, showing string, rec *CallRecord) (Operation, error) {
 	args := []any{opID, showing, instanceID, opType, telemetry.Traceparent(ctx), accountID, id.New(id.Event)}
 	q := acceptCall
-	if audit != nil {
+	if rec != nil {
 		q = acceptCallAudited
-		e := *audit
+		e := rec.Audit
 		e.AccountID, e.OperationID = accountID, &opID
 		args = append(args, e.args()...)
+		if rec.Answer != nil {
+			if rec.CreatedAt.IsZero() {
+				return Operation{}, errors.New("store: an answer to store needs the created_at it shows")
+			}
+			q = acceptCallAnswered
+			args = append(append(args, rec.Answer.args()...), rec.CreatedAt)
+		}
 	}
 	out, err := getOperation(ctx, db, q, args...)
 	return out, mapErr(err)
 }
 
-// acceptCallCTEs are AcceptCallOperation's CTEs; acceptCallAudited adds
-// the audit entry ($8 on) to them.
-const (
-	acceptCallCTEs = `WITH i AS (SELECT status, deleting_operation_id FROM instances
+// CallRecord is what an accepted lifecycle call records besides its
+// operation, in AcceptCallOperation's statement.
+type CallRecord struct {
+	// Audit is the call's audit entry; its account and operation are set
+	// to the call's.
+	Audit AuditEntry
+	// Answer, if any, is the answer to replay for the call's
+	// Idempotency-Key, rendered before the statement: the operation it
+	// shows is created at CreatedAt (a moment on the database's clock
+	// before the statement, IdempotencyClaim.Now on), not at now().
+	Answer    *IdempotentAnswer
+	CreatedAt time.Time
+}
+
+// acceptCallCTEs are AcceptCallOperation's CTEs, the operation created at
+// createdAt; acceptCallAudited adds the audit entry ($8–$17) to them, and
+// acceptCallAnswered the stored answer ($18–$23) with created_at $24.
+func acceptCallCTEs(createdAt string) string {
+	return `WITH i AS (SELECT status, deleting_operation_id FROM instances
 				WHERE id = $3 AND account_id = $6 FOR NO KEY UPDATE),
-		op AS (INSERT INTO operations (id, account_id, instance_id, type, status, traceparent)
-			SELECT $1, $6, $3, $4, 'pending', $5 FROM i
+		op AS (INSERT INTO operations (id, account_id, instance_id, type, status, traceparent, created_at)
+			SELECT $1, $6, $3, $4, 'pending', $5, ` + createdAt + ` FROM i
 			WHERE i.status <> 'deleted' AND i.deleting_operation_id IS NULL
 			RETURNING ` + opCols + `),
 		` + callEffects
-	acceptCall        = acceptCallCTEs + ` SELECT ` + opCols + ` FROM op`
-	acceptCallAudited = acceptCallCTEs + `,
+}
+
+const (
+	auditCall = `,
 		audit AS (` + auditInto + `
-			SELECT $8, $9, $10, $11, $12, $13, $14, $15, $16, $17 FROM op)
-		SELECT ` + opCols + ` FROM op`
+			SELECT $8, $9, $10, $11, $12, $13, $14, $15, $16, $17 FROM op)`
+	selectOp = ` SELECT ` + opCols + ` FROM op`
+)
+
+var (
+	acceptCall         = acceptCallCTEs("now()") + selectOp
+	acceptCallAudited  = acceptCallCTEs("now()") + auditCall + selectOp
+	acceptCallAnswered = acceptCallCTEs("$24::timestamptz") + auditCall + `,
+		answer AS (` + completeIdempotency(18) + ` AND EXISTS (SELECT 1 FROM op))` + selectOp
 )
 
 // callEffects are the CTEs of an accepted call's effects on its instance,

@@ -193,7 +193,13 @@ func TestStatementsDoNotReadTheBacklog(t *testing.T) {
 			must(err)
 			op, err := store.InsertCallOperation(ctx, e, id.New(id.Operation), a.ID, inst, store.OpRestart, store.StatusRestarting)
 			must(err)
-			op9, err := store.AcceptCallOperation(ctx, e, id.New(id.Operation), a.ID, "inst_plan9", store.OpRestart, store.StatusRestarting, &store.AuditEntry{KeyID: "key_plan", KeyName: "plan", Method: "POST", Path: "/x", Status: 202})
+			call := store.AuditEntry{KeyID: "key_plan", KeyName: "plan", Method: "POST", Path: "/x", Status: 202}
+			op9, err := store.AcceptCallOperation(ctx, e, id.New(id.Operation), a.ID, "inst_plan9", store.OpRestart, store.StatusRestarting, &store.CallRecord{Audit: call})
+			must(err)
+			// The same with an Idempotency-Key's answer.
+			_, err = store.AcceptCallOperation(ctx, e, id.New(id.Operation), a.ID, "inst_plan9", store.OpStop, store.StatusStopping, &store.CallRecord{Audit: call,
+				Answer:    &store.IdempotentAnswer{APIKeyID: "key_plan", Key: "plan", Status: 202, Headers: json.RawMessage(`{}`), Body: []byte(`{}`)},
+				CreatedAt: time.Now()})
 			must(err)
 			// One more behind op, for its run to hand over.
 			_, err = store.InsertCallOperation(ctx, e, id.New(id.Operation), a.ID, inst, store.OpStop, "")
