@@ -113,9 +113,9 @@ const instanceShownCols = `i.id, i.account_id, i.subdomain, i.status, a.plan, i.
 // shownFields are the destinations of a row of instanceShownCols, in its
 // order (TestInstanceFieldsFollowShownCols). Scanned by hand, not through
 // sqlx's reflection, as the api's reads of operations are.
-func (i *Instance) shownFields() []any {
-	return []any{&i.ID, &i.AccountID, &i.Subdomain, &i.Status, &i.Plan, &i.FlyRegion,
-		&i.CreatedAt, &i.UpdatedAt, &i.Version, &i.VolumeGB}
+func (inst *Instance) shownFields() []any {
+	return []any{&inst.ID, &inst.AccountID, &inst.Subdomain, &inst.Status, &inst.Plan, &inst.FlyRegion,
+		&inst.CreatedAt, &inst.UpdatedAt, &inst.Version, &inst.VolumeGB}
 }
 
 // ListInstances returns an account's live instances, oldest first: the
