@@ -91,3 +91,19 @@ func TestTargetsTableMarksEachTarget(t *testing.T) {
 		t.Errorf("%d targets marked not met, want 2:\n%s", n, table)
 	}
 }
+
+// A near miss of "no scenario slower" reads as one, not as a tie: the
+// 11:55 run of 2026-12-01 printed "operations page 1 0.075× < 0.075×".
+func TestNearMissIsWrittenAsOne(t *testing.T) {
+	f := metFigures()
+	f.page1, f.gin = 1237, 16600 // 0.07452× against the 0.07463×
+	for _, tg := range targets(f) {
+		if strings.HasPrefix(tg.Name, "no scenario slower") {
+			if tg.Met || !strings.Contains(tg.Now, "operations page 1 0.0745× < 0.0746×") {
+				t.Errorf("met=%v, %q", tg.Met, tg.Now)
+			}
+			return
+		}
+	}
+	t.Fatal("no such target")
+}
