@@ -35,22 +35,10 @@ const DefaultIdempotencyLockTimeout = 2 * time.Minute
 type idempotencyClaim struct {
 	apiKeyID, key string
 	stored        bool
-	// dbNow is the database's clock as the claim read it, and read when
-	// its answer arrived (by the monotonic clock); zero for a key taken
-	// over.
-	dbNow, read time.Time
-}
-
-// clock is a moment on the database's clock no later than the now() of
-// any statement sent from here on: the claim's now() plus the time that
-// has passed here since its answer arrived, truncated to the microsecond
-// Postgres keeps (so that a row written with it reads back equal). ok is
-// false when the claim did not read the clock.
-func (c *idempotencyClaim) clock() (t time.Time, ok bool) {
-	if c.dbNow.IsZero() {
-		return time.Time{}, false
-	}
-	return c.dbNow.Add(time.Since(c.read)).Truncate(time.Microsecond).UTC(), true
+	// dbClock is the database's clock as the claim read it; not read for
+	// a key taken over. A lifecycle call dates its operation from it
+	// (acceptAlone).
+	dbClock store.Clock
 }
 
 var (
@@ -80,7 +68,7 @@ func (s *Server) idempotencyMiddleware(c *gin.Context) {
 	// the key is scoped to the API key that sent it: a replay never gives a
 	// caller an answer it could not obtain by making the request itself.
 	claimed := false
-	var dbNow, read time.Time
+	var dbClock store.Clock
 	for attempt := 0; !claimed; attempt++ {
 		cl, err := store.ClaimIdempotencyKey(ctx, s.opts.Store.DB, p.AccountID, p.ID, key, c.Request.Method, path, fp, s.idempotencyLockTimeout())
 		if err != nil {
@@ -89,7 +77,7 @@ func (s *Server) idempotencyMiddleware(c *gin.Context) {
 		}
 		switch {
 		case cl.Claimed:
-			claimed, dbNow, read = true, cl.Now, time.Now()
+			claimed, dbClock = true, cl.Clock
 		case cl.Existing != nil:
 			took, err := s.answerExisting(c, p.ID, key, *cl.Existing, fp)
 			if err != nil {
@@ -107,7 +95,7 @@ func (s *Server) idempotencyMiddleware(c *gin.Context) {
 		}
 	}
 
-	claim := &idempotencyClaim{apiKeyID: p.ID, key: key, dbNow: dbNow, read: read}
+	claim := &idempotencyClaim{apiKeyID: p.ID, key: key, dbClock: dbClock}
 	c.Set(ctxIdempotency, claim)
 	rec2 := &recordingWriter{ResponseWriter: c.Writer}
 	c.Writer = rec2

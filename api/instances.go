@@ -198,7 +198,7 @@ func (s *Server) lifecycle(opType, transitional string) handlerFunc {
 // change's transaction would. That answer shows the operation before the
 // statement writes it, so the operation's created_at is chosen first: the
 // database's clock as the key's claim read it, plus the time elapsed since
-// (idempotencyClaim.clock), a moment before the statement runs; without a
+// (store.Clock), a moment before the statement runs; without a
 // key it is the statement's now(). done false means nothing was queued and
 // nothing written: the caller takes change's way, which tells why (a 404,
 // a 409).
@@ -210,10 +210,11 @@ func (s *Server) acceptAlone(c *gin.Context, instID, opType, transitional string
 	var res result
 	var body []byte
 	if v, keyed := c.Get(ctxIdempotency); keyed {
-		at, ok := v.(*idempotencyClaim).clock()
-		if !ok {
+		clock := v.(*idempotencyClaim).dbClock
+		if !clock.Read() {
 			return false, nil // a key taken over: change's way stores its answer
 		}
+		at := clock.Now()
 		res = s.accepted(store.Operation{ID: opID, InstanceID: instID, Type: opType, Status: store.OpPending, CreatedAt: at})
 		if body, err = marshalJSON(res.body); err != nil {
 			return false, err

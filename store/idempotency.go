@@ -31,11 +31,11 @@ type IdempotencyClaim struct {
 	// nil with Claimed false means a concurrent claim committed between the
 	// two halves of the statement, and the caller simply tries again.
 	Existing *IdempotencyRecord
-	// Now is the database's clock when the claim was taken (its
+	// Clock is the database's clock as the claim read it (its
 	// statement's now()), for a claim: what a change guarded by the key
 	// can date its rows from before it writes them (AcceptCallOperation's
 	// CreatedAt).
-	Now time.Time
+	Clock Clock
 }
 
 // ClaimIdempotencyKey claims (apiKeyID, key) for a new request in one round
@@ -81,7 +81,7 @@ func ClaimIdempotencyKey(ctx context.Context, db sqlx.ExtContext, accountID, api
 	case err != nil:
 		return IdempotencyClaim{}, mapErr(err)
 	case r.Claimed:
-		return IdempotencyClaim{Claimed: true, Now: r.Now}, nil
+		return IdempotencyClaim{Claimed: true, Clock: ClockAt(r.Now)}, nil
 	}
 	return IdempotencyClaim{Existing: &r.IdempotencyRecord}, nil
 }

@@ -247,7 +247,7 @@ type CallRecord struct {
 	// Answer, if any, is the answer to replay for the call's
 	// Idempotency-Key, rendered before the statement: the operation it
 	// shows is created at CreatedAt (a moment on the database's clock
-	// before the statement, IdempotencyClaim.Now on), not at now().
+	// before the statement, IdempotencyClaim.Clock on), not at now().
 	Answer    *IdempotentAnswer
 	CreatedAt time.Time
 }
@@ -408,8 +408,32 @@ type seenCols struct {
 
 // seen is the Seen of these columns and the plan the start read.
 func (c seenCols) seen(plan string) Seen {
-	return Seen{instance: c.InstanceVersion, operation: c.OperationVersion, plan: plan, at: c.DBNow, read: time.Now()}
+	return Seen{instance: c.InstanceVersion, operation: c.OperationVersion, plan: plan, Clock: ClockAt(c.DBNow)}
 }
+
+// Clock is a reading of the database's clock (a statement's now()),
+// carried forward by this process's monotonic clock: what a write rendered
+// before it is sent dates its rows from (FinishSeen's finished_at, an
+// accepted operation's created_at). The zero Clock was never read.
+type Clock struct {
+	at   time.Time // the database's now()
+	read time.Time // this process's clock when it arrived, monotonic
+}
+
+// ClockAt is the Clock of the database's now() at, just read.
+func ClockAt(at time.Time) Clock { return Clock{at: at, read: time.Now()} }
+
+// Now is the database's clock as far as this process can tell: the
+// reading plus the time passed here since, to the microsecond Postgres
+// keeps (so that a row written with it reads back equal). It never runs
+// behind the reading, whatever this machine's own clock says, nor ahead
+// of the now() of a statement sent after it.
+func (c Clock) Now() time.Time {
+	return c.at.Add(time.Since(c.read)).Truncate(time.Microsecond).UTC()
+}
+
+// Read says the clock was read.
+func (c Clock) Read() bool { return !c.at.IsZero() }
 
 // Seen is what StartShowingOperation saw under the instance's row lock:
 // the version of the instance's row and of the operation's (their xmin,
@@ -424,16 +448,9 @@ func (c seenCols) seen(plan string) Seen {
 type Seen struct {
 	instance, operation string
 	plan                string
-	at                  time.Time // the database's now() at the start
-	read                time.Time // this process's clock then, monotonic
-}
-
-// Now is the database's clock as far as this process can tell: the
-// start's now() plus the time passed here since, to the microsecond
-// Postgres keeps. It never runs behind the start's timestamps, whatever
-// this machine's own clock says.
-func (s Seen) Now() time.Time {
-	return s.at.Add(time.Since(s.read)).Truncate(time.Microsecond).UTC()
+	// Clock is the database's clock as the start read it: its Now never
+	// runs behind the start's timestamps.
+	Clock
 }
 
 // SeeStarted is what a start that took the long way saw, read at the end
