@@ -123,20 +123,8 @@ func (inst *Instance) shownFields() []any {
 func ListInstances(ctx context.Context, db sqlx.ExtContext, accountID string) ([]Instance, error) {
 	const q = `SELECT ` + instanceShownCols + ` FROM instances i JOIN accounts a ON a.id = i.account_id
 		WHERE i.account_id = $1 AND i.status <> 'deleted' ORDER BY i.created_at, i.id`
-	rows, err := db.QueryContext(ctx, q, accountID)
-	if err != nil {
-		return nil, mapErr(err)
-	}
-	defer rows.Close()
-	out := []Instance{}
-	for rows.Next() {
-		var i Instance
-		if err := rows.Scan(i.shownFields()...); err != nil {
-			return nil, mapErr(err)
-		}
-		out = append(out, i)
-	}
-	return out, mapErr(rows.Err())
+	out, err := selectRows(ctx, db, (*Instance).shownFields, q, accountID)
+	return out, mapErr(err)
 }
 
 // LockAccountForQuota locks the account row until the transaction ends and

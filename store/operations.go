@@ -134,24 +134,25 @@ func getOperationOf(ctx context.Context, db sqlx.QueryerContext, dests func(*Ope
 
 // selectOperations runs q, which answers rows of opCols.
 func selectOperations(ctx context.Context, db sqlx.QueryerContext, q string, args ...any) ([]Operation, error) {
-	return selectOperationsOf(ctx, db, (*Operation).fields, q, args...)
+	return selectRows(ctx, db, (*Operation).fields, q, args...)
 }
 
-// selectOperationsOf runs q, which answers rows of the columns that dests
-// gives the destinations of.
-func selectOperationsOf(ctx context.Context, db sqlx.QueryerContext, dests func(*Operation) []any, q string, args ...any) ([]Operation, error) {
+// selectRows runs q and scans each row it answers into a new T, through
+// the destinations dests gives (a hand-written scan: cheaper than sqlx's
+// reflection on every row of the reads a client repeats most); never nil.
+func selectRows[T any](ctx context.Context, db sqlx.QueryerContext, dests func(*T) []any, q string, args ...any) ([]T, error) {
 	rows, err := db.QueryContext(ctx, q, args...)
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
-	out := []Operation{}
+	out := []T{}
 	for rows.Next() {
-		var o Operation
-		if err := rows.Scan(dests(&o)...); err != nil {
+		var v T
+		if err := rows.Scan(dests(&v)...); err != nil {
 			return nil, err
 		}
-		out = append(out, o)
+		out = append(out, v)
 	}
 	return out, rows.Err()
 }
@@ -328,7 +329,7 @@ func ListOperations(ctx context.Context, db sqlx.ExtContext, accountID string, f
 			AND ($7::timestamptz IS NULL OR created_at >= $7::timestamptz)
 			AND ($8::timestamptz IS NULL OR created_at < $8::timestamptz)
 		ORDER BY seq DESC LIMIT $5`
-	out, err := selectOperationsOf(ctx, db, (*Operation).shownFields, q, accountID, f.InstanceID, f.Status, before, limit,
+	out, err := selectRows(ctx, db, (*Operation).shownFields, q, accountID, f.InstanceID, f.Status, before, limit,
 		f.Type, nullTime(f.CreatedAfter), nullTime(f.CreatedBefore))
 	return out, mapErr(err)
 }
