@@ -435,8 +435,17 @@ func (w *Worker) settle(ctx context.Context, inst store.Instance, want string, r
 			}
 			restart = false
 		}
-		if err := w.fly.WaitMachine(ctx, app, m.ID, target, m.VersionID(), waitTimeout); err != nil && fly.StatusCode(err) != http.StatusRequestTimeout {
+		err := w.fly.WaitMachine(ctx, app, m.ID, target, m.VersionID(), waitTimeout)
+		if err != nil && fly.StatusCode(err) != http.StatusRequestTimeout {
 			return fmt.Errorf("wait for machine %s to be %s: %w", m.ID, target, err)
+		}
+		if err == nil && change != nil && target == want {
+			// Our own change moved the machine out of want before its
+			// answer (start to starting, stop to stopping, restart to
+			// restarting: FLY-MACHINES.md, States), and the wait answers
+			// 200 only once it is in want again: there is nothing left to
+			// decide, so no read of the machine follows.
+			return nil
 		}
 		got, err := w.fly.GetMachine(ctx, app, m.ID)
 		if fly.IsNotFound(err) {

@@ -198,7 +198,7 @@ func createdInstance(t *testing.T, w *Worker, accountID string) store.Instance {
 // runSettleRow makes an instance with a started machine, forces the
 // machine into state, carries out an operation of opType and checks the
 // outcome.
-func runSettleRow(t *testing.T, st *store.Store, accountID, opType, state, status, errCode, machine, writes string) {
+func runSettleRow(t *testing.T, st *store.Store, accountID, opType, state, status, errCode, machine, writes string) *flysim.Server {
 	t.Helper()
 	ctx := context.Background()
 	w, sim := newTestWorker(t, st, "settle")
@@ -268,5 +268,46 @@ func runSettleRow(t *testing.T, st *store.Store, accountID, opType, state, statu
 	}
 	if strings.Join(got, " ") != writes {
 		t.Errorf("write calls %q, want %q", strings.Join(got, " "), writes)
+	}
+	return sim
+}
+
+// TestSettleTrustsItsWait: a change that moves a settled machine out of
+// the state wanted (a start of a stopped machine, a stop or a restart of a
+// started one) ends when Fly's wait for that state answers 200. The
+// calls it makes are the look before acting, the lease around the write,
+// the write and the wait: five, with no read of the machine after the
+// wait (it would tell nothing the wait's 200 did not).
+func TestSettleTrustsItsWait(t *testing.T) {
+	t.Parallel()
+	st := testenv.Store(t)
+	acct, err := store.CreateAccount(context.Background(), st.DB, "settle-wait@example.com", "pro")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct{ opType, state, status, machine, write string }{
+		{store.OpStart, fly.StateStopped, store.StatusRunning, fly.StateStarted, "start"},
+		{store.OpStop, fly.StateStarted, store.StatusStopped, fly.StateStopped, "stop"},
+		{store.OpRestart, fly.StateStarted, store.StatusRunning, fly.StateStarted, "restart"},
+	} {
+		t.Run(c.opType, func(t *testing.T) {
+			t.Parallel()
+			sim := runSettleRow(t, st, acct.ID, c.opType, c.state, c.status, "", c.machine, c.write)
+			for _, call := range []struct {
+				route string
+				want  int
+			}{
+				{"GET /v1/apps/{app}/machines/{id}", 1},
+				{"POST /v1/apps/{app}/machines/{id}/lease", 1},
+				{settleWrites[c.write], 1},
+				{"DELETE /v1/apps/{app}/machines/{id}/lease", 1},
+				{"GET /v1/apps/{app}/machines/{id}/wait", 1},
+			} {
+				route := strings.SplitN(call.route, " ", 2)
+				if n := sim.Calls(route[0], route[1]); n != call.want {
+					t.Errorf("%s: %d calls, want %d", call.route, n, call.want)
+				}
+			}
+		})
 	}
 }
