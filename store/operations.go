@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"maps"
+	"slices"
 	"strings"
 	"time"
 
@@ -399,6 +401,52 @@ func StartShowingOperation(ctx context.Context, db sqlx.ExtContext, op Operation
 	return out.Operation, out.Instance, out.seen(out.Instance.Plan), mapErr(err)
 }
 
+// StartShowingByID is StartShowingOperation for a run that knows only
+// the operation's id (a wake-up, a task): the same one statement also
+// reads the operation, takes the status its type shows while it runs
+// from showing (by type; none for a type not in it), and checks that no
+// operation of its instance accepted before it is unfinished, as
+// OperationToRun does. A run so starts in one round trip where
+// OperationToRun and the start made two. The operation answered carries
+// its Traceparent. ErrNotFound means nothing changed, for one of
+// StartShowingOperation's reasons or because an earlier operation has not
+// finished: the caller then reads the operation with OperationToRun,
+// which tells these apart, and goes on as it would have.
+//
+// Its snapshot is taken after the caller's try-lock statement returned,
+// as OperationToRun's is: a run that finished and unlocked before that is
+// seen finished.
+func StartShowingByID(ctx context.Context, db sqlx.ExtContext, opID string, showing map[string]string) (Operation, Instance, Seen, error) {
+	types := slices.Sorted(maps.Keys(showing))
+	statuses := make([]string, len(types))
+	for n, t := range types {
+		statuses[n] = showing[t]
+	}
+	// The older check is a column, not a NOT EXISTS in the WHERE: as
+	// one, Postgres planned it as an anti-join that read every unfinished
+	// operation (TestStatementsDoNotReadTheBacklog); as a column, it looks
+	// for one of the instance's, as OperationToRun does.
+	q := `WITH r AS (SELECT o.instance_id, o.account_id, COALESCE(t.showing, '') AS showing, ` + olderUnfinishedOp + ` AS older
+			FROM operations o LEFT JOIN unnest($2::text[], $3::text[]) AS t(type, showing) ON t.type = o.type
+			WHERE o.id = $1 AND o.status IN ('pending', 'running')),
+		i AS (SELECT ` + instanceCols + `, i.xmin::text AS row_version
+			FROM r, instances i JOIN accounts a ON a.id = i.account_id
+			WHERE i.id = r.instance_id AND i.account_id = r.account_id AND NOT r.older FOR NO KEY UPDATE OF i),
+		o AS (UPDATE operations SET status = 'running', attempts = attempts + 1,
+				started_at = COALESCE(started_at, now())
+			WHERE id = $1 AND status IN ('pending', 'running')
+				AND EXISTS (SELECT 1 FROM i, r WHERE r.showing = '' OR i.status = r.showing)
+			RETURNING ` + opCols + `, traceparent, xmin::text AS row_version)
+		SELECT ` + instanceRowCols + `, ` + opRowCols + `, o.traceparent AS "o.traceparent",
+			i.row_version AS instance_version, o.row_version AS operation_version, now() AS db_now FROM i, o`
+	var out struct {
+		instanceAndOperation
+		seenCols
+	}
+	err := sqlx.GetContext(ctx, db, &out, q, opID, pq.Array(types), pq.Array(statuses))
+	return out.Operation, out.Instance, out.seen(out.Instance.Plan), mapErr(err)
+}
+
 // seenCols scans what a start saw, as its statement answers it: the
 // columns instance_version, operation_version and db_now.
 type seenCols struct {
@@ -780,14 +828,18 @@ func InstanceLockHeld(ctx context.Context, db *sqlx.DB, instanceID string) (bool
 	return !free, nil
 }
 
+// olderUnfinishedOp is true when an operation of the instance of the
+// operation o was accepted before it and has not finished.
+const olderUnfinishedOp = `EXISTS (SELECT 1 FROM operations p
+	WHERE p.instance_id = o.instance_id AND p.seq < o.seq AND p.status IN ('pending', 'running'))`
+
 // OperationToRun reads an operation for the worker that holds its
 // instance's lock, with whether an operation of the instance accepted
 // before it has not finished (operations of one instance run one at a
 // time, in the order accepted): one round trip for what a run must know
 // before it starts.
 func OperationToRun(ctx context.Context, db sqlx.ExtContext, opID string) (op Operation, olderUnfinished bool, err error) {
-	const q = `SELECT ` + opCols + `, traceparent, EXISTS (SELECT 1 FROM operations p
-			WHERE p.instance_id = o.instance_id AND p.seq < o.seq AND p.status IN ('pending', 'running')) AS older
+	const q = `SELECT ` + opCols + `, traceparent, ` + olderUnfinishedOp + ` AS older
 		FROM operations o WHERE o.id = $1`
 	var out struct {
 		Operation

@@ -655,3 +655,85 @@ func TestFinishSeen(t *testing.T) {
 	}
 	rendered("FinishSeen after the long way's start", r)
 }
+
+// TestStartShowingByID: the start that knows only the operation's id acts
+// exactly when OperationToRun's checks and StartShowingOperation would
+// both let it, changes nothing otherwise, and answers the operation (with
+// its trace context), the instance and what it saw.
+func TestStartShowingByID(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	st := testenv.Store(t)
+	a, err := store.CreateAccount(ctx, st.DB, "start-by-id@example.com", "pro")
+	if err != nil {
+		t.Fatal(err)
+	}
+	inst, err := store.InsertInstance(ctx, st.DB, id.New(id.Instance), a.ID, "start-by-id", "iad", store.StatusRestarting)
+	if err != nil {
+		t.Fatal(err)
+	}
+	showing := map[string]string{store.OpRestart: store.StatusRestarting, store.OpStop: store.StatusStopping}
+	var ops []store.Operation
+	for _, typ := range []string{store.OpRestart, store.OpRestart, store.OpConfigure} {
+		op, err := store.InsertOperation(ctx, st.DB, id.New(id.Operation), a.ID, inst.ID, typ)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ops = append(ops, op)
+	}
+	const tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+	if _, err := st.DB.ExecContext(ctx, `UPDATE operations SET traceparent = $1 WHERE id = $2`, tp, ops[0].ID); err != nil {
+		t.Fatal(err)
+	}
+	refused := func(why string, op store.Operation) {
+		t.Helper()
+		before, err := store.OperationByID(ctx, st.DB, op.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, _, _, err := store.StartShowingByID(ctx, st.DB, op.ID, showing); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("%s: %v, want ErrNotFound", why, err)
+		}
+		if after, _ := store.OperationByID(ctx, st.DB, op.ID); after.Status != before.Status || after.Attempts != before.Attempts {
+			t.Fatalf("%s: the operation changed from %+v to %+v", why, before, after)
+		}
+	}
+
+	refused("an earlier operation has not finished", ops[1])
+	if _, _, _, err := store.StartShowingByID(ctx, st.DB, id.New(id.Operation), showing); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("no such operation: %v, want ErrNotFound", err)
+	}
+	started, on, seen, err := store.StartShowingByID(ctx, st.DB, ops[0].ID, showing)
+	if err != nil || started.ID != ops[0].ID || started.Status != store.OpRunning || started.Attempts != 1 || started.StartedAt == nil {
+		t.Fatalf("start: %+v %v", started, err)
+	}
+	if started.Traceparent == nil || *started.Traceparent != tp {
+		t.Errorf("start answered traceparent %v, want %s", started.Traceparent, tp)
+	}
+	if on.ID != inst.ID || on.Status != store.StatusRestarting || on.Plan != "pro" || !seen.Saw() {
+		t.Errorf("start answered the instance %+v (seen %+v)", on, seen)
+	}
+	// A run that died is started again, one attempt more.
+	if again, _, _, err := store.StartShowingByID(ctx, st.DB, ops[0].ID, showing); err != nil || again.Attempts != 2 || !again.StartedAt.Equal(*started.StartedAt) {
+		t.Fatalf("second start: %+v %v", again, err)
+	}
+	if _, _, _, err := store.FinishOperation(ctx, st.DB, started, nil); err != nil {
+		t.Fatal(err)
+	}
+	refused("a finished operation", ops[0])
+	// The instance no longer shows what a restart shows.
+	if _, err := st.DB.ExecContext(ctx, `UPDATE instances SET status = 'running' WHERE id = $1`, inst.ID); err != nil {
+		t.Fatal(err)
+	}
+	refused("the instance shows another status", ops[1])
+	if _, err := store.StartOperation(ctx, st.DB, ops[1].ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, _, err := store.FinishOperation(ctx, st.DB, ops[1], nil); err != nil {
+		t.Fatal(err)
+	}
+	// A type that shows no status starts whatever the instance shows.
+	if cfg, on, _, err := store.StartShowingByID(ctx, st.DB, ops[2].ID, showing); err != nil || cfg.Status != store.OpRunning || on.Status != store.StatusRunning {
+		t.Fatalf("configure: %+v on %+v: %v", cfg, on, err)
+	}
+}

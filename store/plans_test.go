@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -208,6 +209,9 @@ func TestStatementsDoNotReadTheBacklog(t *testing.T) {
 			must(err)
 			if !older {
 				t.Error("OperationToRun: no older unfinished operation, want the backlog's")
+			}
+			if _, _, _, err := store.StartShowingByID(ctx, e, op.ID, map[string]string{store.OpRestart: store.StatusRestarting}); !errors.Is(err, store.ErrNotFound) {
+				t.Errorf("StartShowingByID behind the backlog: %v, want ErrNotFound", err)
 			}
 			_, err = store.HasUnfinishedOperation(ctx, e, inst.ID)
 			must(err)

@@ -86,27 +86,37 @@ func (w *Worker) handleOperation(ctx context.Context, t *asynq.Task) error {
 // from is the instance as the run before left it, when that run hands
 // this one over (handOff); nil otherwise.
 func (w *Worker) runLocked(ctx context.Context, opID string, retried int, last, woken bool, from *handed) (err error) {
-	// Read under the lock: another delivery may have finished it.
-	op, older, err := store.OperationToRun(ctx, w.st.DB, opID)
-	if err != nil {
+	began := time.Now()
+	op, inst, seen, err := w.beginByID(ctx, opID, from)
+	started := err == nil
+	if errors.Is(err, store.ErrNotFound) {
+		// Not started: read under the lock (another delivery may have
+		// finished it), then start it the way its state asks for.
+		var older bool
+		if op, older, err = store.OperationToRun(ctx, w.st.DB, opID); err != nil {
+			return err
+		}
+		if op.Terminal() {
+			return nil
+		}
+		if older {
+			return errWaiting
+		}
+	} else if err != nil {
 		return err
-	}
-	if op.Terminal() {
-		return nil
-	}
-	if older {
-		return errWaiting
 	}
 	if woken {
 		var span trace.Span
-		ctx, span = startWokenSpan(ctx, op)
+		ctx, span = startWokenSpan(ctx, op, began)
 		defer func() { endSpan(span, err) }()
 	}
-	op, inst, seen, err := w.begin(ctx, op, from)
-	if errors.Is(err, store.ErrNotFound) {
-		return nil // finished meanwhile by another delivery
-	} else if err != nil {
-		return err
+	if !started {
+		op, inst, seen, err = w.begin(ctx, op, from)
+		if errors.Is(err, store.ErrNotFound) {
+			return nil // finished meanwhile by another delivery
+		} else if err != nil {
+			return err
+		}
 	}
 
 	final, opErr, err := w.carryOut(ctx, op, inst)
@@ -193,6 +203,26 @@ func (w *Worker) begin(ctx context.Context, op store.Operation, from *handed) (s
 	w.metrics.started(op)
 	w.enqueueDeliveries(ctx, deliveries)
 	return op, inst, seen, nil
+}
+
+// beginByID is the usual start of a run not handed over: one statement
+// that reads the operation and starts it if nothing stands in its way
+// (store.StartShowingByID). ErrNotFound: it did not start, and runLocked
+// reads the operation to find out why. A run handed over (from) goes
+// straight to that read, since begin's way for it renders the status
+// change from the row the run before left.
+func (w *Worker) beginByID(ctx context.Context, opID string, from *handed) (store.Operation, store.Instance, store.Seen, error) {
+	if from != nil {
+		return store.Operation{}, store.Instance{}, store.Seen{}, store.ErrNotFound
+	}
+	op, inst, seen, err := store.StartShowingByID(ctx, w.st.DB, opID, transitional)
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return op, inst, seen, fmt.Errorf("start operation %s: %w", opID, err)
+	}
+	if err == nil {
+		w.metrics.started(op)
+	}
+	return op, inst, seen, err
 }
 
 // handed is an instance as a run's finish left it (store.FinishSeen): its

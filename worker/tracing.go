@@ -3,6 +3,7 @@ package worker
 import (
 	"context"
 	"errors"
+	"time"
 
 	"github.com/hibiken/asynq"
 	"go.opentelemetry.io/otel/attribute"
@@ -35,10 +36,12 @@ func traced(h asynq.Handler) asynq.Handler {
 // A notification carries no headers, so its parent is the trace context
 // the operation's row keeps: the accept of the request that created it, the
 // same parent its Asynq task has. Its Fly calls and the webhook deliveries
-// it queues are children of this span.
-func startWokenSpan(ctx context.Context, op store.Operation) (context.Context, trace.Span) {
+// it queues are children of this span. It starts at began, when the run
+// began: the statement that read the trace context has already run.
+func startWokenSpan(ctx context.Context, op store.Operation, began time.Time) (context.Context, trace.Span) {
 	ctx = telemetry.WithTraceparent(ctx, op.Traceparent)
 	return telemetry.Tracer().Start(ctx, "wake "+jobs.TypeOperation, trace.WithSpanKind(trace.SpanKindConsumer),
+		trace.WithTimestamp(began),
 		trace.WithAttributes(attribute.String("messaging.system", "postgresql"),
 			attribute.String("messaging.destination.name", ChannelOperationCreated),
 			attribute.String("mocd.operation.id", op.ID)))
