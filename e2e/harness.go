@@ -256,7 +256,8 @@ func (s *System) StartWorker() {
 	// Wake-ups on, as mocd worker runs them: every test also proves that a
 	// woken run and its task never run an operation twice.
 	hub := notify.New(s.DatabaseURL, []string{worker.ChannelOperationCreated}, s.logger("worker"))
-	wo.Waker = hub
+	watched := &watchedHub{Hub: hub, watching: make(chan struct{})}
+	wo.Waker = watched
 	if s.opts.Worker != nil {
 		s.opts.Worker(&wo)
 	}
@@ -278,6 +279,32 @@ func (s *System) StartWorker() {
 		<-hubDone
 	}()
 	s.worker = rw
+	// Wake-ups are on once the hub listens and the worker watches it: an
+	// operation accepted before then would wait for Asynq's poll, which a
+	// test of wake-ups (wake_test.go) takes for a lost wake-up.
+	if wo.Waker == watched {
+		for _, c := range []<-chan struct{}{hub.Ready(), watched.watching} {
+			select {
+			case <-c:
+			case <-time.After(30 * time.Second):
+				s.t.Fatalf("e2e: the worker's wake-ups did not start within 30s")
+			}
+		}
+	}
+}
+
+// watchedHub is the worker's notify.Hub, telling when the worker has begun
+// to watch it.
+type watchedHub struct {
+	*notify.Hub
+	watching chan struct{}
+	once     sync.Once
+}
+
+func (h *watchedHub) Watch(channel string, fn func(payload string)) (stop func()) {
+	stop = h.Hub.Watch(channel, fn)
+	h.once.Do(func() { close(h.watching) })
+	return stop
 }
 
 // StopWorker stops the in-process worker and waits for it.
