@@ -444,7 +444,8 @@ func (w *Worker) settle(ctx context.Context, inst store.Instance, want string, r
 			// answer (start to starting, stop to stopping, restart to
 			// restarting: FLY-MACHINES.md, States), and the wait answers
 			// 200 only once it is in want again: there is nothing left to
-			// decide, so no read of the machine follows.
+			// decide, so no read of the machine follows (flyctl's
+			// machine.Restart likewise ends with WaitForStartOrStop).
 			return nil
 		}
 		got, err := w.fly.GetMachine(ctx, app, m.ID)
