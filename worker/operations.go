@@ -157,30 +157,38 @@ func (w *Worker) runLocked(ctx context.Context, opID string, retried int, last, 
 // A run handed over by the one before (from) usually finds the instance
 // showing the status that run ended with: then its one statement also
 // changes the status, with events rendered from the row as that run left
-// it (store.StartSeen).
+// it (store.StartSeen). A run not handed over comes here only once its
+// one statement (beginByID) has started nothing: it takes the long way at
+// once, since a second try of that statement would fail the same way.
 func (w *Worker) begin(ctx context.Context, op store.Operation, from *handed) (store.Operation, store.Instance, store.Seen, error) {
 	// An instance.configure shows no transitional status: a stopped
 	// instance stays stopped while it runs.
 	t := transitional[op.Type]
-	if from != nil && t != "" && from.inst.Status != t {
-		started, inst, seen, err := w.startSeen(ctx, op, from, t)
+	if from != nil {
+		if t != "" && from.inst.Status != t {
+			started, inst, seen, err := w.startSeen(ctx, op, from, t)
+			if err == nil {
+				return started, inst, seen, nil
+			}
+			if !errors.Is(err, store.ErrNotFound) {
+				return op, inst, store.Seen{}, fmt.Errorf("start operation %s: %w", op.ID, err)
+			}
+		}
+		started, inst, seen, err := store.StartShowingOperation(ctx, w.st.DB, op, t)
 		if err == nil {
+			w.metrics.started(started)
 			return started, inst, seen, nil
 		}
 		if !errors.Is(err, store.ErrNotFound) {
 			return op, inst, store.Seen{}, fmt.Errorf("start operation %s: %w", op.ID, err)
 		}
 	}
-	started, inst, seen, err := store.StartShowingOperation(ctx, w.st.DB, op, t)
-	if err == nil {
-		w.metrics.started(started)
-		return started, inst, seen, nil
-	}
-	if !errors.Is(err, store.ErrNotFound) {
-		return op, inst, store.Seen{}, fmt.Errorf("start operation %s: %w", op.ID, err)
-	}
-	var deliveries []string
-	err = w.st.WithTx(ctx, func(tx *sqlx.Tx) error {
+	var (
+		inst       store.Instance
+		seen       store.Seen
+		deliveries []string
+	)
+	err := w.st.WithTx(ctx, func(tx *sqlx.Tx) error {
 		var err error
 		if inst, err = store.LockInstance(ctx, tx, op.AccountID, op.InstanceID); err != nil {
 			return err
