@@ -69,6 +69,20 @@ func PropagateOnly(ctx context.Context, h http.Header) context.Context {
 	return otel.GetTextMapPropagator().Extract(ctx, propagation.HeaderCarrier(h))
 }
 
+// PropagateTo answers r carrying its context's trace context in its
+// headers (traceparent, …), as a client span's would: what an outbound
+// request of a process that records no spans still passes on. r itself is
+// left as it is (a RoundTripper must not change its request); r is
+// answered as it is when its context holds no span.
+func PropagateTo(r *http.Request) *http.Request {
+	if !trace.SpanContextFromContext(r.Context()).IsValid() {
+		return r
+	}
+	r = r.Clone(r.Context())
+	otel.GetTextMapPropagator().Inject(r.Context(), propagation.HeaderCarrier(r.Header))
+	return r
+}
+
 // Inject answers the trace context of ctx as headers (traceparent, …) to
 // carry in an Asynq task; nil when ctx holds no span.
 func Inject(ctx context.Context) map[string]string {
