@@ -16,11 +16,12 @@ func TestOperationFieldsFollowOpCols(t *testing.T) {
 	followed(t, &o, o.shownFields(), opShownCols)
 }
 
-// TestInstanceFieldsFollowShownCols holds Instance.shownFields to
-// instanceShownCols, as TestOperationFieldsFollowOpCols does for
-// operations.
-func TestInstanceFieldsFollowShownCols(t *testing.T) {
+// TestInstanceFieldsFollowCols holds Instance.fields to instanceCols and
+// shownFields to instanceShownCols, as TestOperationFieldsFollowOpCols
+// does for operations.
+func TestInstanceFieldsFollowCols(t *testing.T) {
 	var i Instance
+	followed(t, &i, i.fields(), strings.ReplaceAll(instanceCols, "i.", ""))
 	followed(t, &i, i.shownFields(), strings.ReplaceAll(instanceShownCols, "i.", ""))
 }
 

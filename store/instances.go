@@ -53,6 +53,15 @@ const instanceCols = `i.id, i.account_id, i.subdomain, i.status, a.plan, i.fly_r
 	i.fly_app, i.fly_machine_id, i.created_at, i.updated_at, i.deleted_at,
 	i.version, i.image, i.volume_gb, i.fly_volume_id, i.deleting_operation_id`
 
+// fields are the destinations of a row of instanceCols, in its order
+// (TestInstanceFieldsFollowCols): the worker's start scans its row by
+// hand, as the api's reads do, rather than through sqlx's reflection.
+func (inst *Instance) fields() []any {
+	return []any{&inst.ID, &inst.AccountID, &inst.Subdomain, &inst.Status, &inst.Plan, &inst.FlyRegion,
+		&inst.FlyApp, &inst.FlyMachineID, &inst.CreatedAt, &inst.UpdatedAt, &inst.DeletedAt,
+		&inst.Version, &inst.Image, &inst.VolumeGB, &inst.FlyVolumeID, &inst.DeletingOperationID}
+}
+
 // InsertInstance stores a new instance in the given status. A live
 // instance already holding the subdomain is a *ConflictError on
 // instances_subdomain_live.
@@ -111,7 +120,7 @@ const instanceShownCols = `i.id, i.account_id, i.subdomain, i.status, a.plan, i.
 	i.created_at, i.updated_at, i.version, i.volume_gb`
 
 // shownFields are the destinations of a row of instanceShownCols, in its
-// order (TestInstanceFieldsFollowShownCols). Scanned by hand, not through
+// order (TestInstanceFieldsFollowCols). Scanned by hand, not through
 // sqlx's reflection, as the api's reads of operations are.
 func (inst *Instance) shownFields() []any {
 	return []any{&inst.ID, &inst.AccountID, &inst.Subdomain, &inst.Status, &inst.Plan, &inst.FlyRegion,
