@@ -169,7 +169,6 @@ type Server struct {
 	calls  map[string]int
 	// unhealthy holds the images whose machines fail their checks.
 	unhealthy map[string]bool
-	changed   chan struct{} // closed and replaced on every state change, to wake waiters
 	timers    map[*time.Timer]struct{}
 	closed    bool
 	done      chan struct{}
@@ -191,7 +190,6 @@ func New(opts Options) *Server {
 		apps:        make(map[string]*app),
 		calls:       make(map[string]int),
 		unhealthy:   make(map[string]bool),
-		changed:     make(chan struct{}),
 		timers:      make(map[*time.Timer]struct{}),
 		done:        make(chan struct{}),
 	}

@@ -96,6 +96,10 @@ type machine struct {
 	// pastVersions are the instance ids the machine had before its
 	// current one (each update gives it a new one).
 	pastVersions []string
+	// changed is closed and replaced on every state change of this
+	// machine, to wake its held wait calls (and only its: one channel for
+	// the whole server woke every wait of every machine on each change).
+	changed chan struct{}
 }
 
 // launching reports whether the launch of a fresh machine is under way.
@@ -151,7 +155,7 @@ func (m *machine) heldLease() *lease {
 
 func now() string { return time.Now().UTC().Format(time.RFC3339Nano) }
 
-// setLocked records st as m's state and wakes every held wait call.
+// setLocked records st as m's state and wakes the wait calls held on m.
 func (s *Server) setLocked(m *machine, source, st string) {
 	m.State = st
 	m.UpdatedAt = now()
@@ -163,8 +167,8 @@ func (s *Server) setLocked(m *machine, source, st string) {
 	if len(m.Events) > maxEvents {
 		m.Events = m.Events[:maxEvents]
 	}
-	close(s.changed)
-	s.changed = make(chan struct{})
+	close(m.changed)
+	m.changed = make(chan struct{})
 }
 
 func eventType(st string) string {
@@ -339,7 +343,7 @@ func (s *Server) createMachine(w http.ResponseWriter, r *http.Request) {
 	}
 	ts := now()
 	iid := newULID()
-	m := &machine{Machine: Machine{
+	m := &machine{changed: make(chan struct{}), Machine: Machine{
 		ID:         id,
 		Name:       in.Name,
 		Region:     in.Region,
@@ -702,7 +706,7 @@ func (s *Server) waitMachine(w http.ResponseWriter, r *http.Request) {
 	for {
 		s.mu.Lock()
 		reached := slices.Contains(want, m.State) || (slices.Contains(want, StateSettled) && m.settled())
-		changed := s.changed
+		changed := m.changed
 		s.mu.Unlock()
 		if reached {
 			writeJSON(w, http.StatusOK, map[string]bool{"ok": true})
