@@ -360,12 +360,15 @@ func PendingOperationsOf(ctx context.Context, db sqlx.ExtContext, instanceID str
 	return out, mapErr(err)
 }
 
+// startOp is what every start of an operation sets: running, one attempt
+// more, and started_at on the first.
+const startOp = `status = 'running', attempts = attempts + 1, started_at = COALESCE(started_at, now())`
+
 // StartOperation marks an unfinished operation running (one more attempt)
 // in the transaction that holds its instance's row lock. ErrNotFound means
 // it had already finished.
 func StartOperation(ctx context.Context, db sqlx.ExtContext, opID string) (Operation, error) {
-	const q = `UPDATE operations SET status = 'running', attempts = attempts + 1,
-			started_at = COALESCE(started_at, now())
+	const q = `UPDATE operations SET ` + startOp + `
 		WHERE id = $1 AND status IN ('pending', 'running') RETURNING ` + opCols
 	out, err := getOperation(ctx, db, q, opID)
 	return out, mapErr(err)
@@ -386,8 +389,7 @@ func StartShowingOperation(ctx context.Context, db sqlx.ExtContext, op Operation
 	// operation's UPDATE waits on the locked CTE (its EXISTS is an
 	// initplan), the order every other writer follows.
 	q := `WITH i AS (SELECT ` + instanceCols + `, i.xmin::text AS row_version` + lockedInstance + `),
-		o AS (UPDATE operations SET status = 'running', attempts = attempts + 1,
-				started_at = COALESCE(started_at, now())
+		o AS (UPDATE operations SET ` + startOp + `
 			WHERE id = $3 AND status IN ('pending', 'running')
 				AND EXISTS (SELECT 1 FROM i WHERE $4 = '' OR i.status = $4)
 			RETURNING ` + opCols + `, xmin::text AS row_version)
@@ -449,8 +451,7 @@ func StartShowingByID(ctx context.Context, db sqlx.ExtContext, opID string, show
 		i AS (SELECT ` + instanceCols + `, i.xmin::text AS row_version
 			FROM r, instances i JOIN accounts a ON a.id = i.account_id
 			WHERE i.id = r.instance_id AND i.account_id = r.account_id AND NOT r.older FOR NO KEY UPDATE OF i),
-		o AS (UPDATE operations SET status = 'running', attempts = attempts + 1,
-				started_at = COALESCE(started_at, now())
+		o AS (UPDATE operations SET ` + startOp + `
 			WHERE id = $1 AND status IN ('pending', 'running')
 				AND EXISTS (SELECT 1 FROM i, r WHERE r.showing = '' OR i.status = r.showing)
 			RETURNING ` + opCols + `, traceparent, xmin::text AS row_version)
@@ -645,8 +646,7 @@ func FinishSeen(ctx context.Context, db sqlx.ExtContext, done Operation, seen Se
 // has finished; the caller then starts it the usual way.
 func StartSeen(ctx context.Context, db sqlx.ExtContext, op Operation, seen Seen, r Rendered) (Operation, Seen, []string, error) {
 	q := `WITH ` + seenInstance + `,
-			o AS (UPDATE operations SET status = 'running', attempts = attempts + 1,
-					started_at = COALESCE(started_at, now())
+			o AS (UPDATE operations SET ` + startOp + `
 				WHERE id = $11 AND instance_id = $8 AND status IN ('pending', 'running') AND EXISTS (SELECT 1 FROM i)
 				RETURNING ` + opCols + `, xmin::text AS row_version),
 			` + seenChange + `
