@@ -87,11 +87,21 @@ func (w *Worker) handleOperation(ctx context.Context, t *asynq.Task) error {
 // this one over (handOff); nil otherwise.
 func (w *Worker) runLocked(ctx context.Context, opID string, retried int, last, woken bool, from *handed) (err error) {
 	began := time.Now()
-	op, inst, seen, err := w.beginByID(ctx, opID, from)
-	started := err == nil
-	if errors.Is(err, store.ErrNotFound) {
-		// Not started: read under the lock (another delivery may have
-		// finished it), then start it the way its state asks for.
+	var (
+		op      store.Operation
+		inst    store.Instance
+		seen    store.Seen
+		started bool
+	)
+	if from == nil {
+		op, inst, seen, started, err = w.beginByID(ctx, opID)
+		if err != nil {
+			return err
+		}
+	}
+	if !started {
+		// Read under the lock (another delivery may have finished it),
+		// then start it the way its state asks for.
 		var older bool
 		if op, older, err = store.OperationToRun(ctx, w.st.DB, opID); err != nil {
 			return err
@@ -102,8 +112,6 @@ func (w *Worker) runLocked(ctx context.Context, opID string, retried int, last, 
 		if older {
 			return errWaiting
 		}
-	} else if err != nil {
-		return err
 	}
 	if woken {
 		var span trace.Span
@@ -215,22 +223,20 @@ func (w *Worker) begin(ctx context.Context, op store.Operation, from *handed) (s
 
 // beginByID is the usual start of a run not handed over: one statement
 // that reads the operation and starts it if nothing stands in its way
-// (store.StartShowingByID). ErrNotFound: it did not start, and runLocked
-// reads the operation to find out why. A run handed over (from) goes
-// straight to that read, since begin's way for it renders the status
-// change from the row the run before left.
-func (w *Worker) beginByID(ctx context.Context, opID string, from *handed) (store.Operation, store.Instance, store.Seen, error) {
-	if from != nil {
-		return store.Operation{}, store.Instance{}, store.Seen{}, store.ErrNotFound
-	}
+// (store.StartShowingByID). started false: it did not, and runLocked
+// reads the operation to find out why. A run handed over does not come
+// here, since begin's way for it renders the status change from the row
+// the run before left.
+func (w *Worker) beginByID(ctx context.Context, opID string) (store.Operation, store.Instance, store.Seen, bool, error) {
 	op, inst, seen, err := store.StartShowingByID(ctx, w.st.DB, opID, transitional)
-	if err != nil && !errors.Is(err, store.ErrNotFound) {
-		return op, inst, seen, fmt.Errorf("start operation %s: %w", opID, err)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return op, inst, seen, false, nil
+	case err != nil:
+		return op, inst, seen, false, fmt.Errorf("start operation %s: %w", opID, err)
 	}
-	if err == nil {
-		w.metrics.started(op)
-	}
-	return op, inst, seen, err
+	w.metrics.started(op)
+	return op, inst, seen, true, nil
 }
 
 // handed is an instance as a run's finish left it (store.FinishSeen): its
