@@ -420,34 +420,70 @@ func (r *startedRow) fields(traceparent bool) []any {
 	return append(out, &r.InstanceVersion, &r.OperationVersion, &r.DBNow)
 }
 
-// StartShowingByID is StartShowingOperation for a run that knows only
-// the operation's id (a wake-up, a task): the same one statement also
-// reads the operation, takes the status its type shows while it runs
-// from showing (by type; none for a type not in it), and checks that no
-// operation of its instance accepted before it is unfinished, as
-// OperationToRun does. A run so starts in one round trip where
-// OperationToRun and the start made two. The operation answered carries
-// its Traceparent. ErrNotFound means nothing changed, for one of
-// StartShowingOperation's reasons or because an earlier operation has not
-// finished: the caller then reads the operation with OperationToRun,
-// which tells these apart, and goes on as it would have.
+// Started is what a statement that started an operation answers: the
+// operation (with its Traceparent), the instance as it starts on it, and
+// what the start saw of both (for FinishSeen).
+type Started struct {
+	Op       Operation
+	Instance Instance
+	Seen     Seen
+}
+
+// Querier is what TryLockStartByID runs its statement on: the lock's own
+// connection in the worker, a transaction in a test.
+type Querier interface {
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+}
+
+// TryLockStartByID is the usual beginning of a run that knows only the
+// operation's id (a wake-up, a task): in ONE statement it tries the
+// instance's lock (as TryLockInstance) and, if it got it, reads the
+// operation, takes the status its type shows while it runs from showing
+// (by type; none for a type not in it), checks that no operation of the
+// instance accepted before it is unfinished (as OperationToRun does) and
+// starts it as StartShowingOperation does. Where the try-lock, the read
+// and the start took three round trips, it takes one.
 //
-// Its snapshot is taken after the caller's try-lock statement returned,
-// as OperationToRun's is: a run that finished and unlocked before that is
-// seen finished.
-func StartShowingByID(ctx context.Context, db sqlx.ExtContext, opID string, showing map[string]string) (Operation, Instance, Seen, error) {
+// locked says the session now holds the lock, whether or not anything
+// started; the caller must then release it (InstanceLock.Release), and on
+// an error too, since the lock may have been taken before the error.
+// started is nil when nothing started: the operation is unknown, of
+// another instance, finished, waits behind an earlier one, or the
+// instance shows another status; the caller, holding the lock, reads the
+// operation with OperationToRun, which tells these apart, and goes on as
+// it would have.
+//
+// The statement's snapshot is taken before its try-lock runs, so its reads
+// may miss a run that finished and gave the lock up in between. That
+// cannot start anything twice or out of turn. The start is the UPDATE of
+// the operation's row where it is pending or running, under the lock of
+// the instance's row; under READ COMMITTED both act on the row's latest
+// committed version and check their conditions again on it when it
+// changed after the snapshot (Postgres's EvalPlanQual), so such a finish
+// stops the start, and the status checked is the instance's latest
+// (TestTryLockStartByIDChecksLatestRows). What only the snapshot reads
+// (the older check) can make it start nothing when it could have, never
+// the other way: the caller's OperationToRun then reads afresh, under the
+// lock.
+func TryLockStartByID(ctx context.Context, q Querier, instanceID, opID string, showing map[string]string) (locked bool, started *Started, err error) {
 	types := slices.Sorted(maps.Keys(showing))
 	statuses := make([]string, len(types))
 	for n, t := range types {
 		statuses[n] = showing[t]
 	}
-	// The older check is a column, not a NOT EXISTS in the WHERE: as
-	// one, Postgres planned it as an anti-join that read every unfinished
-	// operation (TestStatementsDoNotReadTheBacklog); as a column, it looks
-	// for one of the instance's, as OperationToRun does.
-	q := `WITH r AS (SELECT o.instance_id, o.account_id, COALESCE(t.showing, '') AS showing, ` + olderUnfinishedOp + ` AS older
+	// lk is read by the operation's read (an initplan) before anything
+	// else of the statement runs, and by the answer, so the lock is
+	// tried once, whether or not the operation is there to read; nothing
+	// starts without it. The older check is a column, not a NOT EXISTS in
+	// the WHERE: as one, Postgres planned it as an anti-join that read
+	// every unfinished operation (TestStatementsDoNotReadTheBacklog); as
+	// a column, it looks for one of the instance's, as OperationToRun
+	// does. The instance's row lock is taken before the operation's, as
+	// every writer does (see StartShowingOperation).
+	stmt := `WITH lk AS MATERIALIZED (SELECT pg_try_advisory_lock($4) AS locked),
+		r AS (SELECT o.instance_id, o.account_id, COALESCE(t.showing, '') AS showing, ` + olderUnfinishedOp + ` AS older
 			FROM operations o LEFT JOIN unnest($2::text[], $3::text[]) AS t(type, showing) ON t.type = o.type
-			WHERE o.id = $1 AND o.status IN ('pending', 'running')),
+			WHERE o.id = $1 AND o.instance_id = $5 AND o.status IN ('pending', 'running') AND (SELECT locked FROM lk)),
 		i AS (SELECT ` + instanceCols + `, i.xmin::text AS row_version
 			FROM r, instances i JOIN accounts a ON a.id = i.account_id
 			WHERE i.id = r.instance_id AND i.account_id = r.account_id AND NOT r.older FOR NO KEY UPDATE OF i),
@@ -455,11 +491,44 @@ func StartShowingByID(ctx context.Context, db sqlx.ExtContext, opID string, show
 			WHERE id = $1 AND status IN ('pending', 'running')
 				AND EXISTS (SELECT 1 FROM i, r WHERE r.showing = '' OR i.status = r.showing)
 			RETURNING ` + opCols + `, traceparent, xmin::text AS row_version)
-		SELECT ` + instanceRowCols + `, ` + opRowCols + `, o.traceparent AS "o.traceparent",
-			i.row_version AS instance_version, o.row_version AS operation_version, now() AS db_now FROM i, o`
-	var out startedRow
-	err := db.QueryRowxContext(ctx, q, opID, pq.Array(types), pq.Array(statuses)).Scan(out.fields(true)...)
-	return out.op, out.inst, out.seen(out.inst.Plan), mapErr(err)
+		SELECT lk.locked, o.id IS NOT NULL AS started, ` + instanceRowCols + `, ` + opRowCols + `, o.traceparent AS "o.traceparent",
+			i.row_version AS instance_version, o.row_version AS operation_version, now() AS db_now
+		FROM lk LEFT JOIN (i CROSS JOIN o) ON true`
+	rows, err := q.QueryContext(ctx, stmt, opID, pq.Array(types), pq.Array(statuses), instanceLockKey(instanceID), instanceID)
+	if err != nil {
+		return false, nil, mapErr(err)
+	}
+	defer rows.Close()
+	if !rows.Next() {
+		if err := rows.Err(); err != nil {
+			return false, nil, mapErr(err)
+		}
+		return false, nil, errors.New("try-lock and start: the statement answered no row")
+	}
+	var (
+		ok   bool
+		out  startedRow
+		dest = append([]any{&locked, &ok}, out.fields(true)...)
+	)
+	// When nothing started, the row's other columns are NULL, which its
+	// fields cannot hold: the flags are read first, the rest only if it
+	// started.
+	flags := make([]any, len(dest))
+	var skip any
+	for n := range flags {
+		flags[n] = &skip
+	}
+	flags[0], flags[1] = &locked, &ok
+	if err := rows.Scan(flags...); err != nil {
+		return false, nil, err
+	}
+	if !ok {
+		return locked, nil, rows.Close()
+	}
+	if err := rows.Scan(dest...); err != nil {
+		return locked, nil, err
+	}
+	return locked, &Started{Op: out.op, Instance: out.inst, Seen: out.seen(out.inst.Plan)}, rows.Close()
 }
 
 // seenCols scans what a start saw, as its statement answers it: the
@@ -783,28 +852,67 @@ func instanceLockKey(instanceID string) int64 {
 // session to give it up; ok is false when one holds it. It does wait, as
 // long as ctx allows, for one of the Store's lock slots (see Store).
 func (s *Store) TryLockInstance(ctx context.Context, instanceID string) (lock *InstanceLock, ok bool, err error) {
-	slot := s.lockSlots // nil in a Store not made by Open: no bound
-	if slot != nil {
-		select {
-		case slot <- struct{}{}:
-		case <-ctx.Done():
-			return nil, false, fmt.Errorf("lock instance %s: %w", instanceID, ctx.Err())
-		}
-	}
-	l := &InstanceLock{key: instanceLockKey(instanceID), slot: slot}
-	if l.conn, err = s.DB.Conn(ctx); err != nil {
-		l.freeSlot()
-		return nil, false, fmt.Errorf("lock instance %s: %w", instanceID, err)
+	l, err := s.lockConn(ctx, instanceID)
+	if err != nil {
+		return nil, false, err
 	}
 	if err := l.conn.QueryRowContext(ctx, `SELECT pg_try_advisory_lock($1)`, l.key).Scan(&ok); err != nil || !ok {
-		l.conn.Close()
-		l.freeSlot()
+		l.giveBack()
 		if err != nil {
 			return nil, false, fmt.Errorf("lock instance %s: %w", instanceID, err)
 		}
 		return nil, false, nil
 	}
 	return l, true, nil
+}
+
+// TryLockStarting is TryLockInstance and, when it got the lock, the start
+// of opID (TryLockStartByID) in one round trip. lock is nil when another
+// session holds the instance's lock; otherwise the caller releases it.
+// started is nil when the lock was taken but nothing started (see
+// TryLockStartByID).
+func (s *Store) TryLockStarting(ctx context.Context, instanceID, opID string, showing map[string]string) (lock *InstanceLock, started *Started, err error) {
+	l, err := s.lockConn(ctx, instanceID)
+	if err != nil {
+		return nil, nil, err
+	}
+	locked, started, err := TryLockStartByID(ctx, l.conn, instanceID, opID, showing)
+	switch {
+	case err != nil:
+		// The lock may have been taken before the statement failed.
+		l.Release()
+		return nil, nil, fmt.Errorf("lock instance %s and start %s: %w", instanceID, opID, err)
+	case !locked:
+		l.giveBack()
+		return nil, nil, nil
+	}
+	return l, started, nil
+}
+
+// lockConn takes a lock slot and a connection of its own for an instance
+// lock, not yet taken.
+func (s *Store) lockConn(ctx context.Context, instanceID string) (*InstanceLock, error) {
+	slot := s.lockSlots // nil in a Store not made by Open: no bound
+	if slot != nil {
+		select {
+		case slot <- struct{}{}:
+		case <-ctx.Done():
+			return nil, fmt.Errorf("lock instance %s: %w", instanceID, ctx.Err())
+		}
+	}
+	l := &InstanceLock{key: instanceLockKey(instanceID), slot: slot}
+	var err error
+	if l.conn, err = s.DB.Conn(ctx); err != nil {
+		l.freeSlot()
+		return nil, fmt.Errorf("lock instance %s: %w", instanceID, err)
+	}
+	return l, nil
+}
+
+// giveBack returns the connection and the slot of a lock not taken.
+func (l *InstanceLock) giveBack() {
+	l.conn.Close()
+	l.freeSlot()
 }
 
 // Release gives the lock back. If that fails the connection is thrown away
@@ -816,8 +924,7 @@ func (l *InstanceLock) Release() {
 	if _, err := l.conn.ExecContext(ctx, `SELECT pg_advisory_unlock($1)`, l.key); err != nil {
 		_ = l.conn.Raw(func(any) error { return driver.ErrBadConn })
 	}
-	l.conn.Close()
-	l.freeSlot()
+	l.giveBack()
 }
 
 func (l *InstanceLock) freeSlot() {

@@ -656,11 +656,13 @@ func TestFinishSeen(t *testing.T) {
 	rendered("FinishSeen after the long way's start", r)
 }
 
-// TestStartShowingByID: the start that knows only the operation's id acts
-// exactly when OperationToRun's checks and StartShowingOperation would
-// both let it, changes nothing otherwise, and answers the operation (with
-// its trace context), the instance and what it saw.
-func TestStartShowingByID(t *testing.T) {
+// TestTryLockStarting: the statement that takes an instance's lock starts
+// the operation exactly when OperationToRun's checks and
+// StartShowingOperation would both let it, changes nothing otherwise
+// (keeping the lock it took), takes nothing while another session holds
+// the lock, and answers the operation (with its trace context), the
+// instance and what it saw.
+func TestTryLockStarting(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	st := testenv.Store(t)
@@ -685,14 +687,32 @@ func TestStartShowingByID(t *testing.T) {
 	if _, err := st.DB.ExecContext(ctx, `UPDATE operations SET traceparent = $1 WHERE id = $2`, tp, ops[0].ID); err != nil {
 		t.Fatal(err)
 	}
+	held := func(want bool) {
+		t.Helper()
+		if h, err := store.InstanceLockHeld(ctx, st.DB, inst.ID); err != nil || h != want {
+			t.Fatalf("instance lock held: %v (%v), want %v", h, err, want)
+		}
+	}
+	start := func(instanceID, opID string) *store.Started {
+		t.Helper()
+		lock, started, err := st.TryLockStarting(ctx, instanceID, opID, showing)
+		if err != nil || lock == nil {
+			t.Fatalf("lock %s and start %s: lock %v, %v", instanceID, opID, lock, err)
+		}
+		defer lock.Release()
+		if instanceID == inst.ID {
+			held(true) // whether or not anything started
+		}
+		return started
+	}
 	refused := func(why string, op store.Operation) {
 		t.Helper()
 		before, err := store.OperationByID(ctx, st.DB, op.ID)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, _, _, err := store.StartShowingByID(ctx, st.DB, op.ID, showing); !errors.Is(err, store.ErrNotFound) {
-			t.Fatalf("%s: %v, want ErrNotFound", why, err)
+		if started := start(inst.ID, op.ID); started != nil {
+			t.Fatalf("%s: started %+v", why, started.Op)
 		}
 		if after, _ := store.OperationByID(ctx, st.DB, op.ID); after.Status != before.Status || after.Attempts != before.Attempts {
 			t.Fatalf("%s: the operation changed from %+v to %+v", why, before, after)
@@ -700,24 +720,43 @@ func TestStartShowingByID(t *testing.T) {
 	}
 
 	refused("an earlier operation has not finished", ops[1])
-	if _, _, _, err := store.StartShowingByID(ctx, st.DB, id.New(id.Operation), showing); !errors.Is(err, store.ErrNotFound) {
-		t.Fatalf("no such operation: %v, want ErrNotFound", err)
+	if started := start(inst.ID, id.New(id.Operation)); started != nil {
+		t.Fatalf("no such operation: started %+v", started.Op)
 	}
-	started, on, seen, err := store.StartShowingByID(ctx, st.DB, ops[0].ID, showing)
-	if err != nil || started.ID != ops[0].ID || started.Status != store.OpRunning || started.Attempts != 1 || started.StartedAt == nil {
-		t.Fatalf("start: %+v %v", started, err)
+	other := id.New(id.Instance)
+	if started := start(other, ops[0].ID); started != nil {
+		t.Fatalf("locked another instance and started %+v", started.Op)
 	}
-	if started.Traceparent == nil || *started.Traceparent != tp {
-		t.Errorf("start answered traceparent %v, want %s", started.Traceparent, tp)
+	held(false)
+	// Another session holds the lock: nothing is taken, nothing starts.
+	lock, ok, err := st.TryLockInstance(ctx, inst.ID)
+	if err != nil || !ok {
+		t.Fatalf("lock: %v %v", ok, err)
 	}
-	if on.ID != inst.ID || on.Status != store.StatusRestarting || on.Plan != "pro" || !seen.Saw() {
-		t.Errorf("start answered the instance %+v (seen %+v)", on, seen)
+	if l, started, err := st.TryLockStarting(ctx, inst.ID, ops[0].ID, showing); err != nil || l != nil || started != nil {
+		t.Fatalf("while another holds the lock: lock %v, started %v, %v", l, started, err)
+	}
+	lock.Release()
+	if op, _ := store.OperationByID(ctx, st.DB, ops[0].ID); op.Status != store.OpPending {
+		t.Fatalf("started without the lock: %+v", op)
+	}
+
+	started := start(inst.ID, ops[0].ID)
+	if started == nil || started.Op.ID != ops[0].ID || started.Op.Status != store.OpRunning || started.Op.Attempts != 1 || started.Op.StartedAt == nil {
+		t.Fatalf("start: %+v", started)
+	}
+	held(false)
+	if started.Op.Traceparent == nil || *started.Op.Traceparent != tp {
+		t.Errorf("start answered traceparent %v, want %s", started.Op.Traceparent, tp)
+	}
+	if on := started.Instance; on.ID != inst.ID || on.Status != store.StatusRestarting || on.Plan != "pro" || !started.Seen.Saw() {
+		t.Errorf("start answered the instance %+v (seen %+v)", on, started.Seen)
 	}
 	// A run that died is started again, one attempt more.
-	if again, _, _, err := store.StartShowingByID(ctx, st.DB, ops[0].ID, showing); err != nil || again.Attempts != 2 || !again.StartedAt.Equal(*started.StartedAt) {
-		t.Fatalf("second start: %+v %v", again, err)
+	if again := start(inst.ID, ops[0].ID); again == nil || again.Op.Attempts != 2 || !again.Op.StartedAt.Equal(*started.Op.StartedAt) {
+		t.Fatalf("second start: %+v", again)
 	}
-	if _, _, _, err := store.FinishOperation(ctx, st.DB, started, nil); err != nil {
+	if _, _, _, err := store.FinishOperation(ctx, st.DB, started.Op, nil); err != nil {
 		t.Fatal(err)
 	}
 	refused("a finished operation", ops[0])
@@ -733,7 +772,89 @@ func TestStartShowingByID(t *testing.T) {
 		t.Fatal(err)
 	}
 	// A type that shows no status starts whatever the instance shows.
-	if cfg, on, _, err := store.StartShowingByID(ctx, st.DB, ops[2].ID, showing); err != nil || cfg.Status != store.OpRunning || on.Status != store.StatusRunning {
-		t.Fatalf("configure: %+v on %+v: %v", cfg, on, err)
+	if cfg := start(inst.ID, ops[2].ID); cfg == nil || cfg.Op.Status != store.OpRunning || cfg.Instance.Status != store.StatusRunning {
+		t.Fatalf("configure: %+v", cfg)
+	}
+}
+
+// TestTryLockStartByIDChecksLatestRows: the statement's snapshot is taken
+// before its try-lock, so what another run commits in between is not in
+// it; the start must still act on the rows as they are. A second session
+// holds a change to the operation's row (its finish) or to the
+// instance's (another status), uncommitted, while the statement waits on
+// that row after its snapshot; then the change commits. The statement
+// must start nothing: Postgres checks the UPDATE's and the row lock's
+// conditions again on the row's latest version (EvalPlanQual), which is
+// also what happens when such a change committed before the statement
+// reached the row.
+func TestTryLockStartByIDChecksLatestRows(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	st := testenv.Store(t)
+	a, err := store.CreateAccount(ctx, st.DB, "latest-rows@example.com", "pro")
+	if err != nil {
+		t.Fatal(err)
+	}
+	showing := map[string]string{store.OpRestart: store.StatusRestarting}
+	for n, c := range []struct{ name, change string }{
+		{"the operation finished", `UPDATE operations SET status = 'succeeded', finished_at = now() WHERE instance_id = $1`},
+		{"the instance shows another status", `UPDATE instances SET status = 'running' WHERE id = $1`},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			inst, err := store.InsertInstance(ctx, st.DB, id.New(id.Instance), a.ID, fmt.Sprintf("latest-%d", n), "iad", store.StatusRestarting)
+			if err != nil {
+				t.Fatal(err)
+			}
+			op, err := store.InsertOperation(ctx, st.DB, id.New(id.Operation), a.ID, inst.ID, store.OpRestart)
+			if err != nil {
+				t.Fatal(err)
+			}
+			tx, err := st.DB.BeginTxx(ctx, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer tx.Rollback()
+			if _, err := tx.ExecContext(ctx, c.change, inst.ID); err != nil {
+				t.Fatal(err)
+			}
+			type result struct {
+				lock    *store.InstanceLock
+				started *store.Started
+				err     error
+			}
+			done := make(chan result, 1)
+			go func() {
+				lock, started, err := st.TryLockStarting(ctx, inst.ID, op.ID, showing)
+				done <- result{lock, started, err}
+			}()
+			// The statement waits on the row the transaction changed.
+			for waiting := false; !waiting; {
+				if err := st.DB.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM pg_stat_activity
+					WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE '%pg_try_advisory_lock%')`).Scan(&waiting); err != nil {
+					t.Fatal(err)
+				}
+				select {
+				case r := <-done:
+					t.Fatalf("the statement did not wait on the changed row: lock %v, started %v, %v", r.lock, r.started, r.err)
+				case <-time.After(5 * time.Millisecond):
+				}
+			}
+			if err := tx.Commit(); err != nil {
+				t.Fatal(err)
+			}
+			r := <-done
+			if r.err != nil || r.lock == nil {
+				t.Fatalf("lock %v, %v", r.lock, r.err)
+			}
+			r.lock.Release()
+			if r.started != nil {
+				t.Fatalf("started on a row its snapshot saw, not the latest: %+v on %+v", r.started.Op, r.started.Instance)
+			}
+			after, err := store.OperationByID(ctx, st.DB, op.ID)
+			if err != nil || after.Attempts != 0 {
+				t.Fatalf("the operation changed: %+v %v", after, err)
+			}
+		})
 	}
 }

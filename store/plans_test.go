@@ -4,7 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -210,9 +209,12 @@ func TestStatementsDoNotReadTheBacklog(t *testing.T) {
 			if !older {
 				t.Error("OperationToRun: no older unfinished operation, want the backlog's")
 			}
-			if _, _, _, err := store.StartShowingByID(ctx, e, op.ID, map[string]string{store.OpRestart: store.StatusRestarting}); !errors.Is(err, store.ErrNotFound) {
-				t.Errorf("StartShowingByID behind the backlog: %v, want ErrNotFound", err)
+			if locked, started, err := store.TryLockStartByID(ctx, e, inst.ID, op.ID, map[string]string{store.OpRestart: store.StatusRestarting}); err != nil || !locked || started != nil {
+				t.Errorf("TryLockStartByID behind the backlog: locked %v, started %v, %v; want the lock and no start", locked, started, err)
 			}
+			// Its lock is the session's, beyond the transaction.
+			_, err = e.Tx.ExecContext(ctx, `SELECT pg_advisory_unlock_all()`)
+			must(err)
 			_, err = store.HasUnfinishedOperation(ctx, e, inst.ID)
 			must(err)
 			pending, err := store.PendingOperationsOf(ctx, e, inst.ID)

@@ -64,17 +64,39 @@ func (w *Worker) handleOperation(ctx context.Context, t *asynq.Task) error {
 	if op.Terminal() {
 		return nil
 	}
-	lock, ok, err := w.st.TryLockInstance(ctx, op.InstanceID)
+	lock, started, err := w.tryLockStarting(ctx, op.InstanceID, op.ID)
 	if err != nil {
 		return err
 	}
-	if !ok {
+	if lock == nil {
 		return errWaiting
 	}
 	defer lock.Release()
 	retried, _ := asynq.GetRetryCount(ctx)
 	maxRetry, _ := asynq.GetMaxRetry(ctx)
-	return w.runLocked(ctx, op.ID, retried, retried >= maxRetry, false, nil)
+	return w.runLocked(ctx, op.ID, retried, retried >= maxRetry, false, started, nil)
+}
+
+// tryLockStarting takes the instance's lock and, with it, starts the
+// operation when nothing stands in its way, in one statement
+// (store.TryLockStarting). lock nil: another run holds the instance.
+// started nil: the lock is taken but nothing started, and runLocked reads
+// the operation to find out why.
+func (w *Worker) tryLockStarting(ctx context.Context, instanceID, opID string) (*store.InstanceLock, *begun, error) {
+	at := time.Now()
+	lock, started, err := w.st.TryLockStarting(ctx, instanceID, opID, transitional)
+	if started == nil {
+		return lock, nil, err
+	}
+	w.metrics.started(started.Op)
+	return lock, &begun{Started: *started, at: at}, err
+}
+
+// begun is a run whose operation the statement that took its lock
+// started, and when that statement was sent: the run's beginning.
+type begun struct {
+	store.Started
+	at time.Time
 }
 
 // runLocked carries out an operation whose instance lock the caller holds:
@@ -83,23 +105,20 @@ func (w *Worker) handleOperation(ctx context.Context, t *asynq.Task) error {
 // failure must finish the operation as failed rather than leave it to the
 // next attempt. woken says a wake-up runs it: no task headers carried its
 // trace here, so the run continues the trace kept in the operation's row.
-// from is the instance as the run before left it, when that run hands
-// this one over (handOff); nil otherwise.
-func (w *Worker) runLocked(ctx context.Context, opID string, retried int, last, woken bool, from *handed) (err error) {
+// started is the operation as the statement that took the lock started
+// it (tryLockStarting), nil when that started nothing. from is the
+// instance as the run before left it, when that run hands this one over
+// (handOff); nil otherwise.
+func (w *Worker) runLocked(ctx context.Context, opID string, retried int, last, woken bool, started *begun, from *handed) (err error) {
 	began := time.Now()
 	var (
-		op      store.Operation
-		inst    store.Instance
-		seen    store.Seen
-		started bool
+		op   store.Operation
+		inst store.Instance
+		seen store.Seen
 	)
-	if from == nil {
-		op, inst, seen, started, err = w.beginByID(ctx, opID)
-		if err != nil {
-			return err
-		}
-	}
-	if !started {
+	if started != nil {
+		op, inst, seen, began = started.Op, started.Instance, started.Seen, started.at
+	} else {
 		// Read under the lock (another delivery may have finished it),
 		// then start it the way its state asks for.
 		var older bool
@@ -118,7 +137,7 @@ func (w *Worker) runLocked(ctx context.Context, opID string, retried int, last, 
 		ctx, span = startWokenSpan(ctx, op, began)
 		defer func() { endSpan(span, err) }()
 	}
-	if !started {
+	if started == nil {
 		op, inst, seen, err = w.begin(ctx, op, from)
 		if errors.Is(err, store.ErrNotFound) {
 			return nil // finished meanwhile by another delivery
@@ -165,9 +184,10 @@ func (w *Worker) runLocked(ctx context.Context, opID string, retried int, last, 
 // A run handed over by the one before (from) usually finds the instance
 // showing the status that run ended with: then its one statement also
 // changes the status, with events rendered from the row as that run left
-// it (store.StartSeen). A run not handed over comes here only once its
-// one statement (beginByID) has started nothing: it takes the long way at
-// once, since a second try of that statement would fail the same way.
+// it (store.StartSeen). A run not handed over comes here only once the
+// statement that took its lock (tryLockStarting) has started nothing: it
+// takes the long way at once, since a second try of that start would fail
+// the same way.
 func (w *Worker) begin(ctx context.Context, op store.Operation, from *handed) (store.Operation, store.Instance, store.Seen, error) {
 	// An instance.configure shows no transitional status: a stopped
 	// instance stays stopped while it runs.
@@ -219,24 +239,6 @@ func (w *Worker) begin(ctx context.Context, op store.Operation, from *handed) (s
 	w.metrics.started(op)
 	w.enqueueDeliveries(ctx, deliveries)
 	return op, inst, seen, nil
-}
-
-// beginByID is the usual start of a run not handed over: one statement
-// that reads the operation and starts it if nothing stands in its way
-// (store.StartShowingByID). started false: it did not, and runLocked
-// reads the operation to find out why. A run handed over does not come
-// here, since begin's way for it renders the status change from the row
-// the run before left.
-func (w *Worker) beginByID(ctx context.Context, opID string) (store.Operation, store.Instance, store.Seen, bool, error) {
-	op, inst, seen, err := store.StartShowingByID(ctx, w.st.DB, opID, transitional)
-	switch {
-	case errors.Is(err, store.ErrNotFound):
-		return op, inst, seen, false, nil
-	case err != nil:
-		return op, inst, seen, false, fmt.Errorf("start operation %s: %w", opID, err)
-	}
-	w.metrics.started(op)
-	return op, inst, seen, true, nil
 }
 
 // handed is an instance as a run's finish left it (store.FinishSeen): its
@@ -374,7 +376,7 @@ func (w *Worker) handOff(ctx context.Context, opID string, from *handed) {
 	}
 	defer done()
 	w.metrics.handoffs.Inc()
-	err := w.runLocked(ctx, opID, 0, false, true, from)
+	err := w.runLocked(ctx, opID, 0, false, true, nil, from)
 	if err != nil && !errors.Is(err, errWaiting) && !errors.Is(err, asynq.SkipRetry) && ctx.Err() == nil {
 		w.log.DebugContext(ctx, "handed-off run stopped; its task will carry on", slog.String("operation_id", opID), slog.Any("error", err))
 	}

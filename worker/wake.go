@@ -228,11 +228,11 @@ func sleep(ctx context.Context, d time.Duration) bool {
 // taken or an earlier operation of it has not finished while the
 // operation is still pending, so that another try may run it.
 func (w *Worker) tryWoken(ctx context.Context, opID, instanceID string) (string, error) {
-	lock, ok, err := w.st.TryLockInstance(ctx, instanceID)
+	lock, started, err := w.tryLockStarting(ctx, instanceID, opID)
 	if err != nil {
 		return wakeLeft, err // unreachable: the task will come
 	}
-	if !ok {
+	if lock == nil {
 		// Someone else running it holds the lock too: no use trying again.
 		op, err := store.OperationByID(ctx, w.st.DB, opID)
 		if err != nil {
@@ -244,7 +244,7 @@ func (w *Worker) tryWoken(ctx context.Context, opID, instanceID string) (string,
 		return wakeBusy, nil
 	}
 	defer lock.Release()
-	switch err := w.runLocked(ctx, opID, 0, false, true, nil); {
+	switch err := w.runLocked(ctx, opID, 0, false, true, started, nil); {
 	case errors.Is(err, errWaiting):
 		return wakeBusy, nil
 	case err == nil, errors.Is(err, asynq.SkipRetry):
