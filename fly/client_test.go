@@ -577,6 +577,13 @@ func TestWaitForApp(t *testing.T) {
 	if _, err := short.WaitForApp(context.Background(), "never"); !fly.IsNotFound(err) {
 		t.Errorf("WaitForApp of an app that never comes: %v", err)
 	}
+	// The wait runs out while a read is held: still the app's 404, not
+	// the read cut short.
+	b.sim.InjectFault(flysim.Fault{Path: "/v1/apps/{app}", Status: http.StatusNotFound})
+	b.sim.InjectFault(flysim.Fault{Path: "/v1/apps/{app}", Status: http.StatusNotFound, DelayMS: 1000, Count: -1})
+	if _, err := short.WaitForApp(context.Background(), "held"); !fly.IsNotFound(err) {
+		t.Errorf("WaitForApp running out during a read: %v", err)
+	}
 }
 
 func TestListAppsAndNameTaken(t *testing.T) {

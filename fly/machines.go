@@ -167,17 +167,25 @@ func (c *Client) CreateApp(ctx context.Context, name, org string) (*App, error) 
 // backoff from 100 to 500 ms, for up to Options.AppWait. It answers the
 // last error when the app never shows.
 func (c *Client) WaitForApp(ctx context.Context, name string) (*App, error) {
+	parent := ctx
 	ctx, cancel := context.WithTimeout(ctx, c.appWait)
 	defer cancel()
 	pause := 100 * time.Millisecond
+	var refused error // the last 404 or 401
 	for {
 		app, err := c.GetApp(ctx, name)
 		if err == nil {
 			return app, nil
 		}
+		if refused != nil && ctx.Err() != nil && parent.Err() == nil {
+			// The wait ran out during a read: it is the refusals that
+			// tell what happened, not the read cut short.
+			return nil, fmt.Errorf("app %s did not appear within %s: %w", name, c.appWait, refused)
+		}
 		if code := StatusCode(err); code != http.StatusNotFound && code != http.StatusUnauthorized {
 			return nil, err
 		}
+		refused = err
 		t := time.NewTimer(pause/2 + rand.N(pause))
 		select {
 		case <-t.C:
