@@ -471,10 +471,10 @@ func TryLockStartByID(ctx context.Context, q Querier, instanceID, opID string, s
 	for n, t := range types {
 		statuses[n] = showing[t]
 	}
-	// lk is read by the operation's read (an initplan) before anything
-	// else of the statement runs, and by the answer, so the lock is
-	// tried once, whether or not the operation is there to read; nothing
-	// starts without it. The older check is a column, not a NOT EXISTS in
+	// lk is read by the operation's read (an initplan: no row is locked
+	// or written before it gives true) and by the answer, so the lock is
+	// tried exactly once, whether or not the operation is there to read,
+	// and nothing starts without it. The older check is a column, not a NOT EXISTS in
 	// the WHERE: as one, Postgres planned it as an anti-join that read
 	// every unfinished operation (TestStatementsDoNotReadTheBacklog); as
 	// a column, it looks for one of the instance's, as OperationToRun
