@@ -474,12 +474,14 @@ func TryLockStartByID(ctx context.Context, q Querier, instanceID, opID string, s
 	// lk is read by the operation's read (an initplan: no row is locked
 	// or written before it gives true) and by the answer, so the lock is
 	// tried exactly once, whether or not the operation is there to read,
-	// and nothing starts without it. The older check is a column, not a NOT EXISTS in
-	// the WHERE: as one, Postgres planned it as an anti-join that read
-	// every unfinished operation (TestStatementsDoNotReadTheBacklog); as
-	// a column, it looks for one of the instance's, as OperationToRun
-	// does. The instance's row lock is taken before the operation's, as
-	// every writer does (see StartShowingOperation).
+	// and nothing starts without it.
+	//
+	// The older check is a column, not a NOT EXISTS in the WHERE: as one,
+	// Postgres planned it as an anti-join that read every unfinished
+	// operation (TestStatementsDoNotReadTheBacklog); as a column, it looks
+	// for one of the instance's, as OperationToRun does. The instance's
+	// row lock is taken before the operation's, as every writer does (see
+	// StartShowingOperation).
 	stmt := `WITH lk AS MATERIALIZED (SELECT pg_try_advisory_lock($4) AS locked),
 		r AS (SELECT o.instance_id, o.account_id, COALESCE(t.showing, '') AS showing, ` + olderUnfinishedOp + ` AS older
 			FROM operations o LEFT JOIN unnest($2::text[], $3::text[]) AS t(type, showing) ON t.type = o.type
