@@ -1,7 +1,13 @@
 package ratelimit_test
 
 import (
+	"bytes"
 	"context"
+	"fmt"
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -44,6 +50,25 @@ func BenchmarkAllow(b *testing.B) {
 			}
 		})
 	})
+	// 16 calls at a time, as the api's 16 clients in make bench, on a
+	// client built as the api's is: the CPU the benchmark's process and
+	// redis-server spent per call, which is what the pipelining (batch.go)
+	// saves.
+	b.Run("16-at-a-time", func(b *testing.B) {
+		rdb := redis.NewClient(&redis.Options{Addr: e.redis.Addr(), ContextTimeoutEnabled: true})
+		b.Cleanup(func() { rdb.Close() })
+		lim := ratelimit.New(rdb, ratelimit.Options{})
+		b.SetParallelism(max(1, 16/runtime.GOMAXPROCS(0)))
+		cpu := cpuMeter(b, e.redis.PID())
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				if res, err := lim.Allow(ctx, limits); err != nil || !res.Allowed {
+					b.Errorf("Allow: allowed=%v err=%v", res.Allowed, err)
+				}
+			}
+		})
+		cpu.report(b)
+	})
 	// A client whose reads honour the context spares run its goroutine.
 	b.Run("serial-ctxtimeout", func(b *testing.B) {
 		rdb := redis.NewClient(&redis.Options{Addr: e.redis.Addr(), ContextTimeoutEnabled: true})
@@ -56,6 +81,43 @@ func BenchmarkAllow(b *testing.B) {
 			}
 		}
 	})
+}
+
+// cpuMeter measures the CPU time of this process and of process pid
+// (redis-server) from now until report, and reports it per operation in
+// µs: "cpu-µs/op" (both) and "redis-cpu-µs/op". /proc counts in clock ticks
+// (10ms): run for a few seconds (-benchtime 3s) for figures worth reading.
+func cpuMeter(b *testing.B, pid int) cpuSpan {
+	b.Helper()
+	return cpuSpan{self: procCPU(b, os.Getpid()), redis: procCPU(b, pid), pid: pid}
+}
+
+type cpuSpan struct {
+	self, redis time.Duration
+	pid         int
+}
+
+func (s cpuSpan) report(b *testing.B) {
+	self, redis := procCPU(b, os.Getpid())-s.self, procCPU(b, s.pid)-s.redis
+	per := func(d time.Duration) float64 { return float64(d.Microseconds()) / float64(b.N) }
+	b.ReportMetric(per(self+redis), "cpu-µs/op")
+	b.ReportMetric(per(redis), "redis-cpu-µs/op")
+}
+
+// procCPU is a process's user+system CPU time so far, from /proc (whose
+// unit, USER_HZ, is 100 on every Linux this runs on).
+func procCPU(b *testing.B, pid int) time.Duration {
+	b.Helper()
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		b.Fatalf("cpu of %d: %v", pid, err)
+	}
+	// The command name (field 2) is in parentheses and may hold spaces;
+	// utime and stime are fields 14 and 15.
+	f := strings.Fields(string(raw[bytes.LastIndexByte(raw, ')')+1:]))
+	ut, _ := strconv.ParseInt(f[11], 10, 64)
+	st, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(ut+st) * time.Second / 100
 }
 
 // BenchmarkRedisRate3 is the same request through github.com/go-redis/redis_rate:

@@ -41,8 +41,12 @@
 // all-or-nothing guarantee redis_rate cannot give. Round trips dominate, so
 // absolute figures swing with the machine's load (serial runs: Allow
 // 156-281µs, redis_rate 273-481µs). The goroutine that enforces Timeout on
-// ordinary clients (see run) costs 3 allocations; its latency is lost in
-// that noise.
+// ordinary clients (see batcher.exec) costs 3 allocations; its latency is
+// lost in that noise.
+//
+// Concurrent calls of one Limiter share their round trips: their scripts
+// go to Redis together in a pipeline (batch.go), which changes how they
+// travel and nothing of what they decide.
 //
 // # Failure
 //
@@ -119,12 +123,9 @@ type Options struct {
 // Limiter checks limits in Redis. It is safe for concurrent use; any number
 // of Limiters (in any number of processes) on one Redis share the limits.
 type Limiter struct {
-	rdb     redis.UniversalClient
 	prefix  string
 	timeout time.Duration
-	// ctxBound is set when rdb's socket reads already honour the context's
-	// deadline, so run need not watch the deadline itself.
-	ctxBound bool
+	batch   *batcher
 }
 
 //go:embed gcra.lua
@@ -142,14 +143,14 @@ func New(rdb redis.UniversalClient, opts Options) *Limiter {
 	if opts.Timeout <= 0 {
 		opts.Timeout = 250 * time.Millisecond
 	}
-	l := &Limiter{rdb: rdb, prefix: opts.Prefix, timeout: opts.Timeout}
+	b := &batcher{rdb: rdb, timeout: opts.Timeout}
 	switch c := rdb.(type) {
 	case *redis.Client:
-		l.ctxBound = c.Options().ContextTimeoutEnabled
+		b.ctxBound = c.Options().ContextTimeoutEnabled
 	case *redis.ClusterClient:
-		l.ctxBound = c.Options().ContextTimeoutEnabled
+		b.ctxBound = c.Options().ContextTimeoutEnabled
 	}
-	return l
+	return &Limiter{prefix: opts.Prefix, timeout: opts.Timeout, batch: b}
 }
 
 // Allow spends one request on every limit if all of them admit it, and
@@ -160,27 +161,10 @@ func New(rdb redis.UniversalClient, opts Options) *Limiter {
 // counted and yet refused with ErrUnavailable: that errs on the side of
 // limiting, never of letting more through.
 func (l *Limiter) Allow(ctx context.Context, limits []Limit) (Result, error) {
-	if len(limits) == 0 {
-		// Failing open on a caller's mistake would silently remove a limit.
-		return Result{}, errors.New("ratelimit: no limits given")
+	keys, args, err := l.prepare(limits)
+	if err != nil {
+		return Result{}, err
 	}
-	keys := make([]string, len(limits))
-	args := make([]any, 2*len(limits))
-	for i, lim := range limits {
-		if lim.Key == "" || lim.Rate <= 0 || lim.Period <= 0 {
-			return Result{}, fmt.Errorf("ratelimit: invalid limit %+v", lim)
-		}
-		// Whole microseconds keep the TAT an exact integer in Lua's doubles;
-		// a 3/s limit thus admits one request per 333,333µs.
-		interval := (lim.Period / time.Duration(lim.Rate)).Microseconds()
-		if interval < 1 {
-			return Result{}, fmt.Errorf("ratelimit: limit %q: more than one request per microsecond", lim.Name)
-		}
-		keys[i] = l.prefix + lim.Key
-		args[2*i] = interval
-		args[2*i+1] = interval * int64(lim.Rate)
-	}
-
 	reply, err := l.run(ctx, keys, args)
 	if err != nil {
 		return Result{}, err
@@ -213,6 +197,31 @@ func (l *Limiter) Allow(ctx context.Context, limits []Limit) (Result, error) {
 	return res, nil
 }
 
+// prepare turns limits into the script's keys and arguments.
+func (l *Limiter) prepare(limits []Limit) (keys []string, args []any, err error) {
+	if len(limits) == 0 {
+		// Failing open on a caller's mistake would silently remove a limit.
+		return nil, nil, errors.New("ratelimit: no limits given")
+	}
+	keys = make([]string, len(limits))
+	args = make([]any, 2*len(limits))
+	for i, lim := range limits {
+		if lim.Key == "" || lim.Rate <= 0 || lim.Period <= 0 {
+			return nil, nil, fmt.Errorf("ratelimit: invalid limit %+v", lim)
+		}
+		// Whole microseconds keep the TAT an exact integer in Lua's doubles;
+		// a 3/s limit thus admits one request per 333,333µs.
+		interval := (lim.Period / time.Duration(lim.Rate)).Microseconds()
+		if interval < 1 {
+			return nil, nil, fmt.Errorf("ratelimit: limit %q: more than one request per microsecond", lim.Name)
+		}
+		keys[i] = l.prefix + lim.Key
+		args[2*i] = interval
+		args[2*i+1] = interval * int64(lim.Rate)
+	}
+	return keys, args, nil
+}
+
 // binds reports whether a is more restrictive than b; ties keep the earlier.
 func binds(a, b LimitResult, allowed bool) bool {
 	if !allowed && a.RetryAfter != b.RetryAfter {
@@ -221,37 +230,14 @@ func binds(a, b LimitResult, allowed bool) bool {
 	return a.Remaining < b.Remaining
 }
 
-// run evaluates the script within l.timeout. go-redis bounds socket reads by
-// its own ReadTimeout (3s by default), not by the context, unless the client
-// was built with ContextTimeoutEnabled; for other clients, waiting on the
-// reply in a goroutine makes the bound hold anyway (on a hung Redis that
-// goroutine lives until go-redis gives up on its own).
+// run evaluates the script within l.timeout, in a pipeline with the
+// calls running beside it (batch.go).
 func (l *Limiter) run(ctx context.Context, keys []string, args []any) ([]int64, error) {
 	ctx, cancel := context.WithTimeout(ctx, l.timeout)
 	defer cancel()
-	if l.ctxBound {
-		v, err := script.Run(ctx, l.rdb, keys, args...).Int64Slice()
-		if err != nil {
-			return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
-		}
-		return v, nil
+	v, err := l.batch.do(ctx, keys, args)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
-	type reply struct {
-		v   []int64
-		err error
-	}
-	done := make(chan reply, 1)
-	go func() {
-		v, err := script.Run(ctx, l.rdb, keys, args...).Int64Slice()
-		done <- reply{v, err}
-	}()
-	select {
-	case r := <-done:
-		if r.err != nil {
-			return nil, fmt.Errorf("%w: %w", ErrUnavailable, r.err)
-		}
-		return r.v, nil
-	case <-ctx.Done():
-		return nil, fmt.Errorf("%w: %w", ErrUnavailable, ctx.Err())
-	}
+	return v, nil
 }

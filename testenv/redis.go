@@ -106,5 +106,16 @@ func FreePort(t testing.TB) int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
+// PID is the server's process id (0 while it is stopped), for benchmarks
+// that count its CPU.
+func (r *Redis) PID() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.cmd == nil {
+		return 0
+	}
+	return r.cmd.Process.Pid
+}
+
 // String describes the server for test logs.
 func (r *Redis) String() string { return fmt.Sprintf("redis-server %s", r.Addr()) }
