@@ -1,19 +1,16 @@
 package ratelimit_test
 
 import (
-	"bytes"
 	"context"
-	"fmt"
 	"os"
 	"runtime"
-	"strconv"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/go-redis/redis_rate/v10"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/myopenclaw/mocd/internal/proccpu"
 	"github.com/myopenclaw/mocd/ratelimit"
 )
 
@@ -104,20 +101,14 @@ func (s cpuSpan) report(b *testing.B) {
 	b.ReportMetric(per(redis), "redis-cpu-µs/op")
 }
 
-// procCPU is a process's user+system CPU time so far, from /proc (whose
-// unit, USER_HZ, is 100 on every Linux this runs on).
+// procCPU is a process's CPU time so far.
 func procCPU(b *testing.B, pid int) time.Duration {
 	b.Helper()
-	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	d, err := proccpu.Of(pid)
 	if err != nil {
-		b.Fatalf("cpu of %d: %v", pid, err)
+		b.Fatal(err)
 	}
-	// The command name (field 2) is in parentheses and may hold spaces;
-	// utime and stime are fields 14 and 15.
-	f := strings.Fields(string(raw[bytes.LastIndexByte(raw, ')')+1:]))
-	ut, _ := strconv.ParseInt(f[11], 10, 64)
-	st, _ := strconv.ParseInt(f[12], 10, 64)
-	return time.Duration(ut+st) * time.Second / 100
+	return d
 }
 
 // BenchmarkRedisRate3 is the same request through github.com/go-redis/redis_rate:

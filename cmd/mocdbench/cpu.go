@@ -7,38 +7,14 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/myopenclaw/mocd/internal/proccpu"
 )
 
 // CPU accounting from /proc: where the machine's time went during a
 // scenario, per process of ours, and how much went to processes that are
 // not ours (other work on a shared machine makes figures noisy; the report
 // says how much there was).
-
-// clockTick is USER_HZ, the unit of /proc's CPU times; 100 on every Linux
-// this runs on (sysconf(_SC_CLK_TCK) needs cgo).
-const clockTick = 100
-
-// procCPU returns a process's user+system CPU time so far.
-func procCPU(pid int) (time.Duration, bool) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0, false
-	}
-	// The command name (field 2) is in parentheses and may hold spaces.
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	if i < 0 {
-		return 0, false
-	}
-	f := strings.Fields(s[i+1:])
-	// f[0] is field 3 (state); utime and stime are fields 14 and 15.
-	if len(f) < 13 {
-		return 0, false
-	}
-	ut, _ := strconv.ParseInt(f[11], 10, 64)
-	st, _ := strconv.ParseInt(f[12], 10, 64)
-	return time.Duration(ut+st) * time.Second / clockTick, true
-}
 
 // machineCPU returns the busy and total CPU time of the whole machine.
 func machineCPU() (busy, total time.Duration) {
@@ -63,7 +39,7 @@ func machineCPU() (busy, total time.Duration) {
 			idle += n
 		}
 	}
-	return time.Duration(sum-idle) * time.Second / clockTick, time.Duration(sum) * time.Second / clockTick
+	return time.Duration(sum-idle) * time.Second / proccpu.ClockTick, time.Duration(sum) * time.Second / proccpu.ClockTick
 }
 
 // cpuSample is one reading of every watched process and the machine.
@@ -92,7 +68,7 @@ func takeCPU(groups cpuGroups) cpuSample {
 	for g, pids := range groups() {
 		m := map[int]time.Duration{}
 		for _, pid := range pids {
-			if d, ok := procCPU(pid); ok {
+			if d, err := proccpu.Of(pid); err == nil {
 				m[pid] = d
 			}
 		}
