@@ -76,6 +76,18 @@ type batcher struct {
 	senders int // calls (or goroutines) sending a pipeline; at most maxSenders
 }
 
+// newBatcher is the batcher of rdb, each pipeline bounded by timeout.
+func newBatcher(rdb redis.UniversalClient, timeout time.Duration) *batcher {
+	b := &batcher{rdb: rdb, timeout: timeout}
+	switch c := rdb.(type) {
+	case *redis.Client:
+		b.ctxBound = c.Options().ContextTimeoutEnabled
+	case *redis.ClusterClient:
+		b.ctxBound = c.Options().ContextTimeoutEnabled
+	}
+	return b
+}
+
 // call is one script run: its keys and arguments, then its reply.
 type call struct {
 	ctx  context.Context

@@ -123,9 +123,8 @@ type Options struct {
 // Limiter checks limits in Redis. It is safe for concurrent use; any number
 // of Limiters (in any number of processes) on one Redis share the limits.
 type Limiter struct {
-	prefix  string
-	timeout time.Duration
-	batch   *batcher
+	prefix string
+	batch  *batcher // holds the client and Options.Timeout
 }
 
 //go:embed gcra.lua
@@ -143,14 +142,7 @@ func New(rdb redis.UniversalClient, opts Options) *Limiter {
 	if opts.Timeout <= 0 {
 		opts.Timeout = 250 * time.Millisecond
 	}
-	b := &batcher{rdb: rdb, timeout: opts.Timeout}
-	switch c := rdb.(type) {
-	case *redis.Client:
-		b.ctxBound = c.Options().ContextTimeoutEnabled
-	case *redis.ClusterClient:
-		b.ctxBound = c.Options().ContextTimeoutEnabled
-	}
-	return &Limiter{prefix: opts.Prefix, timeout: opts.Timeout, batch: b}
+	return &Limiter{prefix: opts.Prefix, batch: newBatcher(rdb, opts.Timeout)}
 }
 
 // Allow spends one request on every limit if all of them admit it, and
@@ -230,10 +222,10 @@ func binds(a, b LimitResult, allowed bool) bool {
 	return a.Remaining < b.Remaining
 }
 
-// run evaluates the script within l.timeout, in a pipeline with the
+// run evaluates the script within Options.Timeout, in a pipeline with the
 // calls running beside it (batch.go).
 func (l *Limiter) run(ctx context.Context, keys []string, args []any) ([]int64, error) {
-	ctx, cancel := context.WithTimeout(ctx, l.timeout)
+	ctx, cancel := context.WithTimeout(ctx, l.batch.timeout)
 	defer cancel()
 	v, err := l.batch.do(ctx, keys, args)
 	if err != nil {
